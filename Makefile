@@ -1,0 +1,48 @@
+# predserve: the two commands of the README's quickstart, and the steps they need.
+#   make demo   the whole flow on generated data, then serve on http://127.0.0.1:8000
+#   make test   the test suite (builds the Bigtable emulator the tests start)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EMULATOR := .cache/bin/bigtable-emulator
+GOPATH_DEBIAN := /usr/share/gocode
+DEMO_ARGS ?=
+
+.PHONY: demo test install emulator bench clean
+
+demo: $(STAMP)
+	$(VENV)/bin/predserve demo $(DEMO_ARGS)
+
+test: $(STAMP) $(EMULATOR)
+	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+# The virtualenv, reinstalled whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+		echo "installing python3-venv (needed to create $(VENV))"; \
+		apt-get update -q && apt-get install -y -q python3-venv; fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+# Google's in-memory Bigtable server (the one `gcloud beta emulators bigtable start` runs),
+# built from Debian's Go packages. A gcloud SDK emulator is used instead when present.
+emulator: $(EMULATOR)
+$(EMULATOR): tools/bigtable-emulator/main.go
+	@if ! command -v go >/dev/null || [ ! -d $(GOPATH_DEBIAN)/src/cloud.google.com/go/bigtable/bttest ]; then \
+		echo "installing golang-go and golang-google-cloud-dev (Bigtable emulator)"; \
+		apt-get update -q && apt-get install -y -q golang-go golang-google-cloud-dev; fi
+	mkdir -p $(dir $@)
+	cd tools/bigtable-emulator && GO111MODULE=off GOPATH=$(GOPATH_DEBIAN) GOCACHE=$(CURDIR)/.cache/go-build \
+		go build -o $(CURDIR)/$@ main.go
+
+bench: $(STAMP) $(EMULATOR)
+	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/store.py
+
+clean:
+	rm -rf .cache demo-data .pytest_cache

@@ -1,0 +1,25 @@
+"""Errors shown to users. Each message says what was wrong and how to fix it."""
+
+
+class PredserveError(Exception):
+    """Base of every error predserve raises on purpose."""
+
+
+class SQLError(PredserveError):
+    """A statement could not be parsed or run; the message points at the statement."""
+
+
+class ModelError(PredserveError):
+    """A CREATE MODEL / ML.* call was invalid (bad option, missing column, unknown model...)."""
+
+
+class StoreError(PredserveError):
+    """The key-value store refused an operation or could not be reached."""
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer in time; callers may retry later."""
+
+
+class ExportError(PredserveError):
+    """The export job failed or a publish gate refused the snapshot."""

@@ -1,0 +1,154 @@
+"""The snapshot store contract shared by every backend.
+
+Per model the store keeps immutable *snapshots* of (id -> value bytes) and one *current*
+pointer. A writer creates a snapshot, writes batches into it, then publishes it: the pointer
+moves in one atomic step, so a reader sees the old snapshot or the new one, never a mix.
+Readers always name the snapshot they read (see ``current``), which is what makes that true.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Protocol, Sequence
+
+from predserve.errors import StoreError
+
+MAX_ID_BYTES = 512
+MAX_VALUE_BYTES = 1 << 20  # 1 MiB per stored prediction body
+MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+DEFAULT_KEEP = 3
+
+# Snapshot states. "writing" snapshots are unfinished; GC collects them once they are stale.
+WRITING, FINISHED, PUBLISHED = "writing", "finished", "published"
+
+
+@dataclass
+class SnapshotInfo:
+    """What the store knows about one snapshot of a model."""
+
+    model: str
+    id: int
+    state: str
+    created_at: float
+    rows: int = 0
+    published_at: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SnapshotInfo":
+        return cls(**data)
+
+
+@dataclass
+class ModelState:
+    """The pointer and history of one model: ``current`` is the published snapshot id."""
+
+    model: str
+    current: int | None = None
+    next_id: int = 1
+    snapshots: dict[int, SnapshotInfo] = field(default_factory=dict)
+    # Published snapshot ids, oldest first; rollback walks back along this list.
+    history: list[int] = field(default_factory=list)
+    # Snapshots removed from the state whose data is still being deleted (crash-safe GC).
+    pending_delete: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "current": self.current,
+            "next_id": self.next_id,
+            "snapshots": {str(k): v.to_dict() for k, v in self.snapshots.items()},
+            "history": self.history,
+            "pending_delete": self.pending_delete,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelState":
+        return cls(
+            model=data["model"],
+            current=data["current"],
+            next_id=data["next_id"],
+            snapshots={int(k): SnapshotInfo.from_dict(v) for k, v in data["snapshots"].items()},
+            history=list(data["history"]),
+            pending_delete=list(data.get("pending_delete", [])),
+        )
+
+    def current_info(self) -> SnapshotInfo | None:
+        return self.snapshots.get(self.current) if self.current is not None else None
+
+
+def check_model_name(model: str) -> None:
+    if not isinstance(model, str) or not MODEL_NAME.match(model):
+        raise StoreError(
+            f"invalid model name {model!r}: use letters, digits, '_', '.', '-' "
+            "(starting with a letter or '_'), at most 128 characters"
+        )
+
+
+def encode_id(entity_id: str | bytes) -> bytes:
+    """Validate an entity id and return its UTF-8 bytes."""
+    if isinstance(entity_id, bytes):
+        try:
+            entity_id.decode("utf-8")
+        except UnicodeDecodeError:
+            raise StoreError(f"id {entity_id!r} is not valid UTF-8; ids must be UTF-8 text") from None
+        raw = entity_id
+    else:
+        try:
+            raw = str(entity_id).encode("utf-8")
+        except UnicodeEncodeError:
+            raise StoreError(f"id {entity_id!r} is not valid UTF-8; ids must be UTF-8 text") from None
+    if not raw:
+        raise StoreError("empty id: every row needs a non-empty key")
+    if len(raw) > MAX_ID_BYTES:
+        raise StoreError(f"id of {len(raw)} bytes is longer than the maximum of {MAX_ID_BYTES} bytes")
+    return raw
+
+
+def check_value(value: bytes, entity_id: bytes) -> None:
+    if len(value) > MAX_VALUE_BYTES:
+        raise StoreError(
+            f"value for id {entity_id[:64]!r} is {len(value)} bytes, over the maximum of "
+            f"{MAX_VALUE_BYTES} bytes; store fewer or smaller prediction columns"
+        )
+
+
+def now() -> float:
+    return time.time()
+
+
+class SnapshotWriter(Protocol):
+    """Writes one unpublished snapshot. Safe to create in many worker processes at once."""
+
+    def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        """Write (id bytes, value bytes) pairs; returns how many ids were already present."""
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """A snapshot store: the write side for the export job, the read side for the API."""
+
+    url: str
+    readonly: bool
+
+    # write side
+    def create_snapshot(self, model: str, metadata: dict[str, Any] | None = None) -> SnapshotInfo: ...
+    def writer(self, model: str, snapshot: int) -> SnapshotWriter: ...
+    def finish_snapshot(self, model: str, snapshot: int, rows: int) -> SnapshotInfo: ...
+    def publish(self, model: str, snapshot: int, metadata: dict[str, Any] | None = None) -> SnapshotInfo: ...
+    def rollback(self, model: str, snapshot: int | None = None) -> SnapshotInfo: ...
+    def gc(self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 3600.0) -> list[tuple[str, int]]: ...
+
+    # read side
+    def models(self) -> list[str]: ...
+    def state(self, model: str) -> ModelState | None: ...
+    def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None: ...
+    def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]: ...
+    def count(self, model: str, snapshot: int) -> int: ...
+    def close(self) -> None: ...

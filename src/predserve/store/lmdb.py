@@ -1,0 +1,208 @@
+"""Embedded snapshot store on LMDB: one environment (a directory), one writer, many readers.
+
+Layout: a ``models`` database maps a model name to its JSON state (pointer, snapshots,
+history); a ``data`` database maps ``model NUL snapshot(8 bytes, big-endian) id`` to the stored
+value. Publishing rewrites the model's state in one write transaction, so it is atomic; a
+reader resolves the pointer and reads the value in one read transaction, so it sees one
+snapshot. Read transactions are per call, so no reader pins old pages for long.
+
+Access control is the file system's: the export job's account owns the directory; the API
+opens it read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import lmdb
+
+from predserve.errors import StoreError
+from predserve.store.base import ModelState, check_value, encode_id
+from predserve.store.snapshots import SnapshotStore, StateUpdate
+
+INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
+DELETE_BATCH = 50_000
+
+
+def data_prefix(model: str, snapshot: int) -> bytes:
+    return model.encode() + b"\x00" + struct.pack(">Q", snapshot)
+
+
+class LmdbSnapshotWriter:
+    """Writes one snapshot's rows; every ``write`` call is one LMDB write transaction."""
+
+    def __init__(self, store: "LmdbStore", model: str, snapshot: int) -> None:
+        self._store = store
+        self._prefix = data_prefix(model, snapshot)
+
+    def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        prefix = self._prefix
+        rows = []
+        for entity_id, value in items:
+            check_value(value, entity_id)
+            rows.append((prefix + encode_id(entity_id), value))
+        return self._store._put_rows(rows)
+
+    def close(self) -> None:
+        pass
+
+
+class LmdbStore(SnapshotStore):
+    """Snapshot store in an LMDB environment at ``path``."""
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.url = f"lmdb://{self.path}"
+        self.readonly = readonly
+        if readonly and not (self.path / "data.mdb").exists():
+            raise StoreError(
+                f"no store at {self.path}: nothing has been exported there yet "
+                "(run `predserve export ... --store PATH` first)"
+            )
+        self._pid = -1
+        self._env: lmdb.Environment | None = None
+        self._open()
+
+    # ---- environment ----------------------------------------------------------------------
+    def _open(self) -> None:
+        if not self.readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self._env = lmdb.open(
+                str(self.path),
+                map_size=INITIAL_MAP_SIZE,
+                max_dbs=4,
+                max_readers=2048,
+                readonly=self.readonly,
+                readahead=False,  # random point reads: don't pull neighbouring pages in
+                meminit=False,
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open LMDB store at {self.path}: {exc}") from exc
+        if not self.readonly:
+            self._models_db = self._env.open_db(b"models")
+            self._data_db = self._env.open_db(b"data")
+        else:
+            with self._env.begin() as txn:
+                try:
+                    self._models_db = self._env.open_db(b"models", txn=txn, create=False)
+                    self._data_db = self._env.open_db(b"data", txn=txn, create=False)
+                except lmdb.NotFoundError:
+                    raise StoreError(f"{self.path} is not a predserve store (no models/data databases)") from None
+        self._pid = os.getpid()
+
+    @property
+    def env(self) -> lmdb.Environment:
+        # An LMDB environment must not cross fork(): a forked worker opens its own.
+        if self._pid != os.getpid() or self._env is None:
+            self._open()
+        assert self._env is not None
+        return self._env
+
+    def _read_txn(self) -> lmdb.Transaction:
+        env = self.env
+        try:
+            return env.begin(buffers=False)
+        except lmdb.MapResizedError:
+            env.set_mapsize(0)  # the writer grew the map: adopt its size
+            return env.begin(buffers=False)
+
+    def _write(self, work):  # type: ignore[no-untyped-def]
+        """Run ``work(txn)`` in a write transaction, growing the map when it is full."""
+        env = self.env
+        while True:
+            try:
+                with env.begin(write=True) as txn:
+                    return work(txn)
+            except lmdb.MapFullError:
+                env.set_mapsize(env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                env.set_mapsize(0)
+
+    def close(self) -> None:
+        if self._env is not None and self._pid == os.getpid():
+            self._env.close()
+        self._env = None
+
+    # ---- primitives -----------------------------------------------------------------------
+    def _update_state(self, model: str, update: StateUpdate) -> ModelState:
+        key = model.encode()
+
+        def work(txn: lmdb.Transaction) -> ModelState:
+            raw = txn.get(key, db=self._models_db)
+            state = update(ModelState.from_dict(json.loads(raw)) if raw else None)
+            txn.put(key, json.dumps(state.to_dict()).encode(), db=self._models_db)
+            return state
+
+        return self._write(work)
+
+    def _put_rows(self, rows: list[tuple[bytes, bytes]]) -> int:
+        def work(txn: lmdb.Transaction) -> int:
+            consumed, added = txn.cursor(db=self._data_db).putmulti(rows, overwrite=False)
+            return consumed - added
+
+        return self._write(work)
+
+    def _delete_data(self, model: str, snapshot: int) -> None:
+        prefix = data_prefix(model, snapshot)
+
+        def work(txn: lmdb.Transaction) -> int:
+            cursor = txn.cursor(db=self._data_db)
+            deleted = 0
+            if cursor.set_range(prefix):
+                while deleted < DELETE_BATCH and cursor.key().startswith(prefix):
+                    if not cursor.delete():
+                        break
+                    deleted += 1
+            return deleted
+
+        while self._write(work) == DELETE_BATCH:
+            pass
+
+    def state(self, model: str) -> ModelState | None:
+        with self._read_txn() as txn:
+            raw = txn.get(model.encode(), db=self._models_db)
+        return ModelState.from_dict(json.loads(raw)) if raw else None
+
+    def models(self) -> list[str]:
+        with self._read_txn() as txn:
+            return [k.decode() for k in txn.cursor(db=self._models_db).iternext(values=False)]
+
+    # ---- write side -----------------------------------------------------------------------
+    def writer(self, model: str, snapshot: int) -> LmdbSnapshotWriter:
+        self._require_writable("write")
+        self._snapshot(self.state(model), model, snapshot)
+        return LmdbSnapshotWriter(self, model, snapshot)
+
+    # ---- read side ------------------------------------------------------------------------
+    def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
+        with self._read_txn() as txn:
+            return txn.get(data_prefix(model, snapshot) + entity_id, db=self._data_db)
+
+    def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
+        prefix = data_prefix(model, snapshot)
+        db = self._data_db
+        with self._read_txn() as txn:
+            get = txn.get
+            return [get(prefix + i, db=db) for i in ids]
+
+    def items(self, model: str, snapshot: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (id, value) of a snapshot, in key order."""
+        prefix = data_prefix(model, snapshot)
+        with self._read_txn() as txn:
+            cursor = txn.cursor(db=self._data_db)
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    yield key[len(prefix):], value
+
+    def count(self, model: str, snapshot: int) -> int:
+        return sum(1 for _ in self.items(model, snapshot))
+
+    def disk_bytes(self) -> int:
+        return (self.path / "data.mdb").stat().st_size

@@ -1,0 +1,259 @@
+"""Snapshot lifecycle shared by every backend: create, finish, publish, rollback, GC.
+
+A backend supplies a handful of primitives (an atomic read-modify-write of one model's
+state, raw reads and writes of data, and deleting one snapshot's data); everything about
+which transitions are legal lives here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Sequence
+
+from predserve.errors import StoreError
+from predserve.store.base import (
+    DEFAULT_KEEP,
+    FINISHED,
+    PUBLISHED,
+    WRITING,
+    ModelState,
+    SnapshotInfo,
+    check_model_name,
+    now,
+)
+
+StateUpdate = Callable[[ModelState | None], ModelState]
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _owner_is_dead(info: SnapshotInfo) -> bool:
+    """True when the process that created an unfinished snapshot is gone (same host only)."""
+    owner = info.metadata.get("writer") or {}
+    if owner.get("host") != socket.gethostname() or not owner.get("pid"):
+        return False
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class SnapshotStore(ABC):
+    """Base class: the snapshot state machine on top of backend primitives."""
+
+    url: str
+    readonly: bool
+
+    # ---- primitives each backend implements -------------------------------------------
+    @abstractmethod
+    def _update_state(self, model: str, update: StateUpdate) -> ModelState:
+        """Atomically apply ``update`` to the model's stored state and return the new state."""
+
+    @abstractmethod
+    def _delete_data(self, model: str, snapshot: int) -> None:
+        """Delete every stored row of one snapshot (it is no longer named by the state)."""
+
+    @abstractmethod
+    def state(self, model: str) -> ModelState | None:
+        """The model's pointer and snapshots, or None when the model is unknown."""
+
+    @abstractmethod
+    def models(self) -> list[str]:
+        """Names of every model with a state in the store."""
+
+    # ---- shared logic ------------------------------------------------------------------
+    def _require_writable(self, action: str) -> None:
+        if self.readonly:
+            raise StoreError(
+                f"cannot {action}: the store {self.url} is open read-only (the serving role). "
+                "Writing is the export job's role."
+            )
+
+    def create_snapshot(self, model: str, metadata: dict[str, Any] | None = None) -> SnapshotInfo:
+        """Allocate a new, unpublished snapshot id for ``model``."""
+        self._require_writable("create a snapshot")
+        check_model_name(model)
+        created: list[SnapshotInfo] = []
+
+        def update(state: ModelState | None) -> ModelState:
+            state = state or ModelState(model=model)
+            info = SnapshotInfo(
+                model=model,
+                id=state.next_id,
+                state=WRITING,
+                created_at=now(),
+                metadata={**(metadata or {}), "writer": _owner()},
+            )
+            state.snapshots[info.id] = info
+            state.next_id += 1
+            created.append(info)
+            return state
+
+        self._update_state(model, update)
+        return created[0]
+
+    def _snapshot(self, state: ModelState | None, model: str, snapshot: int) -> SnapshotInfo:
+        if state is None:
+            raise StoreError(f"model {model!r} has no snapshots in {self.url}; run `predserve export` first")
+        info = state.snapshots.get(snapshot)
+        if info is None:
+            known = ", ".join(str(s) for s in sorted(state.snapshots)) or "none"
+            raise StoreError(
+                f"snapshot {snapshot} of model {model!r} does not exist (known snapshots: {known}); "
+                f"see `predserve snapshots --store {self.url} {model}`"
+            )
+        return info
+
+    def finish_snapshot(self, model: str, snapshot: int, rows: int) -> SnapshotInfo:
+        """Mark a snapshot completely written; only finished snapshots can be published."""
+        self._require_writable("finish a snapshot")
+        done: list[SnapshotInfo] = []
+
+        def update(state: ModelState | None) -> ModelState:
+            info = self._snapshot(state, model, snapshot)
+            if info.state != WRITING:
+                raise StoreError(f"snapshot {snapshot} of model {model!r} is already {info.state}")
+            info.state, info.rows = FINISHED, rows
+            done.append(info)
+            return state  # type: ignore[return-value]
+
+        self._update_state(model, update)
+        return done[0]
+
+    def publish(self, model: str, snapshot: int, metadata: dict[str, Any] | None = None) -> SnapshotInfo:
+        """Make a finished snapshot current, in one atomic step."""
+        self._require_writable("publish")
+        done: list[SnapshotInfo] = []
+
+        def update(state: ModelState | None) -> ModelState:
+            info = self._snapshot(state, model, snapshot)
+            if info.state != FINISHED:
+                hint = " (finish writing it first)" if info.state == WRITING else " (use rollback to return to it)"
+                raise StoreError(f"cannot publish snapshot {snapshot} of model {model!r}: it is {info.state}{hint}")
+            assert state is not None
+            info.state, info.published_at = PUBLISHED, now()
+            info.metadata.update(metadata or {})
+            state.current = snapshot
+            state.history.append(snapshot)
+            done.append(info)
+            return state
+
+        self._update_state(model, update)
+        return done[0]
+
+    def rollback(self, model: str, snapshot: int | None = None) -> SnapshotInfo:
+        """Point ``model`` back at ``snapshot``, or at the previously published one."""
+        self._require_writable("roll back")
+        done: list[SnapshotInfo] = []
+
+        def update(state: ModelState | None) -> ModelState:
+            if state is None or state.current is None:
+                raise StoreError(f"model {model!r} has no published snapshot to roll back from")
+            if snapshot is None:
+                if len(state.history) < 2:
+                    raise StoreError(
+                        f"model {model!r} has no earlier snapshot to roll back to "
+                        f"(only snapshot {state.current} was published and kept)"
+                    )
+                state.history.pop()
+                target = state.history[-1]
+            else:
+                info = self._snapshot(state, model, snapshot)
+                if info.state != PUBLISHED:
+                    raise StoreError(
+                        f"cannot roll back model {model!r} to snapshot {snapshot}: it was never "
+                        f"published (it is {info.state})"
+                    )
+                if snapshot in state.history:
+                    state.history.remove(snapshot)
+                state.history.append(snapshot)
+                target = snapshot
+            state.current = target
+            done.append(state.snapshots[target])
+            return state
+
+        self._update_state(model, update)
+        return done[0]
+
+    def gc(
+        self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0
+    ) -> list[tuple[str, int]]:
+        """Delete all but the last ``keep`` published snapshots, plus abandoned unfinished ones.
+
+        An unfinished snapshot is abandoned when its writer process on this host is dead or it
+        is older than ``stale_after`` seconds. Returns the (model, snapshot) pairs deleted.
+        """
+        self._require_writable("collect garbage")
+        if keep < 1:
+            raise StoreError("gc must keep at least 1 published snapshot (the current one)")
+        deleted: list[tuple[str, int]] = []
+        for name in [model] if model else self.models():
+            doomed: list[int] = []
+
+            def update(state: ModelState | None) -> ModelState:
+                doomed.clear()
+                if state is None:
+                    raise StoreError(f"model {name!r} does not exist in {self.url}")
+                kept = set(state.history[-keep:])
+                if state.current is not None:
+                    kept.add(state.current)
+                for sid, info in list(state.snapshots.items()):
+                    unfinished = info.state in (WRITING, FINISHED)
+                    abandoned = unfinished and (_owner_is_dead(info) or now() - info.created_at > stale_after)
+                    if (not unfinished and sid not in kept) or abandoned:
+                        doomed.append(sid)
+                        del state.snapshots[sid]
+                state.history = [s for s in state.history if s in state.snapshots]
+                state.pending_delete = sorted(set(state.pending_delete) | set(doomed))
+                return state
+
+            # The state no longer names these snapshots, so no reader can resolve them; now
+            # drop their data. A GC that dies here leaves them in pending_delete for the next.
+            state = self._update_state(name, update)
+            for sid in state.pending_delete:
+                self._delete_data(name, sid)
+            purged = set(state.pending_delete)
+
+            def forget(state: ModelState | None) -> ModelState:
+                assert state is not None
+                state.pending_delete = [s for s in state.pending_delete if s not in purged]
+                return state
+
+            self._update_state(name, forget)
+            deleted.extend((name, sid) for sid in doomed)
+        return deleted
+
+    # ---- read side helpers ---------------------------------------------------------------
+    def current(self, model: str) -> SnapshotInfo | None:
+        state = self.state(model)
+        return state.current_info() if state else None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "SnapshotStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Async read API for the serving path. Embedded backends answer synchronously (a read is
+    # microseconds); network backends override these with real async calls and deadlines.
+    async def aget(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
+        return self.get(model, snapshot, entity_id)  # type: ignore[attr-defined]
+
+    async def aget_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
+        return self.get_many(model, snapshot, ids)  # type: ignore[attr-defined]
+
+    async def astate(self, model: str) -> ModelState | None:
+        return self.state(model)
+
+    async def amodels(self) -> list[str]:
+        return self.models()

@@ -1,0 +1,139 @@
+"""The estimators behind each model type, configured from BigQuery ML options.
+
+Returns (fitted estimator, ML.TRAINING_INFO rows). scikit-learn fits linear and logistic
+regression to convergence with exact solvers, where BigQuery ML's batch gradient descent
+stops after max_iterations; docs/sql.md lists that difference.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression, Ridge
+from sklearn.metrics import log_loss, mean_squared_error
+
+from predserve.errors import ModelError
+
+Info = list[dict[str, Any]]
+
+
+def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, float] | str | None:
+    if options.get("auto_class_weights") and options.get("class_weights"):
+        raise ModelError("set auto_class_weights or class_weights, not both")
+    if options.get("auto_class_weights"):
+        return "balanced"
+    given = options.get("class_weights")
+    if not given:
+        return None
+    weights = {}
+    for entry in given:
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ModelError("class_weights must be an array of STRUCT('label', weight)")
+        (label, weight), = entry.items()
+        matches = [i for i, c in enumerate(classes) if str(c) == str(label)]
+        if not matches:
+            raise ModelError(f"class_weights names label {label!r}, which is not in the training labels {classes}")
+        weights[matches[0]] = float(weight)
+    return weights
+
+
+def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, classes: list[Any]) -> tuple[Any, Info]:
+    weights = _class_weights(options, classes)
+    if model_type == "logistic_reg":
+        l1, l2 = options["l1_reg"], options["l2_reg"]
+        if l1 > 0:
+            est = LogisticRegression(solver="saga", C=1.0 / (l1 + l2), l1_ratio=l1 / (l1 + l2), max_iter=1000, class_weight=weights)
+        else:
+            # C is the inverse of the L2 strength; no regularization is C=inf.
+            est = LogisticRegression(C=1.0 / l2 if l2 > 0 else np.inf, max_iter=1000, class_weight=weights)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(x, y)
+        loss = log_loss(y, est.predict_proba(x), labels=list(range(len(classes))))
+        return est, [{"iteration": 0, "loss": float(loss), "learning_rate": None}]
+    return _fit_xgboost(options, x, y, classifier=True, num_classes=len(classes), class_weight=weights)
+
+
+def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[Any, Info]:
+    if model_type == "linear_reg":
+        l1, l2 = options["l1_reg"], options["l2_reg"]
+        if l1 > 0:
+            n = len(y)
+            est: Any = ElasticNet(alpha=(l1 + l2) / n, l1_ratio=l1 / (l1 + l2), max_iter=10_000)
+        elif l2 > 0:
+            est = Ridge(alpha=l2)
+        else:
+            est = LinearRegression()
+        est.fit(x, y)
+        loss = mean_squared_error(y, est.predict(x))
+        return est, [{"iteration": 0, "loss": float(loss), "learning_rate": None}]
+    return _fit_xgboost(options, x, y, classifier=False)
+
+
+def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, classifier: bool, num_classes: int = 0, class_weight: Any = None) -> tuple[Any, Info]:
+    import xgboost as xgb
+
+    params = dict(
+        n_estimators=options["max_iterations"],
+        max_depth=options["max_tree_depth"],
+        learning_rate=options["learn_rate"],
+        subsample=options["subsample"],
+        reg_alpha=options["l1_reg"],
+        reg_lambda=options["l2_reg"],
+        min_child_weight=options["min_tree_child_weight"],
+        gamma=options["min_split_loss"],
+        colsample_bytree=options["colsample_bytree"],
+        colsample_bylevel=options["colsample_bylevel"],
+        colsample_bynode=options["colsample_bynode"],
+        num_parallel_tree=options["num_parallel_tree"],
+        booster=options["booster_type"].lower(),
+        tree_method="hist" if options["tree_method"] == "AUTO" else options["tree_method"].lower(),
+        random_state=0,
+        n_jobs=2,
+    )
+    sample_weight = None
+    if classifier:
+        est: Any = xgb.XGBClassifier(**params)
+        if class_weight == "balanced":
+            counts = np.bincount(y, minlength=num_classes)
+            sample_weight = (len(y) / (num_classes * np.maximum(counts, 1)))[y]
+        elif class_weight:
+            sample_weight = np.array([class_weight.get(int(c), 1.0) for c in y])
+    else:
+        est = xgb.XGBRegressor(**params)
+    est.fit(x, y, sample_weight=sample_weight, eval_set=[(x, y)], verbose=False)
+    history = next(iter(est.evals_result().get("validation_0", {}).values()), [])
+    info = [{"iteration": i, "loss": float(v), "learning_rate": options["learn_rate"]} for i, v in enumerate(history)]
+    return est, info
+
+
+def default_num_clusters(rows: int) -> int:
+    """BigQuery ML chooses a default cluster count from the row count; we use sqrt(n/2), within [2, 100]."""
+    return int(min(100, max(2, round(math.sqrt(rows / 2)))))
+
+
+def fit_kmeans(options: dict[str, Any], x: np.ndarray) -> tuple[Any, Info]:
+    k = options["num_clusters"] or default_num_clusters(len(x))
+    if k > len(x):
+        raise ModelError(f"num_clusters={k} is more than the {len(x)} training rows")
+    if options["kmeans_init_method"] == "CUSTOM":
+        raise ModelError("kmeans_init_method='CUSTOM' is not supported yet; use RANDOM or KMEANS++")
+    if options["distance_type"] == "COSINE":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        x = x / norms
+    est = KMeans(
+        n_clusters=k,
+        init="k-means++" if options["kmeans_init_method"] == "KMEANS++" else "random",
+        max_iter=options["max_iterations"],
+        tol=options["min_rel_progress"] if options["early_stop"] else 0.0,
+        n_init=1,
+        random_state=0,
+    )
+    est.fit(x)
+    return est, [{"iteration": int(est.n_iter_) - 1, "loss": float(est.inertia_ / len(x)), "learning_rate": None}]

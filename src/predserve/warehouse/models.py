@@ -1,0 +1,276 @@
+"""Trained models: fitting (scikit-learn / XGBoost underneath), batch prediction, metrics.
+
+A ``TrainedModel`` is what CREATE MODEL produces and the catalog pickles into the warehouse.
+``predict_batch`` works on one Arrow record batch at a time, so ML.PREDICT streams.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from predserve.errors import ModelError
+from predserve.warehouse import metrics
+from predserve.warehouse.features import FeatureEncoder, NumericFeature, is_numeric
+from predserve.warehouse.split import split_rows
+
+MAX_CLASSES = 50
+CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier")
+REGRESSORS = ("linear_reg", "boosted_tree_regressor")
+
+
+@dataclass
+class TrainedModel:
+    name: str
+    model_type: str
+    options: dict[str, Any]
+    label: str | None
+    encoder: FeatureEncoder
+    estimator: Any
+    created_at: float
+    classes: list[Any] = field(default_factory=list)
+    label_type: pa.DataType | None = None
+    training_info: list[dict[str, Any]] = field(default_factory=list)
+    feature_info: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    training_rows: int = 0
+
+    # ---- prediction --------------------------------------------------------------------
+    @property
+    def output_prefix(self) -> str:
+        return f"predicted_{self.label}"
+
+    def predict_batch(self, batch: pa.RecordBatch, threshold: float | None = None) -> pa.RecordBatch:
+        """Score one batch: prediction columns first, then every input column, as BigQuery ML does."""
+        x = self.encoder.encode(batch)
+        columns, names = self._prediction_columns(x, threshold)
+        for name in batch.schema.names:
+            if name not in names:
+                columns.append(batch.column(name))
+                names.append(name)
+        return pa.RecordBatch.from_arrays(columns, names=names)
+
+    def _prediction_columns(self, x: np.ndarray, threshold: float | None) -> tuple[list[pa.Array], list[str]]:
+        if self.model_type in REGRESSORS:
+            values = self.estimator.predict(x) if len(x) else np.zeros(0)
+            return [pa.array(np.asarray(values, dtype=np.float64))], [self.output_prefix]
+        if self.model_type in CLASSIFIERS:
+            probs = self.estimator.predict_proba(x) if len(x) else np.zeros((0, len(self.classes)))
+            return self._classifier_columns(np.asarray(probs, dtype=np.float64), threshold)
+        return self._kmeans_columns(x)
+
+    def _classifier_columns(self, probs: np.ndarray, threshold: float | None) -> tuple[list[pa.Array], list[str]]:
+        k = len(self.classes)
+        if k == 2:
+            cut = 0.5 if threshold is None else threshold
+            chosen = (probs[:, 1] > cut).astype(np.int64)
+        else:
+            if threshold is not None:
+                raise ModelError("STRUCT(threshold) only applies to binary classification models")
+            chosen = probs.argmax(axis=1)
+        labels = pa.array(self.classes, type=self.label_type)
+        predicted = labels.take(pa.array(chosen))
+        n = len(probs)
+        offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+        entries = pa.StructArray.from_arrays(
+            [labels.take(pa.array(np.tile(np.arange(k), n))), pa.array(probs.ravel())],
+            names=["label", "prob"],
+        )
+        return [predicted, pa.ListArray.from_arrays(offsets, entries)], [self.output_prefix, f"{self.output_prefix}_probs"]
+
+    def _kmeans_columns(self, x: np.ndarray) -> tuple[list[pa.Array], list[str]]:
+        k = self.estimator.n_clusters
+        if self.options.get("distance_type") == "COSINE":
+            x = _unit_rows(x)
+        distances = self.estimator.transform(x) if len(x) else np.zeros((0, k))
+        order = np.argsort(distances, axis=1)
+        n = len(distances)
+        offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+        entries = pa.StructArray.from_arrays(
+            [pa.array((order + 1).ravel()), pa.array(np.take_along_axis(distances, order, axis=1).ravel())],
+            names=["CENTROID_ID", "DISTANCE"],
+        )
+        centroid = pa.array(order[:, 0] + 1 if n else np.zeros(0, dtype=np.int64))
+        return [centroid, pa.ListArray.from_arrays(offsets, entries)], ["CENTROID_ID", "NEAREST_CENTROIDS_DISTANCE"]
+
+    # ---- evaluation --------------------------------------------------------------------
+    def evaluate(self, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
+        """Metrics on ``table`` (which must hold the label column for supervised models)."""
+        x = self.encoder.encode(table)
+        if self.model_type == "kmeans":
+            return metrics.clustering(x if self.options.get("distance_type") != "COSINE" else _unit_rows(x), self.estimator)
+        if self.label not in table.schema.names:
+            raise ModelError(f"ML.EVALUATE input needs the label column {self.label!r} of model {self.name}")
+        y = table.column(self.label)
+        if y.null_count:
+            table = table.filter(pc.is_valid(y))
+            x = self.encoder.encode(table)
+            y = table.column(self.label)
+        if self.model_type in REGRESSORS:
+            return metrics.regression(y.to_numpy().astype(np.float64), self.estimator.predict(x))
+        index = _label_indices(y, self.classes, self.label_type)
+        probs = self.estimator.predict_proba(x)
+        return metrics.classification(index, probs, threshold)
+
+    def evaluation_table(self) -> pa.Table:
+        return pa.Table.from_pylist([self.evaluation])
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return x / norms
+
+
+def _label_indices(y: pa.ChunkedArray | pa.Array, classes: list[Any], label_type: pa.DataType | None) -> np.ndarray:
+    idx = pc.index_in(y.cast(label_type) if label_type else y, value_set=pa.array(classes, type=label_type))
+    out = pc.fill_null(idx, -1).to_numpy(zero_copy_only=False)
+    if (out < 0).any():
+        unknown = pc.unique(pc.filter(y, pc.is_null(idx))).to_pylist()[:5]
+        raise ModelError(f"label values {unknown} were not seen in training; the model knows {classes}")
+    return out.astype(np.int64)
+
+
+# ---- training ------------------------------------------------------------------------------
+def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
+    model_type = options["model_type"]
+    started = time.time()
+    if table.num_rows == 0:
+        raise ModelError(f"CREATE MODEL {name}: the training query returned no rows")
+    label = _label_column(name, options, table)
+    exclude = {label, options.get("data_split_col"), options.get("kmeans_init_col")} - {None}
+    feature_cols = [c for c in table.schema.names if c not in exclude]
+    if not feature_cols:
+        raise ModelError(f"CREATE MODEL {name}: the training query has no feature columns besides the label")
+    if model_type == "kmeans":
+        train_idx, eval_idx = np.arange(table.num_rows), None
+    else:
+        train_idx, eval_idx = split_rows(table, options)
+    train_table = table.take(pa.array(train_idx))
+    trees = model_type.startswith("boosted_tree")
+    standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
+    encoder = FeatureEncoder.fit(train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees)
+    x = encoder.encode(train_table)
+    model = TrainedModel(
+        name=name, model_type=model_type, options=options, label=label, encoder=encoder,
+        estimator=None, created_at=started, training_rows=len(train_idx),
+    )
+    from predserve.warehouse import estimators
+
+    if model_type in CLASSIFIERS:
+        y_col = train_table.column(label)
+        model.label_type = y_col.type
+        model.classes = sorted(pc.unique(table.column(label)).to_pylist())
+        model.estimator, model.training_info = estimators.fit_classifier(
+            model_type, options, x, _label_indices(y_col, model.classes, model.label_type), model.classes
+        )
+    elif model_type in REGRESSORS:
+        y = train_table.column(label).cast(pa.float64()).to_numpy()
+        model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, y)
+    else:
+        model.estimator, model.training_info = estimators.fit_kmeans(options, x)
+    for row in model.training_info:
+        row.setdefault("duration_ms", int((time.time() - started) * 1000))
+    model.feature_info = feature_statistics(train_table, feature_cols)
+    eval_table = table.take(pa.array(eval_idx)) if eval_idx is not None and len(eval_idx) else train_table
+    model.evaluation = model.evaluate(eval_table)
+    return model
+
+
+def _label_column(name: str, options: dict[str, Any], table: pa.Table) -> str | None:
+    model_type = options["model_type"]
+    if model_type == "kmeans":
+        if options.get("input_label_cols"):
+            raise ModelError("kmeans models are unsupervised: remove input_label_cols")
+        return None
+    cols = options.get("input_label_cols") or ["label"]
+    if len(cols) != 1:
+        raise ModelError(f"input_label_cols must name exactly one column, got {cols}")
+    label = cols[0]
+    if label not in table.schema.names:
+        raise ModelError(
+            f"CREATE MODEL {name}: label column {label!r} is not in the training query "
+            f"(columns: {', '.join(table.schema.names)}). Set OPTIONS(input_label_cols=['...'])."
+        )
+    y = table.column(label)
+    if y.null_count:
+        raise ModelError(
+            f"CREATE MODEL {name}: label column {label!r} is NULL in {y.null_count} rows; "
+            f"filter them out (WHERE {label} IS NOT NULL)"
+        )
+    if model_type in REGRESSORS and not is_numeric(y.type):
+        raise ModelError(
+            f"CREATE MODEL {name}: {model_type} needs a numeric label, but {label!r} is {y.type}; "
+            "use logistic_reg or boosted_tree_classifier for categories"
+        )
+    if model_type in CLASSIFIERS:
+        if pa.types.is_floating(y.type):
+            raise ModelError(f"CREATE MODEL {name}: classification label {label!r} must be INT64, BOOL or STRING, not {y.type}")
+        distinct = len(pc.unique(y))
+        if distinct > MAX_CLASSES:
+            raise ModelError(f"CREATE MODEL {name}: label {label!r} has {distinct} distinct values; at most {MAX_CLASSES} classes are supported")
+        if distinct < 2:
+            raise ModelError(f"CREATE MODEL {name}: label {label!r} has only one distinct value; a classifier needs at least two")
+    return label
+
+
+def feature_statistics(table: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
+    """ML.FEATURE_INFO rows: one per input feature column."""
+    rows = []
+    for name in columns:
+        col = table.column(name)
+        row: dict[str, Any] = {
+            "input": name, "min": None, "max": None, "mean": None, "median": None, "stddev": None,
+            "category_count": None, "null_count": col.null_count, "dimension": None,
+        }
+        if is_numeric(col.type):
+            values = col.cast(pa.float64())
+            mm = pc.min_max(values).as_py()
+            row.update(
+                min=mm["min"], max=mm["max"], mean=pc.mean(values).as_py(),
+                median=pc.approximate_median(values).as_py(), stddev=pc.stddev(values, ddof=1).as_py(),
+            )
+        else:
+            row["category_count"] = len(pc.unique(col.drop_null() if hasattr(col, "drop_null") else col))
+        rows.append(row)
+    return rows
+
+
+def weights_table(model: TrainedModel, standardize: bool = False) -> pa.Table:
+    """ML.WEIGHTS for linear models: one row per input plus __INTERCEPT__."""
+    if model.model_type not in ("linear_reg", "logistic_reg"):
+        raise ModelError(f"ML.WEIGHTS supports linear_reg and logistic_reg models; {model.name} is {model.model_type}")
+    est = model.estimator
+    coef = np.atleast_2d(est.coef_)
+    intercepts = np.atleast_1d(est.intercept_)
+    if model.model_type == "logistic_reg" and len(model.classes) > 2:
+        raise ModelError("ML.WEIGHTS for multiclass logistic_reg is not supported yet; see docs/sql.md")
+    w = coef[0].copy()
+    b = float(intercepts[0])
+    rows: list[dict[str, Any]] = []
+    pos = 0
+    for feature in model.encoder.features:
+        width = len(feature.output_names)
+        part = w[pos:pos + width]
+        if isinstance(feature, NumericFeature):
+            weight = float(part[0])
+            if feature.standardize and not standardize:
+                b -= weight * feature.mean / feature.stddev
+                weight /= feature.stddev
+            rows.append({"processed_input": feature.name, "weight": weight, "category_weights": []})
+        else:
+            cats = [{"category": "NULL" if c is None else str(c), "weight": float(v)} for c, v in zip(feature.categories, part)]
+            rows.append({"processed_input": feature.name, "weight": None, "category_weights": cats})
+        pos += width
+    rows.append({"processed_input": "__INTERCEPT__", "weight": b, "category_weights": []})
+    schema = pa.schema([
+        ("processed_input", pa.string()), ("weight", pa.float64()),
+        ("category_weights", pa.list_(pa.struct([("category", pa.string()), ("weight", pa.float64())]))),
+    ])
+    return pa.Table.from_pylist(rows, schema=schema)
+

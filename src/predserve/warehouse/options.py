@@ -1,0 +1,172 @@
+"""CREATE MODEL options: which exist for each model type, their types, defaults and checks.
+
+Options follow BigQuery ML's CREATE MODEL reference. An option that is unknown for the model
+type, or has a value of the wrong type or out of range, is an error, never ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import sqlglot.expressions as exp
+
+from predserve.errors import ModelError
+
+MODEL_TYPES = ("linear_reg", "logistic_reg", "boosted_tree_classifier", "boosted_tree_regressor", "kmeans")
+
+
+@dataclass(frozen=True)
+class Option:
+    kind: type | tuple[type, ...]
+    default: Any
+    check: Callable[[Any], bool] | None = None
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+
+def _positive(v: Any) -> bool:
+    return v > 0
+
+
+def _non_negative(v: Any) -> bool:
+    return v >= 0
+
+
+def _fraction(v: Any) -> bool:
+    return 0 < v < 1
+
+
+def _unit(v: Any) -> bool:
+    return 0 < v <= 1
+
+
+SPLIT_METHODS = ("AUTO_SPLIT", "RANDOM", "CUSTOM", "SEQ", "NO_SPLIT")
+
+COMMON: dict[str, Option] = {
+    "model_type": Option(str, None, choices=MODEL_TYPES),
+    "input_label_cols": Option(list, None),
+    "data_split_method": Option(str, "AUTO_SPLIT", choices=SPLIT_METHODS),
+    "data_split_eval_fraction": Option(float, 0.2, _fraction, help="between 0 and 1"),
+    "data_split_col": Option(str, None),
+    "max_iterations": Option(int, 20, _positive, help="a positive integer"),
+    "early_stop": Option(bool, True),
+    "min_rel_progress": Option(float, 0.01, _non_negative, help="zero or more"),
+}
+
+LINEAR: dict[str, Option] = {
+    "l1_reg": Option(float, 0.0, _non_negative, help="zero or more"),
+    "l2_reg": Option(float, 0.0, _non_negative, help="zero or more"),
+    "optimize_strategy": Option(str, "AUTO_STRATEGY", choices=("AUTO_STRATEGY", "BATCH_GRADIENT_DESCENT", "NORMAL_EQUATION")),
+    "learn_rate_strategy": Option(str, "LINE_SEARCH", choices=("LINE_SEARCH", "CONSTANT")),
+    "learn_rate": Option(float, 0.1, _positive, help="positive"),
+    "ls_init_learn_rate": Option(float, 0.1, _positive, help="positive"),
+    "warm_start": Option(bool, False),
+    "calculate_p_values": Option(bool, False),
+    "category_encoding_method": Option(str, "ONE_HOT_ENCODING", choices=("ONE_HOT_ENCODING", "DUMMY_ENCODING")),
+}
+
+CLASSIFIER: dict[str, Option] = {
+    "auto_class_weights": Option(bool, False),
+    "class_weights": Option(list, None),
+}
+
+TREES: dict[str, Option] = {
+    "booster_type": Option(str, "GBTREE", choices=("GBTREE", "DART")),
+    "num_parallel_tree": Option(int, 1, _positive, help="a positive integer"),
+    "tree_method": Option(str, "AUTO", choices=("AUTO", "EXACT", "APPROX", "HIST")),
+    "min_tree_child_weight": Option(float, 1.0, _non_negative, help="zero or more"),
+    "colsample_bytree": Option(float, 1.0, _unit, help="in (0, 1]"),
+    "colsample_bylevel": Option(float, 1.0, _unit, help="in (0, 1]"),
+    "colsample_bynode": Option(float, 1.0, _unit, help="in (0, 1]"),
+    "min_split_loss": Option(float, 0.0, _non_negative, help="zero or more"),
+    "max_tree_depth": Option(int, 6, _positive, help="a positive integer"),
+    "subsample": Option(float, 1.0, _unit, help="in (0, 1]"),
+    "l1_reg": Option(float, 0.0, _non_negative, help="zero or more"),
+    "l2_reg": Option(float, 1.0, _non_negative, help="zero or more"),
+    "learn_rate": Option(float, 0.3, _positive, help="positive"),
+    "enable_global_explain": Option(bool, False),
+}
+
+KMEANS: dict[str, Option] = {
+    "num_clusters": Option(int, None, lambda v: 2 <= v <= 100, help="between 2 and 100"),
+    "kmeans_init_method": Option(str, "RANDOM", choices=("RANDOM", "KMEANS++", "CUSTOM")),
+    "kmeans_init_col": Option(str, None),
+    "distance_type": Option(str, "EUCLIDEAN", choices=("EUCLIDEAN", "COSINE")),
+    "standardize_features": Option(bool, True),
+    "max_iterations": Option(int, 20, _positive, help="a positive integer"),
+    "early_stop": Option(bool, True),
+    "min_rel_progress": Option(float, 0.01, _non_negative, help="zero or more"),
+    "model_type": COMMON["model_type"],
+}
+
+SPECS: dict[str, dict[str, Option]] = {
+    "linear_reg": {**COMMON, **LINEAR},
+    "logistic_reg": {**COMMON, **LINEAR, **CLASSIFIER},
+    "boosted_tree_classifier": {**COMMON, **TREES, **CLASSIFIER},
+    "boosted_tree_regressor": {**COMMON, **TREES},
+    "kmeans": KMEANS,
+}
+
+
+def literal_value(node: exp.Expression, name: str) -> Any:
+    """Turn an OPTIONS value (a SQL literal, array, or negated number) into Python."""
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Null):
+        return None
+    if isinstance(node, exp.Neg):
+        return -literal_value(node.this, name)
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return node.this
+        text = str(node.this)
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    if isinstance(node, exp.Array):
+        return [literal_value(e, name) for e in node.expressions]
+    if isinstance(node, exp.Struct):
+        return {str(e.this.name if hasattr(e.this, "name") else e.this): literal_value(e.expression, name) for e in node.expressions}
+    if isinstance(node, (exp.Column, exp.Var, exp.Identifier)):
+        return node.name
+    raise ModelError(f"OPTIONS({name}=...) must be a literal value, got {node.sql('bigquery')!r}")
+
+
+def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate the user's OPTIONS and fill in every default for the model type."""
+    lowered = {k.lower(): v for k, v in raw.items()}
+    model_type = lowered.get("model_type")
+    if model_type is None:
+        raise ModelError("CREATE MODEL needs OPTIONS(model_type='...'); supported: " + ", ".join(MODEL_TYPES))
+    if not isinstance(model_type, str) or model_type.lower() not in SPECS:
+        raise ModelError(f"unknown model_type {model_type!r}; supported: " + ", ".join(MODEL_TYPES))
+    model_type = model_type.lower()
+    spec = SPECS[model_type]
+    resolved: dict[str, Any] = {}
+    for name, value in lowered.items():
+        option = spec.get(name)
+        if option is None:
+            known = ", ".join(sorted(spec))
+            raise ModelError(f"option {name!r} is not valid for model_type '{model_type}'. Valid options: {known}")
+        resolved[name] = _checked(name, value, option)
+    for name, option in spec.items():
+        resolved.setdefault(name, option.default)
+    resolved["model_type"] = model_type
+    return resolved
+
+
+def _checked(name: str, value: Any, option: Option) -> Any:
+    kind = option.kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is list and isinstance(value, str):
+        value = [value]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = {str: "a string", int: "an integer", float: "a number", bool: "TRUE or FALSE", list: "an array"}
+        raise ModelError(f"option {name} must be {expected.get(kind, kind)}, got {value!r}")  # type: ignore[call-overload]
+    if option.choices is not None:
+        if value.upper() not in option.choices and value.lower() not in option.choices:
+            raise ModelError(f"option {name}={value!r} is not one of: " + ", ".join(option.choices))
+        value = value.lower() if value.lower() in option.choices else value.upper()
+    if option.check is not None and not option.check(value):
+        raise ModelError(f"option {name}={value!r} is out of range: it must be {option.help}")
+    return value
