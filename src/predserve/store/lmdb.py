@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -26,6 +27,64 @@ from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
 DELETE_BATCH = 50_000
+
+
+# LMDB forbids opening one environment twice in a process (closing one copy drops the other's
+# locks), so every LmdbStore in a process shares one handle per path, counted by reference.
+_ENVIRONMENTS: dict[tuple[int, str], list] = {}
+_ENV_LOCK = threading.Lock()
+
+
+def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, object, object]:
+    key = (os.getpid(), os.path.realpath(path))
+    with _ENV_LOCK:
+        entry = _ENVIRONMENTS.get(key)
+        if entry is not None:
+            env, models_db, data_db, env_readonly, _ = entry
+            if env_readonly and not readonly:
+                raise StoreError(
+                    f"{path} is already open read-only in this process; open the writer before any reader"
+                )
+            entry[4] += 1
+            return env, models_db, data_db
+        if not readonly:
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            env = lmdb.open(
+                str(path),
+                map_size=INITIAL_MAP_SIZE,
+                max_dbs=4,
+                max_readers=2048,
+                readonly=readonly,
+                readahead=False,  # random point reads: don't pull neighbouring pages in
+                meminit=False,
+            )
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open LMDB store at {path}: {exc}") from exc
+        if readonly:
+            try:  # in a read-only environment py-lmdb opens the handles with a read transaction
+                models_db = env.open_db(b"models", create=False)
+                data_db = env.open_db(b"data", create=False)
+            except lmdb.NotFoundError:
+                env.close()
+                raise StoreError(f"{path} is not a predserve store (no models/data databases)") from None
+        else:
+            models_db = env.open_db(b"models")
+            data_db = env.open_db(b"data")
+        _ENVIRONMENTS[key] = [env, models_db, data_db, readonly, 1]
+        return env, models_db, data_db
+
+
+def _release_environment(path: Path) -> None:
+    key = (os.getpid(), os.path.realpath(path))
+    with _ENV_LOCK:
+        entry = _ENVIRONMENTS.get(key)
+        if entry is None:
+            return
+        entry[4] -= 1
+        if entry[4] == 0:
+            entry[0].close()
+            del _ENVIRONMENTS[key]
 
 
 def data_prefix(model: str, snapshot: int) -> bytes:
@@ -69,30 +128,7 @@ class LmdbStore(SnapshotStore):
 
     # ---- environment ----------------------------------------------------------------------
     def _open(self) -> None:
-        if not self.readonly:
-            self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._env = lmdb.open(
-                str(self.path),
-                map_size=INITIAL_MAP_SIZE,
-                max_dbs=4,
-                max_readers=2048,
-                readonly=self.readonly,
-                readahead=False,  # random point reads: don't pull neighbouring pages in
-                meminit=False,
-            )
-        except lmdb.Error as exc:
-            raise StoreError(f"cannot open LMDB store at {self.path}: {exc}") from exc
-        if not self.readonly:
-            self._models_db = self._env.open_db(b"models")
-            self._data_db = self._env.open_db(b"data")
-        else:
-            with self._env.begin() as txn:
-                try:
-                    self._models_db = self._env.open_db(b"models", txn=txn, create=False)
-                    self._data_db = self._env.open_db(b"data", txn=txn, create=False)
-                except lmdb.NotFoundError:
-                    raise StoreError(f"{self.path} is not a predserve store (no models/data databases)") from None
+        self._env, self._models_db, self._data_db = _shared_environment(self.path, self.readonly)
         self._pid = os.getpid()
 
     @property
@@ -125,7 +161,7 @@ class LmdbStore(SnapshotStore):
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
-            self._env.close()
+            _release_environment(self.path)
         self._env = None
 
     # ---- primitives -----------------------------------------------------------------------
@@ -206,3 +242,8 @@ class LmdbStore(SnapshotStore):
 
     def disk_bytes(self) -> int:
         return (self.path / "data.mdb").stat().st_size
+
+    def entries(self) -> int:
+        """Rows stored across every snapshot: O(1), used for export progress."""
+        with self._read_txn() as txn:
+            return int(txn.stat(self._data_db)["entries"])

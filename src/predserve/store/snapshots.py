@@ -182,6 +182,29 @@ class SnapshotStore(ABC):
         self._update_state(model, update)
         return done[0]
 
+    def discard(self, model: str, snapshot: int) -> None:
+        """Delete an unpublished snapshot now (a failed or refused export cleans up after itself)."""
+        self._require_writable("discard a snapshot")
+
+        def update(state: ModelState | None) -> ModelState:
+            info = self._snapshot(state, model, snapshot)
+            if info.state == PUBLISHED:
+                raise StoreError(f"snapshot {snapshot} of model {model!r} was published; only gc removes published snapshots")
+            assert state is not None
+            del state.snapshots[snapshot]
+            state.pending_delete = sorted(set(state.pending_delete) | {snapshot})
+            return state
+
+        self._update_state(model, update)
+        self._delete_data(model, snapshot)
+
+        def forget(state: ModelState | None) -> ModelState:
+            assert state is not None
+            state.pending_delete = [s for s in state.pending_delete if s != snapshot]
+            return state
+
+        self._update_state(model, forget)
+
     def gc(
         self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0
     ) -> list[tuple[str, int]]:
