@@ -66,6 +66,7 @@ def run_export(
     policy: GatePolicy | None = None,
     keep: int = DEFAULT_KEEP,
     max_age: float | None = None,
+    default_prediction: dict[str, Any] | None = None,
     progress: Progress | None = None,
 ) -> ExportSummary:
     """Export one model's predictions into a new snapshot and publish it if every gate passes."""
@@ -90,7 +91,7 @@ def run_export(
         if blocking:
             store.discard(model, snapshot)
             raise GateRefused(summary, blocking)
-        metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows}
+        metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction}
         store.publish(model, snapshot, metadata)
         summary.published = True
         summary.collected = [sid for _, sid in store.gc(model, keep=keep)]

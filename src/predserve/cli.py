@@ -1,0 +1,408 @@
+"""The ``predserve`` command line: one subcommand per step of the flow."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pyarrow as pa
+
+from predserve.errors import PredserveError
+
+WAREHOUSE_HELP = "warehouse: a DuckDB file path (created if missing)"
+STORE_HELP = "store URL: PATH or lmdb://PATH (embedded), bigtable://PROJECT/INSTANCE/TABLE"
+
+
+def _fail(exc: Exception) -> None:
+    click.secho(f"error: {exc}", fg="red", err=True)
+    sys.exit(1)
+
+
+class Group(click.Group):
+    """Turns predserve's own errors into one red line and exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PredserveError as exc:
+            _fail(exc)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="predserve")
+def main() -> None:
+    """predserve: BigQuery ML SQL in a warehouse, a Beam export into a snapshot store,
+    and a low-latency prediction API.
+
+    \b
+    The flow:  predserve sql (CREATE MODEL, ML.PREDICT)  ->  predserve export  ->  predserve serve
+    Try it:    predserve demo
+    """
+
+
+# ---- warehouse ------------------------------------------------------------------------------
+def print_table(table: pa.Table, fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(table.to_pylist(), default=str, indent=2))
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(_flatten_nested(table), sink)
+        click.echo(sink.getvalue().to_pybytes().decode(), nl=False)
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        if table.num_columns == 0:
+            click.echo("OK")
+            return
+        view = Table(show_lines=False)
+        for name in table.schema.names:
+            view.add_column(name)
+        for row in table.slice(0, 200).to_pylist():
+            view.add_row(*[_cell(v) for v in row.values()])
+        Console().print(view)
+        if table.num_rows > 200:
+            click.echo(f"... {table.num_rows - 200} more rows ({table.num_rows} in all); use --format csv for everything")
+        else:
+            click.echo(f"{table.num_rows} row{'s' if table.num_rows != 1 else ''}")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return "NULL" if value is None else str(value)
+
+
+def _flatten_nested(table: pa.Table) -> pa.Table:
+    """CSV cannot hold lists or structs: write them as JSON text."""
+    columns = []
+    for col in table.columns:
+        if pa.types.is_nested(col.type):
+            col = pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()], pa.string())
+        columns.append(col)
+    return pa.table(columns, names=table.schema.names)
+
+
+@main.command()
+@click.option("-w", "--warehouse", required=True, help=WAREHOUSE_HELP)
+@click.option("-f", "--file", "sql_file", type=click.Path(exists=True, dir_okay=False), help="read the SQL from a file")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.argument("statement", required=False)
+def sql(warehouse: str, sql_file: str | None, fmt: str, statement: str | None) -> None:
+    """Run BigQuery ML SQL (one statement or a ;-separated script) on a warehouse.
+
+    \b
+    predserve sql -w wh.duckdb "CREATE MODEL churn OPTIONS(model_type='logistic_reg',
+        input_label_cols=['churned']) AS SELECT * FROM users"
+    predserve sql -w wh.duckdb "SELECT * FROM ML.EVALUATE(MODEL churn)"
+    predserve sql -w wh.duckdb "SELECT name, model_type, created_at FROM _predserve.models"
+    """
+    from predserve.warehouse import Warehouse
+
+    if (statement is None) == (sql_file is None):
+        raise click.UsageError("give a STATEMENT or -f FILE (one of them)")
+    text = Path(sql_file).read_text() if sql_file else statement
+    with Warehouse(warehouse) as wh:
+        print_table(wh.sql(text or ""), fmt)
+
+
+@main.command()
+@click.option("-w", "--warehouse", required=True, help=WAREHOUSE_HELP)
+@click.option("--replace", is_flag=True, help="replace the table if it exists")
+@click.argument("table")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def load(warehouse: str, replace: bool, table: str, file: str) -> None:
+    """Load a CSV or Parquet FILE into warehouse TABLE (dataset.table creates the dataset)."""
+    from predserve.warehouse.loading import load_file
+
+    with_rows = load_file(warehouse, table, file, replace=replace)
+    click.echo(f"loaded {with_rows} rows into {table}")
+
+
+# ---- export ---------------------------------------------------------------------------------
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("-w", "--warehouse", required=True, help=WAREHOUSE_HELP + ", or bigquery://PROJECT/DATASET")
+@click.option("--model", required=True, help="model name the predictions are served under")
+@click.option("--key", required=True, help="column holding the id clients look up (e.g. user_id)")
+@click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
+@click.option("--table", help="export every row of this table instead of a query")
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
+@click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
+@click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
+@click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")
+@click.option("--allow-null-keys", is_flag=True, help="publish even when some rows had a NULL key (they are skipped)")
+@click.option("--allow-duplicates", is_flag=True, help="publish even when keys repeat (the first row wins)")
+@click.option("--max-row-drop", default=0.5, show_default=True, help="refuse when rows fall by more than this fraction vs the current snapshot")
+@click.option("--allow-schema-change", is_flag=True, help="publish even when the prediction columns changed")
+@click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
+@click.pass_context
+def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str | None, table: str | None, store: str,
+           keep: int, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
+           allow_duplicates: bool, max_row_drop: float, allow_schema_change: bool, as_json: bool) -> None:
+    """Export predictions into a new store snapshot with an Apache Beam pipeline, then publish it.
+
+    Extra arguments are Beam pipeline options, e.g. --runner DataflowRunner --project P
+    --region R --temp_location gs://B/tmp, or --direct_num_workers 2
+    --direct_running_mode multi_processing. The default runner is the local DirectRunner.
+    """
+    from predserve.pipeline import GatePolicy, GateRefused, run_export
+
+    policy = GatePolicy(allow_empty, allow_null_keys, allow_duplicates, max_row_drop, allow_schema_change)
+    default = None
+    if default_prediction is not None:
+        try:
+            default = json.loads(default_prediction)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--default-prediction")
+        if not isinstance(default, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--default-prediction")
+    progress = None if as_json else _progress_printer()
+    try:
+        summary = run_export(
+            warehouse=warehouse, model=model, key=key, store_url=store, query=query, table=table,
+            beam_args=ctx.args, policy=policy, keep=keep, max_age=max_age, default_prediction=default, progress=progress,
+        )
+    except GateRefused as refused:
+        if as_json:
+            click.echo(json.dumps(refused.summary.to_dict(), indent=2))
+        else:
+            _print_gates(refused.summary.gates)
+        _fail(refused)
+        return
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    _print_gates(summary.gates)
+    click.secho(
+        f"published snapshot {summary.snapshot} of {model}: {summary.rows:,} rows in {summary.seconds:.1f}s "
+        f"({summary.rows_per_second:,.0f} rows/s)", fg="green",
+    )
+    if summary.collected:
+        click.echo(f"garbage-collected snapshots: {', '.join(map(str, summary.collected))}")
+
+
+def _progress_printer() -> Any:
+    last = [0.0]
+
+    def show(written: int, expected: int, elapsed: float) -> None:
+        if elapsed - last[0] < 1.0 and written < expected:
+            return
+        last[0] = elapsed
+        rate = written / elapsed if elapsed else 0
+        click.echo(f"  {written:,}/{expected:,} rows written, {rate:,.0f} rows/s, {elapsed:.1f}s elapsed", err=True)
+
+    return show
+
+
+def _print_gates(gates: list[Any]) -> None:
+    for gate in gates:
+        mark = "pass" if gate.passed else ("overridden" if gate.overridden else "FAIL")
+        click.echo(f"  gate {gate.name:<20} {mark:<10} {gate.detail}")
+
+
+# ---- store ----------------------------------------------------------------------------------
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.argument("model")
+def snapshots(store: str, as_json: bool, model: str) -> None:
+    """List MODEL's snapshots and which one is current."""
+    from predserve.store import open_store
+
+    with open_store(store, readonly=True) as st:
+        state = st.state(model)
+    if state is None:
+        raise click.ClickException(f"model {model!r} has no snapshots in {store}")
+    rows = [
+        {**s.to_dict(), "current": s.id == state.current, "metadata": None}
+        for s in sorted(state.snapshots.values(), key=lambda s: s.id)
+    ]
+    if as_json:
+        click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows}, indent=2))
+        return
+    print_table(pa.Table.from_pylist([
+        {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
+         "created_at": _time(r["created_at"]), "published_at": _time(r["published_at"])}
+        for r in rows
+    ]), "table")
+
+
+def _time(ts: float | None) -> str | None:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.argument("model")
+@click.argument("snapshot", type=int, required=False)
+def rollback(store: str, model: str, snapshot: int | None) -> None:
+    """Point MODEL back at SNAPSHOT, or at the previously published snapshot."""
+    from predserve.store import open_store
+
+    with open_store(store) as st:
+        info = st.rollback(model, snapshot)
+    click.secho(f"{model} now serves snapshot {info.id} ({info.rows:,} rows)", fg="green")
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--keep", default=3, show_default=True, help="published snapshots to keep per model")
+@click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
+@click.argument("model", required=False)
+def gc(store: str, keep: int, stale_after: float, model: str | None) -> None:
+    """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones."""
+    from predserve.store import open_store
+
+    with open_store(store) as st:
+        deleted = st.gc(model, keep=keep, stale_after=stale_after)
+    if not deleted:
+        click.echo("nothing to collect")
+    for name, sid in deleted:
+        click.echo(f"deleted {name} snapshot {sid}")
+
+
+# ---- serving --------------------------------------------------------------------------------
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="worker processes (each opens the store read-only)")
+@click.option("--iam", "iam_path", help="service-account file (default: $PREDSERVE_IAM or ./predserve-iam.json)")
+@click.option("--no-auth", is_flag=True, help="serve without authentication (prints a warning)")
+@click.option("--stale", type=click.Choice(["mark", "refuse"]), default="mark", show_default=True,
+              help="when a snapshot is older than its max_age: mark responses stale, or refuse with 503")
+@click.option("--max-batch", default=1000, show_default=True, help="most ids per batchGet")
+@click.option("--read-timeout", default=0.05, show_default=True, help="seconds a network store read may take")
+@click.option("--access-log", is_flag=True, help="log every request as a JSON line")
+def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, no_auth: bool, stale: str,
+          max_batch: int, read_timeout: float, access_log: bool) -> None:
+    """Serve predictions over HTTP from STORE (opened read-only)."""
+    from predserve.serving.server import run_server
+    from predserve.serving.app import ServeConfig
+
+    if no_auth:
+        click.secho("warning: --no-auth: anyone who can reach this port can read predictions", fg="yellow", err=True)
+    config = ServeConfig(store, iam_path=iam_path, auth=not no_auth, stale=stale, max_batch=max_batch, read_timeout=read_timeout)
+    run_server(config, host=host, port=port, workers=workers, access_log=access_log)
+
+
+# ---- identity -------------------------------------------------------------------------------
+@main.group()
+def iam() -> None:
+    """Service accounts and roles for the API (keys are shown once)."""
+
+
+IAM_OPTION = click.option("--iam", "iam_path", help="service-account file (default: $PREDSERVE_IAM or ./predserve-iam.json)")
+ROLE_OPTION = click.option("--role", type=click.Choice(["reader", "admin"]), default="reader", show_default=True)
+MODELS_OPTION = click.option("--models", help="for readers: comma-separated models it may read (default: all)")
+
+
+def _models(value: str | None) -> list[str] | None:
+    return [m.strip() for m in value.split(",") if m.strip()] if value else None
+
+
+@iam.command("create")
+@IAM_OPTION
+@ROLE_OPTION
+@MODELS_OPTION
+@click.option("--key-only", is_flag=True, help="print only the key (for scripts)")
+@click.argument("name")
+def iam_create(iam_path: str | None, role: str, models: str | None, key_only: bool, name: str) -> None:
+    """Create service account NAME with a role; prints its key once."""
+    from predserve.iam import Registry
+
+    account, key = Registry(iam_path).create(name, role, _models(models))
+    if key_only:
+        click.echo(key)
+        return
+    click.echo(f"created service account {account.name} with roles {json.dumps(account.roles)}")
+    click.echo(f"key (shown only now; store it safely): {key}")
+
+
+@iam.command("list")
+@IAM_OPTION
+def iam_list(iam_path: str | None) -> None:
+    """List service accounts and their roles (never keys)."""
+    from predserve.iam import Registry
+
+    accounts = Registry(iam_path).accounts()
+    print_table(pa.Table.from_pylist(
+        [{"name": a.name, "key_id": a.key_id, "roles": json.dumps(a.roles), "created_at": _time(a.created_at)} for a in accounts],
+        schema=pa.schema([("name", pa.string()), ("key_id", pa.string()), ("roles", pa.string()), ("created_at", pa.string())]),
+    ), "table")
+
+
+@iam.command("grant")
+@IAM_OPTION
+@ROLE_OPTION
+@MODELS_OPTION
+@click.argument("name")
+def iam_grant(iam_path: str | None, role: str, models: str | None, name: str) -> None:
+    """Grant a role to service account NAME."""
+    from predserve.iam import Registry
+
+    account = Registry(iam_path).grant(name, role, _models(models))
+    click.echo(f"{account.name} now has roles {json.dumps(account.roles)}")
+
+
+@iam.command("revoke")
+@IAM_OPTION
+@click.option("--role", type=click.Choice(["reader", "admin"]), required=True)
+@click.argument("name")
+def iam_revoke(iam_path: str | None, role: str, name: str) -> None:
+    """Take a role away from service account NAME."""
+    from predserve.iam import Registry
+
+    account = Registry(iam_path).revoke(name, role)
+    click.echo(f"{account.name} now has roles {json.dumps(account.roles)}")
+
+
+@iam.command("rotate")
+@IAM_OPTION
+@click.argument("name")
+def iam_rotate(iam_path: str | None, name: str) -> None:
+    """Replace NAME's key; the old key stops working at once. Prints the new key once."""
+    from predserve.iam import Registry
+
+    click.echo(f"new key for {name} (shown only now): {Registry(iam_path).rotate(name)}")
+
+
+@iam.command("delete")
+@IAM_OPTION
+@click.argument("name")
+def iam_delete(iam_path: str | None, name: str) -> None:
+    """Delete service account NAME; its key stops working at once."""
+    from predserve.iam import Registry
+
+    Registry(iam_path).delete(name)
+    click.echo(f"deleted service account {name}")
+
+
+# ---- demo -----------------------------------------------------------------------------------
+@main.command()
+@click.option("--dir", "directory", default="demo-data", show_default=True, help="where the warehouse, store and keys go")
+@click.option("--rows", default=200_000, show_default=True, help="synthetic users to generate (at least 100,000)")
+@click.option("--port", default=8000, show_default=True, help="API port (a free one is picked if taken)")
+@click.option("--no-serve", is_flag=True, help="exit after printing the predictions instead of serving")
+def demo(directory: str, rows: int, port: int, no_serve: bool) -> None:
+    """The whole flow on generated data: train, predict, export, serve, query."""
+    from predserve.demo import run_demo
+
+    if rows < 100_000:
+        raise click.BadParameter("the demo generates at least 100,000 users", param_hint="--rows")
+    run_demo(Path(directory), rows=rows, port=port, serve=not no_serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""``predserve demo``: the whole flow on generated data, then serve.
+
+warehouse (generate users, CREATE MODEL, ML.EVALUATE) -> Beam export of ML.PREDICT into an
+LMDB snapshot -> a reader service account -> the API in a child process -> a few real HTTP
+requests, printed with their latency and the curl command to repeat them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+
+from predserve.datagen import PREDICT_SQL, TRAIN_SQL, create_users
+from predserve.iam import Registry
+from predserve.pipeline import run_export
+from predserve.warehouse import Warehouse
+
+MODEL = "churn"
+SAMPLE_IDS = ("1", "42", "12345")
+
+
+def free_port(preferred: int) -> int:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API server exited with code {proc.returncode}; see its output above")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the API server did not answer on {url} within {timeout:.0f}s")
+
+
+def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
+    console = Console()
+    directory.mkdir(parents=True, exist_ok=True)
+    warehouse_path = directory / "warehouse.duckdb"
+    store_path = directory / "store.lmdb"
+    iam_path = directory / "iam.json"
+    console.rule("[bold]predserve demo")
+
+    with console.status("generating users and training the model"):
+        started = time.time()
+        with Warehouse(warehouse_path) as wh:
+            create_users(wh, rows)
+            console.print(f"[green]✓[/] generated {rows:,} users into {warehouse_path} ({time.time() - started:.1f}s)")
+            started = time.time()
+            wh.sql(TRAIN_SQL.format(model=MODEL))
+            metrics = wh.sql(f"SELECT * FROM ML.EVALUATE(MODEL {MODEL})").to_pylist()[0]
+    console.print(f"[green]✓[/] CREATE MODEL {MODEL} (logistic_reg) trained in {time.time() - started:.1f}s")
+    console.print("   ML.EVALUATE: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if v is not None))
+
+    console.print("[bold]exporting ML.PREDICT through Apache Beam (DirectRunner) into an LMDB snapshot")
+
+    def progress(written: int, expected: int, elapsed: float) -> None:
+        console.print(f"   {written:,}/{expected:,} rows, {elapsed:.1f}s", highlight=False)
+
+    summary = run_export(
+        warehouse=str(warehouse_path), model=MODEL, key="user_id", store_url=str(store_path),
+        query=PREDICT_SQL.format(model=MODEL), progress=progress,
+    )
+    console.print(f"[green]✓[/] published snapshot {summary.snapshot}: {summary.rows:,} rows "
+                  f"in {summary.seconds:.1f}s ({summary.rows_per_second:,.0f} rows/s)")
+
+    registry = Registry(iam_path)
+    name = f"demo-reader-{int(time.time())}"
+    _, key = registry.create(name, "reader", [MODEL])
+    console.print(f"[green]✓[/] service account {name} (role reader on {MODEL}); key written only to this screen")
+
+    port = free_port(port)
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "predserve.cli", "serve", "--store", str(store_path), "--port", str(port), "--iam", str(iam_path)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_until_up(url, proc)
+        console.print(f"[green]✓[/] API serving on {url} (docs: {url}/docs)")
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=url, headers=headers) as client:
+            client.get(f"/v1/models/{MODEL}/predictions/1")  # warm the connection
+            for entity_id in SAMPLE_IDS:
+                started = time.perf_counter()
+                response = client.get(f"/v1/models/{MODEL}/predictions/{entity_id}")
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                console.print(f"\nGET /v1/models/{MODEL}/predictions/{entity_id} -> {response.status_code} in {elapsed_ms:.2f} ms")
+                console.print_json(json.dumps(response.json()))
+        console.print("\nrepeat it with:")
+        console.print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/models/{MODEL}/predictions/{SAMPLE_IDS[1]}", highlight=False, soft_wrap=True)
+        if not serve:
+            return
+        console.print("\n[bold]serving until Ctrl-C[/]")
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

@@ -1,0 +1,216 @@
+"""Service accounts, keys and roles for the HTTP API.
+
+A key is ``psk_<key id>_<secret>``: the key id finds the account, the secret is checked
+against a SHA-256 hash with a constant-time comparison. Keys carry 256 bits of randomness,
+so a fast hash is safe here (slow hashes protect low-entropy passwords). A key is shown once,
+when it is created or rotated, and never stored or logged in clear.
+
+Roles: ``reader`` (predictions of every model, or only of named ones) and ``admin`` (model
+listing and detail, service-account management; admins may also read predictions).
+
+The registry is a JSON file (mode 0600) written atomically; the API re-reads it when it
+changes, so grants and revocations apply without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from predserve.errors import PredserveError
+
+ROLES = ("reader", "admin")
+ALL_MODELS = "*"
+NAME = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
+KEY = re.compile(r"^psk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+DEFAULT_PATH = "predserve-iam.json"
+
+
+class IamError(PredserveError):
+    pass
+
+
+@dataclass
+class ServiceAccount:
+    name: str
+    key_id: str
+    key_hash: str
+    roles: dict[str, list[str]] = field(default_factory=dict)  # role -> models ("*" = all)
+    created_at: float = field(default_factory=time.time)
+
+    def can_read(self, model: str) -> bool:
+        if "admin" in self.roles:
+            return True
+        models = self.roles.get("reader")
+        return models is not None and (ALL_MODELS in models or model in models)
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown: everything but the key hash."""
+        return {"name": self.name, "key_id": self.key_id, "roles": self.roles, "created_at": self.created_at}
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_key() -> tuple[str, str, str]:
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"psk_{key_id}_{secret}", key_id, _hash(secret)
+
+
+class Registry:
+    """The service-account file; every change is written atomically."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path or os.environ.get("PREDSERVE_IAM") or DEFAULT_PATH)
+        self._accounts: dict[str, ServiceAccount] = {}
+        self._by_key_id: dict[str, ServiceAccount] = {}
+        self._mtime: float | None = None
+        self._checked = 0.0
+        self._lock = threading.Lock()
+        self.reload()
+
+    # ---- persistence -------------------------------------------------------------------
+    def reload(self) -> None:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            self._set({})
+            self._mtime = None
+            return
+        if stat.st_mtime == self._mtime:
+            return
+        try:
+            data = json.loads(self.path.read_text())
+            accounts = {a["name"]: ServiceAccount(**a) for a in data.get("service_accounts", [])}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise IamError(f"the service-account file {self.path} is damaged ({exc}); restore it or delete it and recreate accounts") from None
+        self._set(accounts)
+        self._mtime = stat.st_mtime
+
+    def reload_if_changed(self, every: float = 1.0) -> None:
+        now = time.monotonic()
+        if now - self._checked >= every:
+            self._checked = now
+            self.reload()
+
+    def _set(self, accounts: dict[str, ServiceAccount]) -> None:
+        self._accounts = accounts
+        self._by_key_id = {a.key_id: a for a in accounts.values()}
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"service_accounts": [asdict(a) for a in self._accounts.values()]}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".iam-")
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._mtime = self.path.stat().st_mtime
+
+    # ---- queries -----------------------------------------------------------------------
+    def accounts(self) -> list[ServiceAccount]:
+        return sorted(self._accounts.values(), key=lambda a: a.name)
+
+    def get(self, name: str) -> ServiceAccount:
+        account = self._accounts.get(name)
+        if account is None:
+            raise IamError(f"no service account named {name!r}; see `predserve iam list`")
+        return account
+
+    def authenticate(self, key: str) -> ServiceAccount | None:
+        """The account a bearer key belongs to, or None. Constant-time in the secret."""
+        match = KEY.match(key)
+        if not match:
+            return None
+        account = self._by_key_id.get(match.group(1))
+        expected = account.key_hash if account else _hash("")
+        ok = hmac.compare_digest(_hash(match.group(2)), expected)
+        return account if ok and account is not None else None
+
+    # ---- changes -----------------------------------------------------------------------
+    def create(self, name: str, role: str, models: list[str] | None = None) -> tuple[ServiceAccount, str]:
+        """Create an account with one role; returns it and its key (shown only now)."""
+        with self._lock:
+            self.reload()
+            if not NAME.match(name):
+                raise IamError(f"invalid account name {name!r}: 3-63 characters, lowercase letters, digits and '-', starting with a letter")
+            if name in self._accounts:
+                raise IamError(f"service account {name!r} already exists; use `predserve iam rotate {name}` for a new key")
+            key, key_id, key_hash = _new_key()
+            account = ServiceAccount(name, key_id, key_hash)
+            self._grant(account, role, models)
+            self._accounts[name] = account
+            self._by_key_id[key_id] = account
+            self._save()
+            return account, key
+
+    def grant(self, name: str, role: str, models: list[str] | None = None) -> ServiceAccount:
+        with self._lock:
+            self.reload()
+            account = self.get(name)
+            self._grant(account, role, models)
+            self._save()
+            return account
+
+    def revoke(self, name: str, role: str) -> ServiceAccount:
+        with self._lock:
+            self.reload()
+            account = self.get(name)
+            if role not in account.roles:
+                raise IamError(f"service account {name!r} does not have role {role!r}")
+            del account.roles[role]
+            self._save()
+            return account
+
+    def rotate(self, name: str) -> str:
+        with self._lock:
+            self.reload()
+            account = self.get(name)
+            key, key_id, key_hash = _new_key()
+            self._by_key_id.pop(account.key_id, None)
+            account.key_id, account.key_hash = key_id, key_hash
+            self._by_key_id[key_id] = account
+            self._save()
+            return key
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self.reload()
+            account = self.get(name)
+            del self._accounts[name]
+            self._by_key_id.pop(account.key_id, None)
+            self._save()
+
+    @staticmethod
+    def _grant(account: ServiceAccount, role: str, models: list[str] | None) -> None:
+        if role not in ROLES:
+            raise IamError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+        if role == "admin":
+            if models:
+                raise IamError("the admin role applies to every model; drop --models")
+            account.roles["admin"] = [ALL_MODELS]
+            return
+        wanted = models or [ALL_MODELS]
+        current = account.roles.get("reader", [])
+        merged = [ALL_MODELS] if ALL_MODELS in wanted or ALL_MODELS in current else sorted(set(current) | set(wanted))
+        account.roles["reader"] = merged
