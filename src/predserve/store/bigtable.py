@@ -75,10 +75,14 @@ class BigtableSnapshotWriter:
         self._batcher = store.table.mutations_batcher(flush_limit_mutation_count=WRITE_BATCH, flush_interval=1)
 
     def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
-        prefix, append = self._prefix, self._batcher.append
-        for entity_id, value in items:
+        prefix = self._prefix
+        entries = []
+        for entity_id, value in items:  # validate the whole batch before sending any of it
             check_value(value, entity_id)
-            append(RowMutationEntry(data_key(prefix, encode_id(entity_id)), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
+            # A fixed timestamp makes a retried write overwrite its own cell, not add a version.
+            entries.append(RowMutationEntry(data_key(prefix, encode_id(entity_id)), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
+        for entry in entries:
+            self._batcher.append(entry)
         # Bigtable overwrites silently; duplicate keys are caught by the export's source check.
         return 0
 

@@ -35,9 +35,21 @@ _ENVIRONMENTS: dict[tuple[int, str], list] = {}
 _ENV_LOCK = threading.Lock()
 
 
+def _forget_inherited_environments() -> None:
+    """In a forked child, close the handles inherited from the parent before opening anew.
+
+    Closing is safe there: LMDB only clears reader slots owned by the calling process, and
+    fcntl locks are not inherited. py-lmdb refuses a second open of a path until we do.
+    """
+    pid = os.getpid()
+    for key in [k for k in _ENVIRONMENTS if k[0] != pid]:
+        _ENVIRONMENTS.pop(key)[0].close()
+
+
 def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, object, object]:
     key = (os.getpid(), os.path.realpath(path))
     with _ENV_LOCK:
+        _forget_inherited_environments()
         entry = _ENVIRONMENTS.get(key)
         if entry is not None:
             env, models_db, data_db, env_readonly, _ = entry

@@ -1,0 +1,135 @@
+"""Shared fixtures: real components only (DuckDB files, LMDB environments, the Bigtable
+emulator over gRPC, the API over HTTP on loopback), each started here and stopped after."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EMULATOR_PROJECT, EMULATOR_INSTANCE = "test-project", "test-instance"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited early with code {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
+
+
+def _emulator_command(port: int) -> list[str]:
+    built = os.environ.get("PREDSERVE_BIGTABLE_EMULATOR") or str(ROOT / ".cache/bin/bigtable-emulator")
+    if Path(built).exists():
+        return [built, "-host", "127.0.0.1", "-port", str(port)]
+    if shutil.which("gcloud"):
+        return ["gcloud", "beta", "emulators", "bigtable", "start", f"--host-port=127.0.0.1:{port}"]
+    pytest.fail("the Bigtable emulator is missing: run `make test` (it builds .cache/bin/bigtable-emulator) "
+                "or install the gcloud SDK's bigtable emulator")
+
+
+@pytest.fixture(scope="session")
+def bigtable_emulator() -> Iterator[str]:
+    """Start the Bigtable emulator on a free port for the whole session."""
+    port = free_port()
+    proc = subprocess.Popen(_emulator_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        host = f"127.0.0.1:{port}"
+        os.environ["BIGTABLE_EMULATOR_HOST"] = host
+        yield host
+    finally:
+        os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def bigtable_url() -> str:
+    return f"bigtable://{EMULATOR_PROJECT}/{EMULATOR_INSTANCE}/t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["lmdb", "bigtable"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store of each backend."""
+    if request.param == "bigtable":
+        request.getfixturevalue("bigtable_emulator")
+        return bigtable_url()
+    return str(tmp_path / "store.lmdb")
+
+
+@pytest.fixture(scope="session")
+def trained_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse file with 3,000 generated users and a trained churn model (read-only use)."""
+    from predserve import Warehouse
+    from predserve.datagen import TRAIN_SQL, create_users
+
+    path = tmp_path_factory.mktemp("warehouse") / "wh.duckdb"
+    with Warehouse(path) as wh:
+        create_users(wh, 3000)
+        wh.sql(TRAIN_SQL.format(model="churn"))
+    return path
+
+
+class ApiServer:
+    def __init__(self, url: str, proc: subprocess.Popen) -> None:
+        self.url, self.proc = url, proc
+
+    def client(self, key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+@pytest.fixture
+def api_server() -> Iterator[Callable[..., ApiServer]]:
+    """Start `predserve serve` in a child process on a free loopback port; stopped after the test."""
+    started: list[subprocess.Popen] = []
+
+    def start(store: str, iam: str | None = None, *extra: str) -> ApiServer:
+        port = free_port()
+        cmd = [sys.executable, "-m", "predserve.cli", "serve", "--store", store, "--port", str(port), *extra]
+        if iam:
+            cmd += ["--iam", iam]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+        started.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                    return ApiServer(url, proc)
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    yield start
+    for proc in started:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

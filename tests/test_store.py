@@ -1,0 +1,197 @@
+"""The shared store suite: every test runs against LMDB and the Bigtable emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from predserve.errors import StoreError
+from predserve.store import MAX_ID_BYTES, MAX_VALUE_BYTES, open_store
+
+IDS = [str(i).encode() for i in range(1, 201)]
+
+
+def publish(store, model: str, tag: str, ids=IDS) -> int:
+    """Write a snapshot whose every value names ``tag``, finish and publish it."""
+    snap = store.create_snapshot(model).id
+    writer = store.writer(model, snap)
+    writer.write((i, f"{tag}:{i.decode()}".encode()) for i in ids)
+    writer.close()
+    store.finish_snapshot(model, snap, len(ids))
+    store.publish(model, snap)
+    return snap
+
+
+def test_publish_then_read(store_url: str) -> None:
+    with open_store(store_url) as store:
+        assert store.current("churn") is None
+        snap = publish(store, "churn", "a")
+        assert store.current("churn").id == snap
+        assert store.get("churn", snap, b"7") == b"a:7"
+        assert store.get("churn", snap, b"nope") is None
+        assert store.get_many("churn", snap, [b"1", b"missing", b"200"]) == [b"a:1", None, b"a:200"]
+        assert store.count("churn", snap) == len(IDS)
+        assert store.models() == ["churn"]
+
+
+def test_unpublished_snapshot_is_invisible(store_url: str) -> None:
+    with open_store(store_url) as store:
+        first = publish(store, "m", "old")
+        snap = store.create_snapshot("m").id
+        w = store.writer("m", snap)
+        w.write([(b"1", b"new:1")])
+        w.close()
+        assert store.current("m").id == first
+        with pytest.raises(StoreError, match="finish writing it first"):
+            store.publish("m", snap)
+        with pytest.raises(StoreError, match="does not exist"):
+            store.publish("m", 999)
+
+
+def test_rollback_to_previous_and_to_named(store_url: str) -> None:
+    with open_store(store_url) as store:
+        with pytest.raises(StoreError, match="no published snapshot"):
+            store.rollback("m")
+        one = publish(store, "m", "one")
+        with pytest.raises(StoreError, match="no earlier snapshot"):
+            store.rollback("m")
+        two = publish(store, "m", "two")
+        three = publish(store, "m", "three")
+        assert store.rollback("m").id == two
+        assert store.get("m", store.current("m").id, b"1") == b"two:1"
+        assert store.rollback("m", three).id == three
+        assert store.rollback("m", one).id == one
+        with pytest.raises(StoreError, match="does not exist"):
+            store.rollback("m", 42)
+
+
+def test_gc_keeps_exactly_the_last_k(store_url: str) -> None:
+    with open_store(store_url) as store:
+        snaps = [publish(store, "m", f"v{i}") for i in range(5)]
+        deleted = store.gc("m", keep=3)
+        assert sorted(s for _, s in deleted) == snaps[:2]
+        state = store.state("m")
+        assert sorted(state.snapshots) == snaps[2:]
+        assert state.current == snaps[-1]
+        for gone in snaps[:2]:
+            assert store.count("m", gone) == 0
+        assert store.count("m", snaps[2]) == len(IDS)
+        with pytest.raises(StoreError, match="at least 1"):
+            store.gc("m", keep=0)
+
+
+def test_readers_never_see_a_mix_during_publishes(store_url: str) -> None:
+    """Readers hammer ids while snapshots of distinguishable content are published."""
+    with open_store(store_url) as store:
+        publish(store, "m", "s0")
+        reader = open_store(store_url, readonly=True)
+        stop = threading.Event()
+        bad: list[str] = []
+        reads = [0]
+
+        def hammer() -> None:
+            while not stop.is_set():
+                current = reader.current("m")
+                values = reader.get_many("m", current.id, IDS[:50])
+                tags = {v.split(b":")[0] for v in values if v is not None}
+                if len(tags) != 1 or None in values:
+                    bad.append(f"snapshot {current.id}: {tags} missing={values.count(None)}")
+                reads[0] += 1
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(1, 8):
+                publish(store, "m", f"s{i}")
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert reads[0] > 10
+        assert bad == []
+        assert reader.get("m", reader.current("m").id, b"1") == b"s7:1"
+
+
+WRITER_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from predserve.store import open_store
+    store = open_store(sys.argv[1])
+    snap = store.create_snapshot("m").id
+    i = 0
+    while True:
+        writer = store.writer("m", snap)
+        writer.write((f"{n}".encode(), b"partial") for n in range(i, i + 50))
+        writer.close()  # flushes batched writes
+        i += 50
+        print(snap, flush=True)
+        time.sleep(0.01)
+""")
+
+
+def test_writer_killed_mid_snapshot(store_url: str, tmp_path) -> None:
+    with open_store(store_url) as store:
+        live = publish(store, "m", "live")
+        proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, store_url], stdout=subprocess.PIPE, env={**os.environ})
+        lines = [proc.stdout.readline() for _ in range(5)]
+        partial = int(lines[0])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert store.current("m").id == live
+        assert store.get("m", live, b"1") == b"live:1"
+        assert store.count("m", partial) > 0
+        deleted = store.gc("m")
+        assert ("m", partial) in deleted
+        assert store.count("m", partial) == 0
+        assert partial not in store.state("m").snapshots
+    # a fresh process opens the store after the crash and still reads the live snapshot
+    check = subprocess.run(
+        [sys.executable, "-c", "import sys; from predserve.store import open_store; s = open_store(sys.argv[1], readonly=True);"
+         " print(s.get('m', s.current('m').id, b'1').decode())", store_url],
+        capture_output=True, text=True, env={**os.environ}, timeout=60,
+    )
+    assert check.stdout.strip() == "live:1", check.stderr
+
+
+@pytest.mark.parametrize(
+    "entity_id, match",
+    [(b"", "empty id"), (b"x" * (MAX_ID_BYTES + 1), "longer than the maximum"), (b"\xff\xfe", "not valid UTF-8")],
+)
+def test_bad_ids_are_refused(store_url: str, entity_id: bytes, match: str) -> None:
+    with open_store(store_url) as store:
+        snap = store.create_snapshot("m").id
+        writer = store.writer("m", snap)
+        with pytest.raises(StoreError, match=match):
+            writer.write([(b"ok", b"1"), (entity_id, b"2")])
+        writer.close()
+        assert store.get("m", snap, b"ok") is None  # the batch was refused whole
+
+
+def test_oversized_value_is_refused(store_url: str) -> None:
+    with open_store(store_url) as store:
+        snap = store.create_snapshot("m").id
+        with pytest.raises(StoreError, match="over the maximum"):
+            store.writer("m", snap).write([(b"1", b"x" * (MAX_VALUE_BYTES + 1))])
+
+
+def test_read_only_store_cannot_write(store_url: str) -> None:
+    with open_store(store_url) as store:
+        publish(store, "m", "a")
+        reader = open_store(store_url, readonly=True)
+        for action in (lambda: reader.create_snapshot("m"), lambda: reader.rollback("m"), lambda: reader.gc()):
+            with pytest.raises(StoreError, match="read-only"):
+                action()
+
+
+def test_invalid_model_name(store_url: str) -> None:
+    with open_store(store_url) as store:
+        with pytest.raises(StoreError, match="invalid model name"):
+            store.create_snapshot("bad name/with#chars")
