@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -38,33 +39,55 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> N
     raise RuntimeError(f"nothing listened on port {port} within {timeout}s")
 
 
+def _gcloud_emulator() -> str | None:
+    """The emulator binary of an installed gcloud SDK (what `gcloud beta emulators bigtable start` runs)."""
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        return None
+    binary = Path(os.path.realpath(gcloud)).parent.parent / "platform/bigtable-emulator/cbtemulator"
+    return str(binary) if binary.exists() else None
+
+
 def _emulator_command(port: int) -> list[str]:
+    """gcloud's emulator when the user has it, else the one `make test` builds from Debian's Go packages."""
+    gcloud = _gcloud_emulator()
+    if gcloud:
+        return [gcloud, "--host=127.0.0.1", f"--port={port}"]
     built = os.environ.get("PREDSERVE_BIGTABLE_EMULATOR") or str(ROOT / ".cache/bin/bigtable-emulator")
     if Path(built).exists():
         return [built, "-host", "127.0.0.1", "-port", str(port)]
-    if shutil.which("gcloud"):
-        return ["gcloud", "beta", "emulators", "bigtable", "start", f"--host-port=127.0.0.1:{port}"]
     pytest.fail("the Bigtable emulator is missing: run `make test` (it builds .cache/bin/bigtable-emulator) "
-                "or install the gcloud SDK's bigtable emulator")
+                "or install the gcloud SDK's bigtable emulator component")
+
+
+def start_emulator(port: int) -> subprocess.Popen:
+    """Start the emulator in its own process group (gcloud runs it as a grandchild)."""
+    proc = subprocess.Popen(_emulator_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    wait_for_port(port, proc)
+    return proc
+
+
+def stop_emulator(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(10)
 
 
 @pytest.fixture(scope="session")
 def bigtable_emulator() -> Iterator[str]:
     """Start the Bigtable emulator on a free port for the whole session."""
     port = free_port()
-    proc = subprocess.Popen(_emulator_command(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_emulator(port)
     try:
-        wait_for_port(port, proc)
         host = f"127.0.0.1:{port}"
         os.environ["BIGTABLE_EMULATOR_HOST"] = host
         yield host
     finally:
         os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_emulator(proc)
 
 
 def bigtable_url() -> str:

@@ -28,13 +28,13 @@ SAMPLE_IDS = ("1", "42", "12345")
 
 
 def free_port(preferred: int) -> int:
+    """``preferred`` if it is free (0 means any), else a free port the kernel picks."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", preferred))
-            return preferred
         except OSError:
             s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
+        return int(s.getsockname()[1])
 
 
 def wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -86,6 +86,12 @@ class BatchGetResponse(BaseModel):
     results: list[dict[str, Any]] = Field(description="one entry per requested id, in request order; missing ids carry an error object")
 
 
+class NewAccount(BaseModel):
+    name: str = Field(description="3-63 characters: lowercase letters, digits and '-'")
+    role: str = Field("reader", description="reader or admin")
+    models: list[str] | None = Field(None, description="for readers: the models it may read (default: all)")
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "bad input", 401: "no or invalid key", 403: "the key lacks the role", 404: "not found",
             413: "request too large", 503: "store unavailable or snapshot too old"}
@@ -255,11 +261,6 @@ def create_app(config: ServeConfig) -> FastAPI:
             for s in sorted(snapshot.state.snapshots.values(), key=lambda s: s.id)
         ]
         return detail
-
-    class NewAccount(BaseModel):
-        name: str
-        role: str = Field("reader", description="reader or admin")
-        models: list[str] | None = Field(None, description="for readers: the models it may read (default: all)")
 
     @app.get("/v1/serviceAccounts", summary="List service accounts (admin)", responses=_errors(401, 403))
     async def list_accounts(request: Request) -> dict[str, Any]:

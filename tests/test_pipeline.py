@@ -1,0 +1,177 @@
+"""The Beam export job, end to end on generated data, into both stores."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+
+from predserve import Warehouse
+from predserve.datagen import PREDICT_SQL
+from predserve.errors import ExportError
+from predserve.pipeline import ExportToSnapshot, GatePolicy, GateRefused, run_export
+from predserve.store import open_store
+
+QUERY = PREDICT_SQL.format(model="churn")
+
+
+def expected_bodies(warehouse: Path, query: str = QUERY, snapshot: int = 1) -> dict[str, dict]:
+    """What the API must return for each id, built independently from the warehouse's rows."""
+    with Warehouse(warehouse, read_only=True) as wh:
+        rows = wh.sql(query).to_pylist()
+    return {
+        str(r["user_id"]): {
+            "model": "churn", "id": str(r["user_id"]), "snapshot": snapshot,
+            "prediction": {k: v for k, v in r.items() if k != "user_id"},
+        }
+        for r in rows
+    }
+
+
+def export(warehouse: Path, store: str, query: str = QUERY, **kwargs):
+    return run_export(warehouse=str(warehouse), model="churn", key="user_id", store_url=store, query=query, **kwargs)
+
+
+def test_every_key_is_stored_with_its_rendered_body(trained_warehouse: Path, store_url: str) -> None:
+    summary = export(trained_warehouse, store_url)
+    assert summary.published and summary.rows == 3000
+    expected = expected_bodies(trained_warehouse, snapshot=summary.snapshot)
+    with open_store(store_url, readonly=True) as store:
+        assert store.current("churn").id == summary.snapshot
+        stored = {k.decode(): json.loads(v) for k, v in store.items("churn", summary.snapshot)}
+    assert stored == expected
+
+
+def test_multi_process_direct_runner(trained_warehouse: Path, store_url: str) -> None:
+    summary = export(trained_warehouse, store_url,
+                     beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert summary.published and summary.rows == 3000
+    with open_store(store_url, readonly=True) as store:
+        assert store.count("churn", summary.snapshot) == 3000
+        assert json.loads(store.get("churn", summary.snapshot, b"17"))["id"] == "17"
+
+
+def test_composite_transform_in_a_test_pipeline(trained_warehouse: Path, tmp_path: Path) -> None:
+    url = str(tmp_path / "s")
+    with Warehouse(trained_warehouse, read_only=True) as wh:
+        table = wh.sql(QUERY + " WHERE user_id <= 10")
+    with open_store(url) as store:
+        snap = store.create_snapshot("churn").id
+        with BeamTestPipeline() as p:
+            _ = p | beam.Create([table]) | ExportToSnapshot(url, "churn", snap, "user_id")
+        assert store.count("churn", snap) == 10
+
+
+def test_timestamps_nan_and_text_keys_render_as_json(tmp_path: Path) -> None:
+    wh_path = tmp_path / "wh.duckdb"
+    with Warehouse(wh_path) as wh:
+        wh.sql("CREATE TABLE p AS SELECT * FROM (VALUES ('a', 'NaN'::DOUBLE, TIMESTAMPTZ '2024-05-01 12:00:00+00'),"
+               " ('b', 'Infinity'::DOUBLE, NULL), ('c', 0.5, TIMESTAMPTZ '2024-05-02 00:00:00+00')) t(k, score, at)")
+    summary = run_export(warehouse=str(wh_path), model="m", key="k", store_url=str(tmp_path / "s"), table="p")
+    with open_store(str(tmp_path / "s"), readonly=True) as store:
+        a = json.loads(store.get("m", summary.snapshot, b"a"))
+        b = json.loads(store.get("m", summary.snapshot, b"b"))
+    assert a["prediction"] == {"score": None, "at": "2024-05-01T12:00:00.000000Z"}
+    assert b["prediction"] == {"score": None, "at": None}
+
+
+# ---- gates ---------------------------------------------------------------------------------
+def test_empty_export_is_refused_unless_allowed(trained_warehouse: Path, tmp_path: Path) -> None:
+    url = str(tmp_path / "s")
+    with pytest.raises(GateRefused, match="non_empty"):
+        export(trained_warehouse, url, QUERY + " WHERE false")
+    with open_store(url) as store:
+        assert store.current("churn") is None
+        assert store.state("churn").snapshots == {}  # the refused snapshot was discarded
+    assert export(trained_warehouse, url, QUERY + " WHERE false", policy=GatePolicy(allow_empty=True)).published
+
+
+def test_duplicate_keys_are_refused_with_examples(trained_warehouse: Path, tmp_path: Path) -> None:
+    url = str(tmp_path / "s")
+    first = export(trained_warehouse, url)
+    dup_query = f"SELECT * FROM ({QUERY}) UNION ALL SELECT * FROM ({QUERY}) WHERE user_id IN (5, 7)"
+    with pytest.raises(GateRefused, match=r"2 duplicate keys \(e\.g\. 5, 7\)"):
+        export(trained_warehouse, url, dup_query)
+    with open_store(url) as store:
+        assert store.current("churn").id == first.snapshot
+    assert export(trained_warehouse, url, dup_query, policy=GatePolicy(allow_duplicates=True)).rows == 3000
+
+
+def test_null_keys_are_refused(trained_warehouse: Path, tmp_path: Path) -> None:
+    url = str(tmp_path / "s")
+    query = f"SELECT CASE WHEN user_id % 100 = 0 THEN NULL ELSE user_id END AS user_id, predicted_churned FROM ({QUERY})"
+    with pytest.raises(GateRefused, match="30 rows have a NULL key"):
+        export(trained_warehouse, url, query)
+    summary = export(trained_warehouse, url, query, policy=GatePolicy(allow_null_keys=True))
+    assert summary.rows == 2970
+
+
+def test_row_count_drop_is_refused(trained_warehouse: Path, tmp_path: Path) -> None:
+    url = str(tmp_path / "s")
+    first = export(trained_warehouse, url)
+    with pytest.raises(GateRefused, match=r"row_count_drop: 1000 rows vs 3000"):
+        export(trained_warehouse, url, QUERY + " WHERE user_id <= 1000")
+    with open_store(url) as store:
+        assert store.current("churn").id == first.snapshot
+    assert export(trained_warehouse, url, QUERY + " WHERE user_id <= 1000", policy=GatePolicy(max_row_drop=0.9)).published
+
+
+def test_changed_prediction_columns_are_refused(trained_warehouse: Path, tmp_path: Path) -> None:
+    url = str(tmp_path / "s")
+    export(trained_warehouse, url)
+    narrower = f"SELECT user_id, predicted_churned FROM ({QUERY})"
+    with pytest.raises(GateRefused, match="prediction_columns: changed"):
+        export(trained_warehouse, url, narrower)
+    assert export(trained_warehouse, url, narrower, policy=GatePolicy(allow_schema_change=True)).published
+
+
+def test_bad_key_and_bad_query_are_clear_errors(trained_warehouse: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="key column 'customer' is not among"):
+        run_export(warehouse=str(trained_warehouse), model="churn", key="customer", store_url=str(tmp_path / "s"), query=QUERY)
+    with pytest.raises(Exception, match="model nope does not exist"):
+        export(trained_warehouse, str(tmp_path / "s"), "SELECT * FROM ML.PREDICT(MODEL nope, TABLE users)")
+    with pytest.raises(ExportError, match="exactly one of"):
+        run_export(warehouse=str(trained_warehouse), model="churn", key="user_id", store_url=str(tmp_path / "s"))
+
+
+def test_killed_export_leaves_the_current_snapshot_serving(tmp_path: Path) -> None:
+    """SIGKILL the export mid-write: the old snapshot keeps serving; GC collects the partial one."""
+    from predserve.datagen import TRAIN_SQL, create_users
+
+    wh_path = tmp_path / "big.duckdb"
+    with Warehouse(wh_path) as wh:
+        create_users(wh, 300_000)
+        wh.sql(TRAIN_SQL.format(model="churn"))
+    url = str(tmp_path / "s")
+    first = export(wh_path, url, QUERY + " WHERE user_id <= 1000", policy=GatePolicy(max_row_drop=1.0))
+    cmd = [sys.executable, "-m", "predserve.cli", "export", "-w", str(wh_path), "--model", "churn", "--key", "user_id",
+           "--query", QUERY, "--store", url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    reader = open_store(url, readonly=True)
+    deadline = time.monotonic() + 120
+    partial = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        state = reader.state("churn")
+        writing = [s for s in state.snapshots.values() if s.state == "writing"]
+        if writing and reader.count("churn", writing[0].id) > 0:
+            partial = writing[0].id
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert partial is not None, "the export finished before it could be killed"
+    assert reader.current("churn").id == first.snapshot
+    assert json.loads(reader.get("churn", first.snapshot, b"5"))["id"] == "5"
+    reader.close()
+    with open_store(url) as store:
+        assert ("churn", partial) in store.gc("churn")
+        assert store.count("churn", partial) == 0

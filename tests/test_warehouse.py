@@ -1,0 +1,284 @@
+"""BigQuery ML SQL on the embedded warehouse, checked against scikit-learn/XGBoost fitted
+directly on the same preprocessed data, and against hand-computed metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from predserve import Warehouse
+from predserve.errors import ModelError, SQLError
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Warehouse:
+    w = Warehouse(tmp_path / "wh.duckdb")
+    # 1,000 rows: AUTO_SPLIT holds out 20%.
+    w.sql("""
+        CREATE TABLE people AS
+        SELECT i AS id,
+               (i * 37 % 101) / 10.0 AS x1,
+               (i * 53 % 89) / 7.0 AS x2,
+               CASE i % 3 WHEN 0 THEN 'red' WHEN 1 THEN 'green' ELSE 'blue' END AS color,
+               3.0 * ((i * 37 % 101) / 10.0) - 2.0 * ((i * 53 % 89) / 7.0) + CASE i % 3 WHEN 0 THEN 5 ELSE 0 END
+                 + ((i * 7919) % 13 - 6) / 10.0 AS y,
+               CASE WHEN (i * 37 % 101) / 10.0 + ((i * 7919) % 17) / 4.0 > 7 THEN 1 ELSE 0 END AS label,
+               CASE i % 3 WHEN 0 THEN 'a' WHEN 1 THEN 'b' ELSE 'c' END AS kind
+        FROM range(1000) t(i)
+    """)
+    yield w
+    w.close()
+
+
+def design_matrix(table: pa.Table, train: pa.Table) -> np.ndarray:
+    """BigQuery ML's automatic preprocessing, written out by hand for x1, x2, color."""
+    cols = []
+    for name in ("x1", "x2"):
+        t = train.column(name).to_numpy()
+        cols.append((table.column(name).to_numpy() - t.mean()) / t.std(ddof=1))
+    for cat in ("blue", "green", "red"):
+        cols.append((table.column("color").to_numpy(zero_copy_only=False) == cat).astype(float))
+    return np.column_stack(cols)
+
+
+# ---- SQL surface ---------------------------------------------------------------------------
+def test_script_returns_last_result_and_bigquery_syntax_runs(wh: Warehouse) -> None:
+    out = wh.sql("""
+        CREATE SCHEMA analytics;
+        CREATE TABLE `analytics.scores` AS SELECT id, IF(x1 > 5, 'hi', 'lo') AS band FROM people;
+        CREATE VIEW analytics.hi AS SELECT * FROM analytics.scores WHERE band = 'hi';
+        SELECT COUNT(*) AS n, SAFE_DIVIDE(1, 0) AS nothing FROM `my-project.analytics.hi`
+    """)
+    assert out.to_pylist() == [{"n": wh.sql("SELECT COUNT(*) n FROM people WHERE x1 > 5").to_pylist()[0]["n"], "nothing": None}]
+
+
+def test_syntax_error_points_at_the_statement_and_position(wh: Warehouse) -> None:
+    with pytest.raises(SQLError, match=r"statement 2 of 2 \('SELEC id FROM people'\): syntax error at line 1, column"):
+        wh.sql("SELECT 1; SELEC id FROM people")
+
+
+def test_runtime_error_names_the_statement(wh: Warehouse) -> None:
+    with pytest.raises(SQLError, match="no_such_table"):
+        wh.sql("SELECT * FROM no_such_table")
+
+
+# ---- linear_reg ----------------------------------------------------------------------------
+def test_linear_reg_matches_sklearn_and_weights_are_in_original_units(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "AS SELECT x1, x2, color, y FROM people")
+    data = wh.sql("SELECT x1, x2, color, y FROM people")
+    direct = LinearRegression().fit(design_matrix(data, data), data.column("y").to_numpy())
+    predicted = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL lin, TABLE people) ORDER BY id").column(0).to_numpy()
+    ordered = wh.sql("SELECT x1, x2, color FROM people ORDER BY id")
+    np.testing.assert_allclose(predicted, direct.predict(design_matrix(ordered, data)), rtol=1e-9, atol=1e-9)
+    weights = {r["processed_input"]: r for r in wh.sql("SELECT * FROM ML.WEIGHTS(MODEL lin)").to_pylist()}
+    raw = LinearRegression().fit(np.column_stack([data.column("x1"), data.column("x2")]
+                                                 + [(data.column("color").to_numpy(zero_copy_only=False) == c) for c in ("blue", "green", "red")]),
+                                 data.column("y").to_numpy())
+    assert weights["x1"]["weight"] == pytest.approx(raw.coef_[0], rel=1e-6)
+    assert weights["x2"]["weight"] == pytest.approx(raw.coef_[1], rel=1e-6)
+    assert [c["category"] for c in weights["color"]["category_weights"]] == ["blue", "green", "red"]
+
+
+def test_regression_metrics_by_hand(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, color, y FROM people")
+    rows = wh.sql("SELECT y, predicted_y FROM ML.PREDICT(MODEL lin, (SELECT * FROM people WHERE id < 300))")
+    y, p = rows.column("y").to_numpy(), rows.column("predicted_y").to_numpy()
+    metrics = wh.sql("SELECT * FROM ML.EVALUATE(MODEL lin, (SELECT * FROM people WHERE id < 300))").to_pylist()[0]
+    assert metrics["mean_absolute_error"] == pytest.approx(np.mean(np.abs(y - p)))
+    assert metrics["mean_squared_error"] == pytest.approx(np.mean((y - p) ** 2))
+    assert metrics["median_absolute_error"] == pytest.approx(np.median(np.abs(y - p)))
+    assert metrics["r2_score"] == pytest.approx(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert metrics["explained_variance"] == pytest.approx(1 - np.var(y - p) / np.var(y))
+
+
+# ---- logistic_reg ------------------------------------------------------------------------
+def test_logistic_reg_matches_sklearn(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL clf OPTIONS(model_type='logistic_reg', input_label_cols=['label'], data_split_method='NO_SPLIT') "
+           "AS SELECT x1, x2, color, label FROM people")
+    data = wh.sql("SELECT x1, x2, color, label FROM people")
+    direct = LogisticRegression(C=np.inf, max_iter=1000).fit(design_matrix(data, data), data.column("label").to_numpy())
+    out = wh.sql("SELECT id, predicted_label, predicted_label_probs FROM ML.PREDICT(MODEL clf, TABLE people) ORDER BY id")
+    expected = direct.predict_proba(design_matrix(wh.sql("SELECT * FROM people ORDER BY id"), data))[:, 1]
+    got = np.array([probs[1]["prob"] for probs in out.column("predicted_label_probs").to_pylist()])
+    assert [p["label"] for p in out.column("predicted_label_probs")[0].as_py()] == [0, 1]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert out.column("predicted_label").to_pylist() == (expected > 0.5).astype(int).tolist()
+
+
+def test_classification_metrics_by_hand_and_threshold(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL clf OPTIONS(model_type='logistic_reg', input_label_cols=['label']) AS SELECT x1, x2, color, label FROM people")
+    rows = wh.sql("SELECT label, predicted_label FROM ML.PREDICT(MODEL clf, TABLE people, STRUCT(0.7 AS threshold))")
+    y, p = rows.column("label").to_numpy(), rows.column("predicted_label").to_numpy()
+    tp, fp, fn = np.sum((p == 1) & (y == 1)), np.sum((p == 1) & (y == 0)), np.sum((p == 0) & (y == 1))
+    m = wh.sql("SELECT * FROM ML.EVALUATE(MODEL clf, TABLE people, STRUCT(0.7 AS threshold))").to_pylist()[0]
+    assert m["precision"] == pytest.approx(tp / (tp + fp))
+    assert m["recall"] == pytest.approx(tp / (tp + fn))
+    assert m["accuracy"] == pytest.approx(np.mean(y == p))
+    assert m["f1_score"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert 0.5 < m["roc_auc"] <= 1.0 and m["log_loss"] > 0
+
+
+def test_multiclass_logistic_reg(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL multi OPTIONS(model_type='logistic_reg', input_label_cols=['kind']) AS SELECT x1, x2, color, kind FROM people")
+    out = wh.sql("SELECT kind, predicted_kind, predicted_kind_probs FROM ML.PREDICT(MODEL multi, TABLE people)")
+    probs = out.column("predicted_kind_probs").to_pylist()
+    assert [p["label"] for p in probs[0]] == ["a", "b", "c"]
+    assert all(abs(sum(p["prob"] for p in row) - 1) < 1e-9 for row in probs)
+    # color determines kind exactly (both are i % 3), so the model is near perfect
+    assert np.mean(np.array(out.column("kind").to_pylist()) == np.array(out.column("predicted_kind").to_pylist())) > 0.99
+    metrics = wh.sql("SELECT * FROM ML.EVALUATE(MODEL multi)").to_pylist()[0]
+    assert metrics["accuracy"] > 0.99
+
+
+def test_unseen_category_gets_zero_weight(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, color, y FROM people")
+    out = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL lin, (SELECT 1.0 AS x1, 'purple' AS color))").to_pylist()[0]
+    weights = {r["processed_input"]: r for r in wh.sql("SELECT * FROM ML.WEIGHTS(MODEL lin)").to_pylist()}
+    assert out["predicted_y"] == pytest.approx(weights["__INTERCEPT__"]["weight"] + weights["x1"]["weight"] * 1.0)
+
+
+def test_null_numeric_is_imputed_with_the_training_mean(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "AS SELECT x1, y FROM people")
+    mean = wh.sql("SELECT avg(x1) m FROM people").to_pylist()[0]["m"]
+    with_null = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL lin, (SELECT CAST(NULL AS DOUBLE) AS x1))").to_pylist()[0]
+    with_mean = wh.sql(f"SELECT predicted_y FROM ML.PREDICT(MODEL lin, (SELECT {mean} AS x1))").to_pylist()[0]
+    assert with_null["predicted_y"] == pytest.approx(with_mean["predicted_y"])
+
+
+# ---- trees and clustering ----------------------------------------------------------------
+def test_boosted_tree_classifier_matches_xgboost(wh: Warehouse) -> None:
+    import xgboost as xgb
+
+    wh.sql("CREATE MODEL bt OPTIONS(model_type='boosted_tree_classifier', input_label_cols=['label'], max_iterations=15, "
+           "max_tree_depth=4, learn_rate=0.2, data_split_method='NO_SPLIT') AS SELECT x1, x2, color, label FROM people")
+    data = wh.sql("SELECT x1, x2, color, label FROM people")
+    color_codes = {"blue": 0, "green": 1, "red": 2}
+    x = np.column_stack([data.column("x1"), data.column("x2"), [color_codes[c] for c in data.column("color").to_pylist()]])
+    direct = xgb.XGBClassifier(n_estimators=15, max_depth=4, learning_rate=0.2, tree_method="hist", random_state=0,
+                               reg_lambda=1.0, n_jobs=2).fit(x, data.column("label").to_numpy())
+    got = wh.sql("SELECT predicted_label_probs FROM ML.PREDICT(MODEL bt, (SELECT x1, x2, color FROM people))")
+    probs = np.array([row[1]["prob"] for row in got.column(0).to_pylist()])
+    np.testing.assert_allclose(probs, direct.predict_proba(x)[:, 1], atol=1e-6)
+    info = wh.sql("SELECT * FROM ML.TRAINING_INFO(MODEL bt)").to_pylist()
+    assert len(info) == 15 and info[-1]["loss"] < info[0]["loss"]
+
+
+def test_boosted_tree_regressor(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL btr OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=30) "
+           "AS SELECT x1, x2, color, y FROM people")
+    assert wh.sql("SELECT * FROM ML.EVALUATE(MODEL btr)").to_pylist()[0]["r2_score"] > 0.9
+
+
+def test_kmeans(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL km OPTIONS(model_type='kmeans', num_clusters=3, kmeans_init_method='KMEANS++') AS SELECT x1, x2 FROM people")
+    out = wh.sql("SELECT CENTROID_ID, NEAREST_CENTROIDS_DISTANCE FROM ML.PREDICT(MODEL km, TABLE people)").to_pylist()
+    assert {r["CENTROID_ID"] for r in out} == {1, 2, 3}
+    for row in out[:20]:
+        distances = [d["DISTANCE"] for d in row["NEAREST_CENTROIDS_DISTANCE"]]
+        assert distances == sorted(distances) and row["NEAREST_CENTROIDS_DISTANCE"][0]["CENTROID_ID"] == row["CENTROID_ID"]
+    metrics = wh.sql("SELECT * FROM ML.EVALUATE(MODEL km)").to_pylist()[0]
+    assert metrics["davies_bouldin_index"] > 0 and metrics["mean_squared_distance"] > 0
+
+
+# ---- splits, persistence, ML.PREDICT anywhere ----------------------------------------------
+def test_auto_split_rules(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL small OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people WHERE id < 400")
+    wh.sql("CREATE MODEL mid OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    small = wh.sql("SELECT * FROM ML.EVALUATE(MODEL small)").to_pylist()[0]
+    all_rows = wh.sql("SELECT * FROM ML.EVALUATE(MODEL small, (SELECT x1, y FROM people WHERE id < 400))").to_pylist()[0]
+    assert small == pytest.approx(all_rows)  # under 500 rows: evaluated on the training rows
+    assert wh.model("mid").training_rows == 800  # 500..50,000 rows: 20% held out
+
+
+def test_custom_and_seq_splits(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL c OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='CUSTOM', "
+           "data_split_col='is_eval') AS SELECT x1, y, id >= 900 AS is_eval FROM people")
+    assert wh.model("c").training_rows == 900
+    assert "is_eval" not in wh.model("c").encoder.input_names
+    wh.sql("CREATE MODEL s OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='SEQ', "
+           "data_split_col='id', data_split_eval_fraction=0.25) AS SELECT id, x1, y FROM people")
+    assert wh.model("s").training_rows == 750
+
+
+def test_models_persist_and_are_listed(tmp_path: Path) -> None:
+    path = tmp_path / "w.duckdb"
+    with Warehouse(path) as w:
+        w.sql("CREATE TABLE t AS SELECT i::DOUBLE AS x, 2.0 * i AS y FROM range(50) r(i)")
+        w.sql("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x, y FROM t")
+    with Warehouse(path) as w:
+        assert w.sql("SELECT name, model_type, label FROM _predserve.models").to_pylist() == [
+            {"name": "m", "model_type": "linear_reg", "label": "y"}]
+        assert w.sql("SELECT predicted_y FROM ML.PREDICT(MODEL m, (SELECT 3.0 AS x))").to_pylist()[0]["predicted_y"] == pytest.approx(6.0)
+        w.sql("DROP MODEL m")
+        with pytest.raises(ModelError, match="model m does not exist"):
+            w.sql("SELECT * FROM ML.PREDICT(MODEL m, TABLE t)")
+        w.sql("DROP MODEL IF EXISTS m")
+
+
+def test_predict_inside_cte_subquery_and_ctas(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL clf OPTIONS(model_type='logistic_reg', input_label_cols=['label']) AS SELECT x1, x2, color, label FROM people")
+    wh.sql("CREATE TABLE scored AS SELECT id, predicted_label FROM ML.PREDICT(MODEL clf, (SELECT * FROM people WHERE id < 100))")
+    cte = wh.sql("WITH p AS (SELECT * FROM ML.PREDICT(MODEL clf, TABLE people)) SELECT count(*) AS n FROM p WHERE id < 100")
+    nested = wh.sql("SELECT count(*) AS n FROM (SELECT id FROM ML.PREDICT(MODEL clf, TABLE people)) WHERE id < 100")
+    assert wh.sql("SELECT count(*) AS n FROM scored").to_pylist() == cte.to_pylist() == nested.to_pylist() == [{"n": 100}]
+
+
+def test_predict_streams_in_batches(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    wh.sql("CREATE TABLE many AS SELECT (i % 100) / 10.0 AS x1 FROM range(300000) t(i)")
+    reader = wh.reader("SELECT * FROM ML.PREDICT(MODEL lin, TABLE many)")
+    sizes = [batch.num_rows for batch in reader]
+    assert sum(sizes) == 300_000 and len(sizes) > 1 and max(sizes) <= 131_072
+
+
+def test_feature_info(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, color, y FROM people")
+    info = {r["input"]: r for r in wh.sql("SELECT * FROM ML.FEATURE_INFO(MODEL lin)").to_pylist()}
+    assert info["color"]["category_count"] == 3 and info["x1"]["min"] >= 0 and info["x1"]["stddev"] > 0
+
+
+# ---- errors ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "statement, error, message",
+    [
+        ("CREATE MODEL m OPTIONS(model_type='neural_net') AS SELECT x1, y FROM people", ModelError, "unknown model_type"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], colour='red') AS SELECT x1, y FROM people", ModelError, "option 'colour' is not valid"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], l2_reg=-1) AS SELECT x1, y FROM people", ModelError, "out of range"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], max_iterations='many') AS SELECT x1, y FROM people", ModelError, "must be an integer"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['target']) AS SELECT x1, y FROM people", ModelError, "label column 'target' is not in the training query"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, CASE WHEN id < 5 THEN NULL ELSE y END AS y FROM people", ModelError, "NULL in 5 rows"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['color']) AS SELECT x1, color FROM people", ModelError, "needs a numeric label"),
+        ("CREATE MODEL m OPTIONS(model_type='logistic_reg', input_label_cols=['id']) AS SELECT x1, id FROM people", ModelError, "at most 50 classes"),
+        ("SELECT * FROM ML.PREDICT(MODEL ghost, TABLE people)", ModelError, "model ghost does not exist"),
+        ("CREATE MODEL m OPTIONS(model_type='linear_reg') AS SELECT x1, y FROM people", ModelError, "label column 'label' is not in the training query"),
+    ],
+)
+def test_clear_errors(wh: Warehouse, statement: str, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        wh.sql(statement)
+
+
+def test_missing_columns_at_prediction_time(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, y FROM people")
+    with pytest.raises(ModelError, match="missing column\\(s\\) the model was trained on: x2"):
+        wh.sql("SELECT * FROM ML.PREDICT(MODEL lin, (SELECT x1 FROM people))")
+
+
+def test_failed_create_model_leaves_the_old_model(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    before = wh.model("lin").created_at
+    with pytest.raises(ModelError):
+        wh.sql("CREATE OR REPLACE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT color AS y, x1 FROM people")
+    assert wh.model("lin").created_at == before
+    with pytest.raises(ModelError, match="already exists"):
+        wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    wh.sql("CREATE MODEL IF NOT EXISTS lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    assert wh.model("lin").created_at == before
+    wh.sql("CREATE OR REPLACE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    assert wh.model("lin").created_at > before
