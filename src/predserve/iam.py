@@ -80,6 +80,8 @@ class Registry:
         self.path = Path(path or os.environ.get("PREDSERVE_IAM") or DEFAULT_PATH)
         self._accounts: dict[str, ServiceAccount] = {}
         self._by_key_id: dict[str, ServiceAccount] = {}
+        # Keys already verified since the file last changed: the hot path skips the hash.
+        self._verified: dict[str, ServiceAccount] = {}
         self._mtime: float | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -112,8 +114,10 @@ class Registry:
     def _set(self, accounts: dict[str, ServiceAccount]) -> None:
         self._accounts = accounts
         self._by_key_id = {a.key_id: a for a in accounts.values()}
+        self._verified = {}
 
     def _save(self) -> None:
+        self._verified = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"service_accounts": [asdict(a) for a in self._accounts.values()]}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".iam-")
@@ -139,13 +143,21 @@ class Registry:
 
     def authenticate(self, key: str) -> ServiceAccount | None:
         """The account a bearer key belongs to, or None. Constant-time in the secret."""
+        known = self._verified.get(key)
+        if known is not None:
+            return known
         match = KEY.match(key)
         if not match:
             return None
         account = self._by_key_id.get(match.group(1))
         expected = account.key_hash if account else _hash("")
         ok = hmac.compare_digest(_hash(match.group(2)), expected)
-        return account if ok and account is not None else None
+        if not ok or account is None:
+            return None
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key] = account
+        return account
 
     # ---- changes -----------------------------------------------------------------------
     def create(self, name: str, role: str, models: list[str] | None = None) -> tuple[ServiceAccount, str]:

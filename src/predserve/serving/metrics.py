@@ -39,6 +39,16 @@ class ApiMetrics:
         )
         self.read_get = self.store_read_seconds.labels("get")
         self.read_many = self.store_read_seconds.labels("get_many")
+        self._outcomes: dict[tuple[str, str], Any] = {}
+
+    def outcome(self, model: str, outcome: str) -> Any:
+        """The (cached) request counter of one model and outcome: found / not_found."""
+        child = self._outcomes.get((model, outcome))
+        if child is None:
+            if len(self._outcomes) > 10_000:  # unknown model names must not grow this forever
+                self._outcomes.clear()
+            child = self._outcomes[(model, outcome)] = self.model_requests.labels(model, outcome)
+        return child
 
 
 class MetricsMiddleware:

@@ -136,6 +136,7 @@ class LmdbStore(SnapshotStore):
             )
         self._pid = -1
         self._env: lmdb.Environment | None = None
+        self._prefixes: dict[tuple[str, int], bytes] = {}
         self._open()
 
     # ---- environment ----------------------------------------------------------------------
@@ -229,10 +230,18 @@ class LmdbStore(SnapshotStore):
     # ---- read side ------------------------------------------------------------------------
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
         with self._read_txn() as txn:
-            return txn.get(data_prefix(model, snapshot) + entity_id, db=self._data_db)
+            return txn.get(self._prefix(model, snapshot) + entity_id, db=self._data_db)
+
+    def _prefix(self, model: str, snapshot: int) -> bytes:
+        prefix = self._prefixes.get((model, snapshot))
+        if prefix is None:
+            if len(self._prefixes) > 1000:
+                self._prefixes.clear()
+            prefix = self._prefixes[(model, snapshot)] = data_prefix(model, snapshot)
+        return prefix
 
     def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
-        prefix = data_prefix(model, snapshot)
+        prefix = self._prefix(model, snapshot)
         db = self._data_db
         with self._read_txn() as txn:
             get = txn.get

@@ -1,0 +1,79 @@
+"""Helpers shared by the benchmarks: bench data, servers, the emulator, printing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def ensure_tool(binary: str, package: str) -> str:
+    path = shutil.which(binary)
+    if path:
+        return path
+    subprocess.run(["apt-get", "install", "-y", "-q", package], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which(binary) or binary
+
+
+def prepared_warehouse(rows: int) -> Path:
+    """A warehouse with ``rows`` generated users and a trained churn model (cached in bench/out)."""
+    from predserve import Warehouse
+    from predserve.datagen import TRAIN_SQL, create_users
+
+    path = OUT / f"users-{rows}.duckdb"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        with Warehouse(tmp) as wh:
+            create_users(wh, rows)
+            wh.sql(TRAIN_SQL.format(model="churn"))
+        tmp.rename(path)
+    return path
+
+
+class Emulator:
+    """The Bigtable emulator (gcloud's if installed, else the one `make test` builds)."""
+
+    def __init__(self) -> None:
+        sys.path.insert(0, str(ROOT))
+        from tests.conftest import start_emulator
+
+        self.port = free_port()
+        self.proc = start_emulator(self.port)
+        self.host = f"127.0.0.1:{self.port}"
+        os.environ["BIGTABLE_EMULATOR_HOST"] = self.host
+
+    def stop(self) -> None:
+        from tests.conftest import stop_emulator
+
+        stop_emulator(self.proc)
+        os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
