@@ -60,9 +60,40 @@ def wrk_rate(port: int, path: str, script: str | None, duration: float) -> float
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
-def open_loop(port: int, key: str, rate: float, duration: float, batch: bool) -> dict:
-    cmd = [PY, str(ROOT / "bench/loadgen.py"), "--port", str(port), "--rate", str(rate), "--duration", str(duration), "--key", key]
-    if batch:
+FLOOR_SERVER = """
+import asyncio, sys, uvloop
+R = b"HTTP/1.1 200 OK\\r\\ncontent-length: 15\\r\\ncontent-type: application/json\\r\\n\\r\\n{\\"status\\":\\"ok\\"}"
+class P(asyncio.Protocol):
+    def connection_made(self, t): self.t, self.b = t, b""
+    def data_received(self, d):
+        self.b += d
+        while b"\\r\\n\\r\\n" in self.b:
+            self.b = self.b[self.b.index(b"\\r\\n\\r\\n") + 4:]; self.t.write(R)
+async def main():
+    server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1])); await server.serve_forever()
+uvloop.run(main())
+"""
+
+
+def floor(rate: float, duration: float) -> dict:
+    """Open-loop latency of a 10-line raw uvloop server: what this machine and generator add by themselves."""
+    port = free_port()
+    proc = subprocess.Popen([PY, "-c", FLOOR_SERVER, str(port)])
+    try:
+        wait_port(port)
+        return open_loop(port, None, rate, duration, False, "/healthz")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def open_loop(port: int, key: str | None, rate: float, duration: float, batch: bool, path: str | None = None) -> dict:
+    cmd = [PY, str(ROOT / "bench/loadgen.py"), "--port", str(port), "--rate", str(rate), "--duration", str(duration)]
+    if key:
+        cmd += ["--key", key]
+    if path:
+        cmd += ["--path-template", path]
+    elif batch:
         cmd += ["--method", "POST", "--path-template", "/v1/models/churn/predictions:batchGet", "--body-template", '{"ids": IDS}']
     else:
         cmd += ["--path-template", "/v1/models/churn/predictions/{id}"]
@@ -82,6 +113,9 @@ def measure(store: str, workers: int, key: str, iam: str, duration: float) -> di
         result["max_rps_one_id"] = wrk_rate(port, "/", ONE_LUA.format(key=key, rows=ROWS), duration)
         result["max_rps_100_ids"] = wrk_rate(port, "/", BATCH_LUA.format(key=key, rows=ROWS), duration)
         result["one_id_vs_constant"] = round(result["max_rps_one_id"] / result["max_rps_constant"], 3)
+        # same-run baselines for latency: the constant route, and a raw server (the machine's floor)
+        result["constant_at_one_id_50pct_rate"] = open_loop(port, None, result["max_rps_one_id"] * 0.5, duration, False, "/healthz")
+        result["raw_floor_at_one_id_50pct_rate"] = floor(result["max_rps_one_id"] * 0.5, duration)
         for load in (0.5, 0.8):
             result[f"one_id_at_{int(load * 100)}pct"] = open_loop(port, key, result["max_rps_one_id"] * load, duration, False)
             result[f"100_ids_at_{int(load * 100)}pct"] = open_loop(port, key, result["max_rps_100_ids"] * load, duration, True)
@@ -126,14 +160,15 @@ def main() -> None:
             if emulator:
                 emulator.stop()
     (OUT / "serve.json").write_text(json.dumps(results, indent=2))
-    print("\nbackend  workers  max rps (const / 1 id / 100 ids)  1id/const  "
-          "p50/p99/p99.9 ms @50% (1 id)  @80% (1 id)  @50% (100 ids)  @80% (100 ids)")
+    print("\nbackend  workers  max rps (const / 1 id / 100 ids)  1id/const  p50/p99/p99.9 ms: "
+          "raw floor, const route, 1 id @50%, 1 id @80%, 100 ids @50%, 100 ids @80%")
     for r in results:
         def lat(k: str) -> str:
             x = r[k]
             return f"{x['p50_ms']}/{x['p99_ms']}/{x['p999_ms']}"
         print(f"{r['backend']:<8} {r['workers']:<8} {r['max_rps_constant']:.0f} / {r['max_rps_one_id']:.0f} / {r['max_rps_100_ids']:.0f}"
-              f"   {ratio(r['max_rps_one_id'], r['max_rps_constant'])}   {lat('one_id_at_50pct')}   {lat('one_id_at_80pct')}"
+              f"   {ratio(r['max_rps_one_id'], r['max_rps_constant'])}   {lat('raw_floor_at_one_id_50pct_rate')}"
+              f"   {lat('constant_at_one_id_50pct_rate')}   {lat('one_id_at_50pct')}   {lat('one_id_at_80pct')}"
               f"   {lat('100_ids_at_50pct')}   {lat('100_ids_at_80pct')}")
 
 

@@ -32,7 +32,7 @@ class RenderAndWrite(beam.DoFn):
 
     def process(self, table: pa.Table):  # type: ignore[no-untyped-def]
         ids, bodies = self._renderer.render(table)
-        duplicates = self._writer.write(zip(ids, bodies))
+        duplicates = self._writer.write_columns(ids, bodies)
         self.rows_written.inc(len(ids) - duplicates)
         if duplicates:
             self.duplicates.inc(duplicates)

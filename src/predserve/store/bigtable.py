@@ -35,7 +35,7 @@ from google.cloud.bigtable.data import (
 from google.cloud.bigtable.data import row_filters as rf
 
 from predserve.errors import StoreError, StoreUnavailable
-from predserve.store.base import ModelState, check_value, encode_id
+from predserve.store.base import ModelState, check_columns
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 DATA_FAMILY, META_FAMILY = "p", "m"
@@ -75,14 +75,15 @@ class BigtableSnapshotWriter:
         self._batcher = store.table.mutations_batcher(flush_limit_mutation_count=WRITE_BATCH, flush_interval=1)
 
     def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        pairs = list(items)
+        return self.write_columns([i for i, _ in pairs], [v for _, v in pairs])
+
+    def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
+        check_columns(ids, values)  # the whole batch, before any of it is sent
         prefix = self._prefix
-        entries = []
-        for entity_id, value in items:  # validate the whole batch before sending any of it
-            check_value(value, entity_id)
+        for entity_id, value in zip(ids, values):
             # A fixed timestamp makes a retried write overwrite its own cell, not add a version.
-            entries.append(RowMutationEntry(data_key(prefix, encode_id(entity_id)), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
-        for entry in entries:
-            self._batcher.append(entry)
+            self._batcher.append(RowMutationEntry(data_key(prefix, entity_id), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
         # Bigtable overwrites silently; duplicate keys are caught by the export's source check.
         return 0
 

@@ -22,11 +22,12 @@ from typing import Iterable, Iterator, Sequence
 import lmdb
 
 from predserve.errors import StoreError
-from predserve.store.base import ModelState, check_value, encode_id
+from predserve.store.base import ModelState, check_columns
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
 DELETE_BATCH = 50_000
+WRITE_CHUNK = 50_000
 
 
 # LMDB forbids opening one environment twice in a process (closing one copy drops the other's
@@ -111,12 +112,13 @@ class LmdbSnapshotWriter:
         self._prefix = data_prefix(model, snapshot)
 
     def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
+        pairs = list(items)
+        return self.write_columns([i for i, _ in pairs], [v for _, v in pairs])
+
+    def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
+        check_columns(ids, values)
         prefix = self._prefix
-        rows = []
-        for entity_id, value in items:
-            check_value(value, entity_id)
-            rows.append((prefix + encode_id(entity_id), value))
-        return self._store._put_rows(rows)
+        return self._store._put_rows([prefix + i for i in ids], values)
 
     def close(self) -> None:
         pass
@@ -189,12 +191,23 @@ class LmdbStore(SnapshotStore):
 
         return self._write(work)
 
-    def _put_rows(self, rows: list[tuple[bytes, bytes]]) -> int:
-        def work(txn: lmdb.Transaction) -> int:
-            consumed, added = txn.cursor(db=self._data_db).putmulti(rows, overwrite=False)
-            return consumed - added
+    def _put_rows(self, keys: list[bytes], values: list[bytes]) -> int:
+        """Insert rows, refusing to overwrite; returns how many keys already existed.
 
-        return self._write(work)
+        Large batches go in chunks of WRITE_CHUNK rows per transaction: past ~100k dirty
+        pages LMDB starts spilling a transaction's pages to disk, which is far slower. Rows
+        are fed as a lazy zip (no list of tuples), which keeps the cyclic GC out of the loop.
+        """
+        duplicates = 0
+        for start in range(0, len(keys), WRITE_CHUNK):
+            end = start + WRITE_CHUNK
+
+            def work(txn: lmdb.Transaction) -> int:
+                consumed, added = txn.cursor(db=self._data_db).putmulti(zip(keys[start:end], values[start:end]), overwrite=False)
+                return consumed - added
+
+            duplicates += self._write(work)
+        return duplicates
 
     def _delete_data(self, model: str, snapshot: int) -> None:
         prefix = data_prefix(model, snapshot)

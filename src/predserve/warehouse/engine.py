@@ -92,7 +92,7 @@ class Warehouse:
         with self._prepared(self.con, query) as duck_sql:
             try:
                 self.con.execute(
-                    f"COPY ({duck_sql}) TO '{directory}' (FORMAT PARQUET, FILE_SIZE_BYTES '64MB', "
+                    f"COPY ({duck_sql}) TO '{directory}' (FORMAT PARQUET, FILE_SIZE_BYTES '16MB', "
                     f"ROW_GROUP_SIZE {rows_per_file}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{{i}}')"
                 )
             except duckdb.Error as exc:

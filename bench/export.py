@@ -1,0 +1,145 @@
+"""Export benchmark: ML.PREDICT over N generated users -> published store snapshot on Beam's
+DirectRunner, end to end (query, Parquet staging, rendering, writes, gates, publish). Same-run
+baseline: a plain single-process Python loop that reads the same Parquet shards and writes the
+same bytes (orjson-rendered bodies) into LMDB. Each measurement runs in its own process, so
+its peak RSS is its own.
+
+    .venv/bin/python bench/export.py [--rows 1000000] [--stores lmdb,bigtable] [--big 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import OUT, Emulator, prepared_warehouse
+
+QUERY = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL churn, TABLE users)"
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(own, children) / 1024, 1)
+
+
+def run_pipeline(rows: int, store: str, beam_args: list[str]) -> dict:
+    from predserve.pipeline import run_export
+
+    warehouse = prepared_warehouse(rows)
+    started = time.perf_counter()
+    summary = run_export(warehouse=str(warehouse), model="churn", key="user_id", store_url=store, query=QUERY, beam_args=beam_args)
+    seconds = time.perf_counter() - started
+    assert summary.published and summary.rows == rows
+    out = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_rss_mb": peak_rss_mb()}
+    if not store.startswith("bigtable://"):
+        out["store_mb"] = round((Path(store) / "data.mdb").stat().st_size / 1e6, 1)
+    return out
+
+
+def run_baseline(rows: int) -> dict:
+    """Plain loop: Parquet (the same shards the pipeline reads) -> orjson bodies -> LMDB."""
+    import lmdb
+    import orjson
+    import pyarrow.parquet as pq
+
+    from predserve import Warehouse
+
+    shards = OUT / "baseline-shards"
+    shutil.rmtree(shards, ignore_errors=True)
+    with Warehouse(prepared_warehouse(rows), read_only=True) as wh:
+        wh.copy_to_parquet(QUERY, shards)
+    path = OUT / "baseline.lmdb"
+    shutil.rmtree(path, ignore_errors=True)
+    env = lmdb.open(str(path), map_size=1 << 36, max_dbs=2)
+    db = env.open_db(b"data")
+    started = time.perf_counter()
+    written = 0
+    for shard in sorted(shards.glob("*.parquet")):
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=65_536):
+            items = []
+            for row in batch.to_pylist():
+                key = str(row.pop("user_id"))
+                body = orjson.dumps({"model": "churn", "id": key, "snapshot": 1, "prediction": row})
+                items.append((b"churn\x00" + key.encode(), body))
+            with env.begin(write=True) as txn:
+                txn.cursor(db=db).putmulti(items)
+            written += len(items)
+    seconds = time.perf_counter() - started
+    assert written == rows
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_rss_mb": peak_rss_mb()}
+
+
+def child(mode: str, rows: int, store: str, beam_args: list[str]) -> None:
+    if mode == "baseline":
+        result = run_baseline(rows)
+    else:
+        emulator = Emulator() if store.startswith("bigtable://") else None
+        try:
+            result = run_pipeline(rows, store, beam_args)
+        finally:
+            if emulator:
+                emulator.stop()
+    print(json.dumps(result))
+
+
+def measure(mode: str, rows: int, store: str = "", beam_args: tuple[str, ...] = ()) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--store", store, "--", *beam_args]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--stores", default="lmdb,bigtable")
+    parser.add_argument("--big", type=int, default=0, help="also export this many rows once into LMDB (e.g. 10000000)")
+    parser.add_argument("--child")
+    parser.add_argument("--store", default="")
+    parser.add_argument("beam_args", nargs="*")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.rows, args.store, args.beam_args)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    prepared_warehouse(args.rows)
+    results: dict = {"baseline_loop": measure("baseline", args.rows)}
+    print("baseline", json.dumps(results["baseline_loop"]), flush=True)
+    for store in args.stores.split(","):
+        if store == "lmdb":
+            path = OUT / "export-bench.lmdb"
+            shutil.rmtree(path, ignore_errors=True)
+            results["lmdb"] = measure("pipeline", args.rows, str(path))
+            shutil.rmtree(path, ignore_errors=True)
+            results["lmdb_multiprocess"] = measure("pipeline", args.rows, str(path),
+                                                   ("--direct_num_workers=2", "--direct_running_mode=multi_processing"))
+        else:
+            results["bigtable_emulator"] = measure("pipeline", min(args.rows, 200_000), "bigtable://bench/bench/export")
+        print(store, json.dumps(results), flush=True)
+    if args.big:
+        prepared_warehouse(args.big)
+        path = OUT / "export-big.lmdb"
+        shutil.rmtree(path, ignore_errors=True)
+        results["lmdb_big"] = measure("pipeline", args.big, str(path))
+        shutil.rmtree(path, ignore_errors=True)
+    (OUT / "export.json").write_text(json.dumps(results, indent=2))
+    base = results["baseline_loop"]["rows_per_s"]
+    print(f"\nbaseline loop (Parquet -> orjson -> LMDB): {base:,} rows/s")
+    for name, r in results.items():
+        if name == "baseline_loop":
+            continue
+        extra = f", store {r['store_mb']} MB" if "store_mb" in r else ""
+        print(f"{name:<20} {r['rows']:>10,} rows in {r['seconds']:>6}s = {r['rows_per_s']:>8,} rows/s "
+              f"({r['rows_per_s'] / base:.2f}x baseline), peak RSS {r['peak_rss_mb']} MB{extra}")
+
+
+if __name__ == "__main__":
+    main()
