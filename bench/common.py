@@ -75,5 +75,14 @@ class Emulator:
         os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Unlike getrusage's ru_maxrss, which Linux
+    carries over from the parent across fork+exec, VmHWM starts afresh in each new program."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"

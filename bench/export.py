@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import OUT, Emulator, prepared_warehouse
+from common import OUT, Emulator, peak_rss_mb, prepared_warehouse
 
 QUERY = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL churn, TABLE users)"
-
-
-def peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(own, children) / 1024, 1)
 
 
 def run_pipeline(rows: int, store: str, beam_args: list[str]) -> dict:

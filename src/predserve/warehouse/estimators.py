@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression, Ridge
-from sklearn.metrics import log_loss, mean_squared_error
+from sklearn.metrics import mean_squared_error
 
 from predserve.errors import ModelError
 
@@ -54,7 +54,8 @@ def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: n
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(x, y)
-        loss = log_loss(y, est.predict_proba(x), labels=list(range(len(classes))))
+        probs = est.predict_proba(x)
+        loss = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0)))
         return est, [{"iteration": 0, "loss": float(loss), "learning_rate": None}]
     return _fit_xgboost(options, x, y, classifier=True, num_classes=len(classes), class_weight=weights)
 

@@ -48,10 +48,13 @@ class NumericFeature:
         return [self.name]
 
     def encode(self, col: pa.Array) -> np.ndarray:
-        values = pc.fill_null(_as_float(col), self.mean).to_numpy(zero_copy_only=False)
+        col = _as_float(col)
+        if col.null_count:
+            col = pc.fill_null(col, self.mean)
+        values = col.to_numpy(zero_copy_only=False) if isinstance(col, pa.Array) else col.to_numpy()
         if self.standardize:
             values = (values - self.mean) / self.stddev
-        return values.reshape(-1, 1)
+        return values
 
 
 @dataclass
@@ -81,7 +84,7 @@ class CategoricalFeature:
         if not self.one_hot:
             out = idx.astype(np.float64)
             out[idx < 0] = np.nan  # missing for XGBoost
-            return out.reshape(-1, 1)
+            return out
         matrix = np.zeros((len(idx), len(self.categories)), dtype=np.float64)
         seen = idx >= 0
         matrix[np.nonzero(seen)[0], idx[seen]] = 1.0
@@ -139,7 +142,14 @@ class FeatureEncoder:
                 "the input is missing column(s) the model was trained on: " + ", ".join(missing) +
                 ". Select them in the ML.PREDICT/ML.EVALUATE input query."
             )
+        # Column-major, so each feature fills a contiguous block; estimators accept either order.
+        out = np.empty((batch.num_rows, len(self.output_names)), order="F")
         if batch.num_rows == 0:
-            return np.zeros((0, len(self.output_names)))
-        parts = [f.encode(batch.column(f.name)) for f in self.features]
-        return np.hstack(parts) if parts else np.zeros((batch.num_rows, 0))
+            return out
+        pos = 0
+        for feature in self.features:
+            part = feature.encode(batch.column(feature.name))  # (n,) or (n, width)
+            width = 1 if part.ndim == 1 else part.shape[1]
+            out[:, pos:pos + width] = part.reshape(len(part), width)
+            pos += width
+        return out

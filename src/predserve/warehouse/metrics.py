@@ -30,26 +30,35 @@ def regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
 
 
 def classification(y: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
-    k = probs.shape[1]
-    labels = list(range(k))
+    """Counts from one confusion matrix (numpy); ROC AUC from scikit-learn."""
+    n, k = probs.shape
     if k == 2:
         cut = 0.5 if threshold is None else threshold
         predicted = (probs[:, 1] > cut).astype(np.int64)
-        average = "binary"
-        auc = float(skm.roc_auc_score(y, probs[:, 1])) if len(set(y.tolist())) == 2 else None
     else:
         predicted = probs.argmax(axis=1)
-        average = "macro"
+    confusion = np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)  # rows: truth, columns: predicted
+    tp = np.diag(confusion).astype(np.float64)
+    predicted_count, actual_count = confusion.sum(axis=0), confusion.sum(axis=1)
+    precision_each = np.divide(tp, predicted_count, out=np.zeros(k), where=predicted_count > 0)
+    recall_each = np.divide(tp, actual_count, out=np.zeros(k), where=actual_count > 0)
+    f1_each = np.divide(2 * tp, predicted_count + actual_count, out=np.zeros(k), where=(predicted_count + actual_count) > 0)
+    if k == 2:  # binary: the positive class is the second (greater) label
+        precision, recall, f1 = precision_each[1], recall_each[1], f1_each[1]
+        auc = float(skm.roc_auc_score(y, probs[:, 1])) if 0 < actual_count[1] < n else None
+    else:  # multiclass: macro averages
+        precision, recall, f1 = precision_each.mean(), recall_each.mean(), f1_each.mean()
         try:
-            auc = float(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=labels))
+            auc = float(skm.roc_auc_score(y, probs, multi_class="ovr", average="macro", labels=list(range(k))))
         except ValueError:
             auc = None
+    chosen = np.clip(probs[np.arange(n), y], 1e-15, 1.0)
     return {
-        "precision": float(skm.precision_score(y, predicted, average=average, labels=labels if k > 2 else None, zero_division=0)),
-        "recall": float(skm.recall_score(y, predicted, average=average, labels=labels if k > 2 else None, zero_division=0)),
-        "accuracy": float(skm.accuracy_score(y, predicted)),
-        "f1_score": float(skm.f1_score(y, predicted, average=average, labels=labels if k > 2 else None, zero_division=0)),
-        "log_loss": float(skm.log_loss(y, np.clip(probs, 1e-15, 1 - 1e-15), labels=labels)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "accuracy": float(tp.sum() / n),
+        "f1_score": float(f1),
+        "log_loss": float(-np.mean(np.log(chosen))),
         "roc_auc": auc,
     }
 

@@ -101,7 +101,9 @@ class TrainedModel:
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(self, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
         """Metrics on ``table`` (which must hold the label column for supervised models)."""
-        x = self.encoder.encode(table)
+        return self._evaluate_encoded(self.encoder.encode(table), table, threshold)
+
+    def _evaluate_encoded(self, x: np.ndarray, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
         if self.model_type == "kmeans":
             return metrics.clustering(x if self.options.get("distance_type") != "COSINE" else _unit_rows(x), self.estimator)
         if self.label not in table.schema.names:
@@ -151,7 +153,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
         train_idx, eval_idx = np.arange(table.num_rows), None
     else:
         train_idx, eval_idx = split_rows(table, options)
-    train_table = table.take(pa.array(train_idx))
+    train_table = table if eval_idx is None else table.take(pa.array(train_idx))
     trees = model_type.startswith("boosted_tree")
     standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
     encoder = FeatureEncoder.fit(train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees)
@@ -177,8 +179,10 @@ def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
     for row in model.training_info:
         row.setdefault("duration_ms", int((time.time() - started) * 1000))
     model.feature_info = feature_statistics(train_table, feature_cols)
-    eval_table = table.take(pa.array(eval_idx)) if eval_idx is not None and len(eval_idx) else train_table
-    model.evaluation = model.evaluate(eval_table)
+    if eval_idx is not None and len(eval_idx):
+        model.evaluation = model.evaluate(table.take(pa.array(eval_idx)))
+    else:  # no split: BigQuery ML evaluates on the training rows, already encoded
+        model.evaluation = model._evaluate_encoded(x, train_table)
     return model
 
 
@@ -220,24 +224,24 @@ def _label_column(name: str, options: dict[str, Any], table: pa.Table) -> str | 
 
 
 def feature_statistics(table: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
-    """ML.FEATURE_INFO rows: one per input feature column."""
+    """ML.FEATURE_INFO rows: one per input feature column, computed in one DuckDB pass."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("features", table)
     rows = []
     for name in columns:
-        col = table.column(name)
-        row: dict[str, Any] = {
-            "input": name, "min": None, "max": None, "mean": None, "median": None, "stddev": None,
-            "category_count": None, "null_count": col.null_count, "dimension": None,
-        }
-        if is_numeric(col.type):
-            values = col.cast(pa.float64())
-            mm = pc.min_max(values).as_py()
-            row.update(
-                min=mm["min"], max=mm["max"], mean=pc.mean(values).as_py(),
-                median=pc.approximate_median(values).as_py(), stddev=pc.stddev(values, ddof=1).as_py(),
-            )
+        q = '"' + name.replace('"', '""') + '"'
+        numeric = is_numeric(table.column(name).type)
+        if numeric:
+            sql = (f"SELECT min({q})::DOUBLE, max({q})::DOUBLE, avg({q})::DOUBLE, median({q})::DOUBLE, "
+                   f"stddev_samp({q})::DOUBLE, NULL, count(*) - count({q}) FROM features")
         else:
-            row["category_count"] = len(pc.unique(col.drop_null() if hasattr(col, "drop_null") else col))
-        rows.append(row)
+            sql = f"SELECT NULL, NULL, NULL, NULL, NULL, count(DISTINCT {q}), count(*) - count({q}) FROM features"
+        values = con.sql(sql).fetchall()[0]
+        rows.append(dict(zip(["input", "min", "max", "mean", "median", "stddev", "category_count", "null_count", "dimension"],
+                             [name, *values, None])))
+    con.close()
     return rows
 
 

@@ -1,0 +1,134 @@
+"""Training and scoring benchmark (warehouse stage).
+
+1. CREATE MODEL logistic_reg on 1,000,000 rows x 20 numeric features, against the same-run
+   baseline of scikit-learn's LogisticRegression fitted directly on the same standardized
+   matrix (target: at most 1.5x).
+2. ML.PREDICT over 10,000,000 rows (streamed, aggregated in SQL), against the baseline of
+   reading the same table in Arrow batches and calling predict_proba directly; each in its own
+   process so peak RSS is its own (target: under 2 GB for ML.PREDICT).
+
+    .venv/bin/python bench/train.py [--train-rows 1000000] [--predict-rows 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from common import OUT, peak_rss_mb
+
+FEATURES = [f"f{i}" for i in range(20)]
+
+
+def make_table(path: str, rows: int) -> None:
+    from predserve import Warehouse
+
+    cols = ", ".join(f"((hash(i * {k + 1}) % 10000) / 5000.0 - 1.0) AS f{k}" for k in range(20))
+    signal = " + ".join(f"{(-1) ** k * (k % 5 + 1) / 10} * f{k}" for k in range(20))
+    with Warehouse(path) as wh:
+        wh.sql(f"CREATE OR REPLACE TABLE t AS SELECT i AS id, {cols} FROM range({rows}) r(i)")
+        wh.sql(f"CREATE OR REPLACE TABLE data AS SELECT *, CASE WHEN {signal} + (hash(id * 77) % 1000) / 500.0 - 1.0 > 0 THEN 1 ELSE 0 END AS label FROM t")
+
+
+def train_ours(path: str) -> dict:
+    from predserve import Warehouse
+
+    with Warehouse(path) as wh:
+        started = time.perf_counter()
+        wh.sql(f"CREATE OR REPLACE MODEL m OPTIONS(model_type='logistic_reg', input_label_cols=['label'], "
+               f"data_split_method='NO_SPLIT') AS SELECT {', '.join(FEATURES)}, label FROM data")
+        return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb()}
+
+
+def train_direct(path: str) -> dict:
+    import duckdb
+    from sklearn.linear_model import LogisticRegression
+
+    con = duckdb.connect(path, read_only=True)
+    table = con.sql(f"SELECT {', '.join(FEATURES)}, label FROM data").to_arrow_table()
+    x = np.column_stack([table.column(f).to_numpy() for f in FEATURES])
+    y = table.column("label").to_numpy()
+    started = time.perf_counter()
+    x = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)
+    LogisticRegression(C=np.inf, max_iter=1000).fit(x, y)
+    return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb()}
+
+
+def predict_ours(path: str) -> dict:
+    from predserve import Warehouse
+
+    with Warehouse(path) as wh:
+        started = time.perf_counter()
+        out = wh.sql("SELECT count(*) AS n, avg(predicted_label) AS positive FROM ML.PREDICT(MODEL m, TABLE big)").to_pylist()[0]
+        return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb(), **out}
+
+
+def predict_direct(path: str) -> dict:
+    import duckdb
+
+    from predserve import Warehouse
+
+    with Warehouse(path, read_only=True) as wh:
+        model = wh.model("m")
+    est, feats = model.estimator, model.encoder.features
+    con = duckdb.connect(path, read_only=True)
+    started = time.perf_counter()
+    n = positive = 0
+    for batch in con.sql(f"SELECT {', '.join(FEATURES)} FROM big").to_arrow_reader(65_536):
+        x = np.column_stack([(batch.column(f.name).to_numpy() - f.mean) / f.stddev for f in feats])
+        p = est.predict_proba(x)[:, 1]
+        n += len(p)
+        positive += int((p > 0.5).sum())
+    return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb(), "n": n, "positive": positive / n}
+
+
+def child(mode: str, path: str) -> None:
+    print(json.dumps({"train_ours": train_ours, "train_direct": train_direct,
+                      "predict_ours": predict_ours, "predict_direct": predict_direct}[mode](path)))
+
+
+def run(mode: str, path: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, "--path", path], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--train-rows", type=int, default=1_000_000)
+    parser.add_argument("--predict-rows", type=int, default=10_000_000)
+    parser.add_argument("--child")
+    parser.add_argument("--path")
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.path)
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = str(OUT / "train-bench.duckdb")
+    make_table(path, args.train_rows)
+    results = {"train_direct": run("train_direct", path), "train_ours": run("train_ours", path)}
+    from predserve import Warehouse
+
+    with Warehouse(path) as wh:
+        wh.sql(f"CREATE OR REPLACE TABLE big AS SELECT {', '.join(f'({f} * 1.0) AS {f}' for f in FEATURES)} "
+               f"FROM (SELECT * FROM data LIMIT {args.train_rows}) CROSS JOIN range({max(1, args.predict_rows // args.train_rows)})")
+    results["predict_direct"] = run("predict_direct", path)
+    results["predict_ours"] = run("predict_ours", path)
+    (OUT / "train.json").write_text(json.dumps(results, indent=2))
+    t, p = results, results
+    print(json.dumps(results, indent=2))
+    print(f"\nCREATE MODEL logistic_reg, {args.train_rows:,} x 20: {t['train_ours']['seconds']}s vs scikit-learn directly "
+          f"{t['train_direct']['seconds']}s -> {t['train_ours']['seconds'] / t['train_direct']['seconds']:.2f}x")
+    print(f"ML.PREDICT over {p['predict_ours']['n']:,} rows: {p['predict_ours']['seconds']}s, peak RSS {p['predict_ours']['peak_rss_mb']} MB "
+          f"vs predict_proba directly {p['predict_direct']['seconds']}s, peak RSS {p['predict_direct']['peak_rss_mb']} MB "
+          f"-> {p['predict_ours']['seconds'] / p['predict_direct']['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
