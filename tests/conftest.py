@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -74,6 +75,33 @@ def stop_emulator(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(10)
+
+
+@contextmanager
+def private_emulator(command: list[str] | None = None) -> Iterator[dict]:
+    """A test's own emulator (which it may stop and restart), set as BIGTABLE_EMULATOR_HOST meanwhile.
+
+    Yields {"port", "proc"}; a test that restarts the emulator stores the new process in
+    "proc", and that is the one stopped at the end. ``command`` (a binary and its flags, the
+    port appended last) replaces the default emulator.
+    """
+    port = free_port()
+    previous = os.environ.get("BIGTABLE_EMULATOR_HOST")
+    if command:
+        proc = subprocess.Popen(command + [str(port)], stdout=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(port, proc)
+    else:
+        proc = start_emulator(port)
+    handle = {"port": port, "proc": proc}
+    try:
+        os.environ["BIGTABLE_EMULATOR_HOST"] = f"127.0.0.1:{port}"
+        yield handle
+    finally:
+        stop_emulator(handle["proc"])
+        if previous is None:
+            os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
+        else:
+            os.environ["BIGTABLE_EMULATOR_HOST"] = previous
 
 
 @pytest.fixture(scope="session")

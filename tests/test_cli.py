@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-import pytest
 from click.testing import CliRunner
 
 from predserve import Warehouse

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline

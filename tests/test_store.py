@@ -197,27 +197,15 @@ def test_invalid_model_name(store_url: str) -> None:
             store.create_snapshot("bad name/with#chars")
 
 
-def test_the_emulator_make_test_builds_answers(tmp_path) -> None:
+def test_the_emulator_make_test_builds_answers() -> None:
     """`make test` builds Google's bttest server from Debian's Go packages; prove it serves a store."""
     from pathlib import Path
 
-    from tests.conftest import ROOT, free_port, stop_emulator, wait_for_port
+    from tests.conftest import ROOT, private_emulator
 
     binary = os.environ.get("PREDSERVE_BIGTABLE_EMULATOR") or str(ROOT / ".cache/bin/bigtable-emulator")
     assert Path(binary).exists(), "run `make test`: it builds .cache/bin/bigtable-emulator"
-    port = free_port()
-    proc = subprocess.Popen([binary, "-host", "127.0.0.1", "-port", str(port)], stdout=subprocess.DEVNULL,
-                            start_new_session=True)
-    previous = os.environ.get("BIGTABLE_EMULATOR_HOST")
-    try:
-        wait_for_port(port, proc)
-        os.environ["BIGTABLE_EMULATOR_HOST"] = f"127.0.0.1:{port}"
+    with private_emulator([binary, "-host", "127.0.0.1", "-port"]):
         with open_store("bigtable://p/i/built") as store:
             snap = publish(store, "m", "built")
             assert store.get("m", snap, b"9") == b"built:9"
-    finally:
-        stop_emulator(proc)
-        if previous is None:
-            os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
-        else:
-            os.environ["BIGTABLE_EMULATOR_HOST"] = previous

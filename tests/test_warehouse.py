@@ -282,3 +282,45 @@ def test_failed_create_model_leaves_the_old_model(wh: Warehouse) -> None:
     assert wh.model("lin").created_at == before
     wh.sql("CREATE OR REPLACE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
     assert wh.model("lin").created_at > before
+
+
+# ---- TRANSFORM ---------------------------------------------------------------------------
+def test_transform_is_fitted_on_training_rows_and_reapplied_at_prediction(wh: Warehouse) -> None:
+    wh.sql("""
+        CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT')
+        TRANSFORM(ML.STANDARD_SCALER(x1) OVER() AS s1, ML.MIN_MAX_SCALER(x2) OVER() AS m2,
+                  ML.BUCKETIZE(x1, [3, 6]) AS b1, ML.QUANTILE_BUCKETIZE(x2, 4) OVER() AS q2,
+                  ML.LABEL_ENCODER(color) OVER() AS c, IF(x1 > 5, 1.0, 0.0) AS big, y)
+        AS SELECT x1, x2, color, y FROM people
+    """)
+    model = wh.model("t")
+    stats = wh.sql("SELECT avg(x1) m, stddev_samp(x1) s, min(x2) lo, max(x2) hi FROM people").to_pylist()[0]
+    out = model.transform.apply(wh.sql("SELECT 5.0 AS x1, 1000.0 AS x2, 'green' AS color, -1.0 AS x2b, 'zzz' AS other"), skip={"y"})
+    row = out.to_pylist()[0]
+    assert row["s1"] == pytest.approx((5.0 - stats["m"]) / stats["s"])
+    assert row["m2"] == 1.0  # above the training maximum: capped
+    assert row["b1"] == "bin_2" and row["big"] == 0.0
+    assert row["c"] == 2  # blue=1, green=2, red=3
+    assert row["q2"] == "bin_4"
+    unseen = model.transform.apply(wh.sql("SELECT 1.0 AS x1, 1.0 AS x2, 'purple' AS color"), skip={"y"}).to_pylist()[0]
+    assert unseen["c"] == 0 and unseen["b1"] == "bin_1"
+    # ML.PREDICT applies the TRANSFORM itself and passes the original columns through
+    predicted = wh.sql("SELECT * FROM ML.PREDICT(MODEL t, (SELECT id, x1, x2, color FROM people WHERE id < 3))")
+    assert predicted.schema.names == ["predicted_y", "id", "x1", "x2", "color"]
+    expected = model.estimator.predict(model.encoder.encode(model.transform.apply(
+        wh.sql("SELECT x1, x2, color FROM people WHERE id < 3"), skip={"y"})))
+    np.testing.assert_allclose(predicted.column("predicted_y").to_numpy(), expected)
+    assert wh.sql("SELECT * FROM ML.EVALUATE(MODEL t, TABLE people)").to_pylist()[0]["r2_score"] > 0.5
+
+
+def test_transform_errors(wh: Warehouse) -> None:
+    with pytest.raises(ModelError, match="ML.POLYNOMIAL_EXPAND is not supported"):
+        wh.sql("CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "TRANSFORM(ML.POLYNOMIAL_EXPAND(x1) AS p, y) AS SELECT x1, y FROM people")
+    with pytest.raises(ModelError, match="needs a name"):
+        wh.sql("CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "TRANSFORM(x1 * 2, y) AS SELECT x1, y FROM people")
+    wh.sql("CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+           "TRANSFORM(ML.STANDARD_SCALER(x1) OVER() AS s1, y) AS SELECT x1, y FROM people")
+    with pytest.raises(ModelError, match="TRANSFORM cannot be applied"):
+        wh.sql("SELECT * FROM ML.PREDICT(MODEL t, (SELECT x2 FROM people))")

@@ -127,9 +127,11 @@ class Warehouse:
         name = ".".join(p.name for p in tree.this.parts) if isinstance(tree.this, exp.Table) else tree.this.sql()
         properties = tree.args.get("properties")
         raw: dict[str, Any] = {}
+        transform: list[exp.Expression] | None = None
         for prop in properties.expressions if properties else []:
             if isinstance(prop, exp.TransformModelProperty):
-                raise ModelError("the TRANSFORM clause is not supported yet; preprocess in the training query (see docs/sql.md)")
+                transform = list(prop.expressions)
+                continue
             key = prop.this.name if hasattr(prop.this, "name") else str(prop.this)
             raw[key] = literal_value(prop.args["value"], key)
         options = resolve_options(raw)
@@ -139,7 +141,7 @@ class Warehouse:
         if if_not_exists and catalog.exists(self.con, name):
             return EMPTY
         table = self._query(query)
-        model = train(name, options, table)
+        model = train(name, options, table, transform)
         catalog.save(self.con, model, replace=replace)
         return EMPTY
 

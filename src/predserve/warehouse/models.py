@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
 from predserve.warehouse import metrics
 from predserve.warehouse.features import FeatureEncoder, NumericFeature, is_numeric
 from predserve.warehouse.split import split_rows
+from predserve.warehouse.transform import Transform
 
 MAX_CLASSES = 50
 CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier")
@@ -39,6 +41,14 @@ class TrainedModel:
     feature_info: list[dict[str, Any]] = field(default_factory=list)
     evaluation: dict[str, Any] = field(default_factory=dict)
     training_rows: int = 0
+    transform: Transform | None = None  # the fitted TRANSFORM clause, if the model has one
+
+    def _features(self, data: pa.RecordBatch | pa.Table, with_label: bool = False) -> pa.RecordBatch | pa.Table:
+        """The model's input columns: the TRANSFORM output when there is one, else ``data``."""
+        if self.transform is None:
+            return data
+        skip = set() if with_label or self.label is None else {self.label}
+        return self.transform.apply(data, skip=skip)
 
     # ---- prediction --------------------------------------------------------------------
     @property
@@ -47,7 +57,7 @@ class TrainedModel:
 
     def predict_batch(self, batch: pa.RecordBatch, threshold: float | None = None) -> pa.RecordBatch:
         """Score one batch: prediction columns first, then every input column, as BigQuery ML does."""
-        x = self.encoder.encode(batch)
+        x = self.encoder.encode(self._features(batch))
         columns, names = self._prediction_columns(x, threshold)
         for name in batch.schema.names:
             if name not in names:
@@ -101,6 +111,10 @@ class TrainedModel:
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(self, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
         """Metrics on ``table`` (which must hold the label column for supervised models)."""
+        if self.transform is not None:
+            if self.label is not None and self.label not in self.transform.output_names:
+                raise ModelError(f"the TRANSFORM of model {self.name} does not output the label {self.label!r}")
+            table = self._features(table, with_label=True)
         return self._evaluate_encoded(self.encoder.encode(table), table, threshold)
 
     def _evaluate_encoded(self, x: np.ndarray, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
@@ -139,11 +153,22 @@ def _label_indices(y: pa.ChunkedArray | pa.Array, classes: list[Any], label_type
 
 
 # ---- training ------------------------------------------------------------------------------
-def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
+def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[exp.Expression] | None = None) -> TrainedModel:
+    """Fit a model on the training query's rows; ``transform`` is the TRANSFORM clause, if any.
+
+    TRANSFORM statistics are fitted on the training rows only (not the evaluation split);
+    the fitted transform then turns the whole input into the model's columns.
+    """
     model_type = options["model_type"]
     started = time.time()
     if table.num_rows == 0:
         raise ModelError(f"CREATE MODEL {name}: the training query returned no rows")
+    fitted_transform = None
+    if transform:
+        train_idx, eval_idx = (np.arange(table.num_rows), None) if model_type == "kmeans" else split_rows(table, options)
+        training_rows = table if eval_idx is None else table.take(pa.array(train_idx))
+        fitted_transform = Transform.fit(transform, training_rows)
+        table = fitted_transform.apply(table)
     label = _label_column(name, options, table)
     exclude = {label, options.get("data_split_col"), options.get("kmeans_init_col")} - {None}
     feature_cols = [c for c in table.schema.names if c not in exclude]
@@ -151,8 +176,9 @@ def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
         raise ModelError(f"CREATE MODEL {name}: the training query has no feature columns besides the label")
     if model_type == "kmeans":
         train_idx, eval_idx = np.arange(table.num_rows), None
-    else:
+    elif fitted_transform is None:
         train_idx, eval_idx = split_rows(table, options)
+    # (with a TRANSFORM the split was chosen above, on the raw rows, and rows keep their order)
     train_table = table if eval_idx is None else table.take(pa.array(train_idx))
     trees = model_type.startswith("boosted_tree")
     standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
@@ -160,7 +186,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
     x = encoder.encode(train_table)
     model = TrainedModel(
         name=name, model_type=model_type, options=options, label=label, encoder=encoder,
-        estimator=None, created_at=started, training_rows=len(train_idx),
+        estimator=None, created_at=started, training_rows=len(train_idx), transform=fitted_transform,
     )
     from predserve.warehouse import estimators
 
@@ -180,7 +206,8 @@ def train(name: str, options: dict[str, Any], table: pa.Table) -> TrainedModel:
         row.setdefault("duration_ms", int((time.time() - started) * 1000))
     model.feature_info = feature_statistics(train_table, feature_cols)
     if eval_idx is not None and len(eval_idx):
-        model.evaluation = model.evaluate(table.take(pa.array(eval_idx)))
+        eval_table = table.take(pa.array(eval_idx))  # already transformed
+        model.evaluation = model._evaluate_encoded(encoder.encode(eval_table), eval_table)
     else:  # no split: BigQuery ML evaluates on the training rows, already encoded
         model.evaluation = model._evaluate_encoded(x, train_table)
     return model

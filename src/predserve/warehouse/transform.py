@@ -1,0 +1,155 @@
+"""The TRANSFORM clause of CREATE MODEL: preprocessing fitted at training time, then applied
+again, automatically, to every ML.PREDICT / ML.EVALUATE input.
+
+Each TRANSFORM expression is a SQL expression over the training query's columns, possibly
+calling BigQuery ML's preprocessing functions. Fitting computes each function's statistics
+on the training rows (one DuckDB aggregate per function) and replaces the call with plain
+SQL holding those numbers as constants, e.g. ``ML.STANDARD_SCALER(x) OVER()`` becomes
+``((x) - 41.5) / 12.3``. The fitted expressions are stored with the model; applying them is
+one DuckDB query over each Arrow batch.
+
+Supported: ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE,
+ML.ONE_HOT_ENCODER, ML.LABEL_ENCODER, and any scalar SQL expression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import sqlglot.expressions as exp
+
+from predserve.errors import ModelError
+
+FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "BUCKETIZE", "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def _ml_call(node: exp.Expression) -> tuple[str, list[exp.Expression]] | None:
+    """(FUNCTION, args) when ``node`` is ML.<FUNCTION>(...), with or without OVER()."""
+    inner = node.this if isinstance(node, exp.Window) else node
+    if isinstance(inner, exp.Dot) and isinstance(inner.this, exp.Identifier) and inner.this.name.upper() == "ML":
+        call = inner.expression
+        if isinstance(call, exp.Anonymous):
+            return str(call.this).upper(), list(call.expressions)
+    return None
+
+
+def _bucket_sql(value_sql: str, splits: list[float]) -> str:
+    """bin_1 below the first split, bin_k+1 at or above the k-th; NULL stays NULL (BigQuery ML's naming)."""
+    steps = " + ".join(f"(CAST(({value_sql}) >= {s!r} AS INTEGER))" for s in splits) or "0"
+    return f"CASE WHEN ({value_sql}) IS NULL THEN NULL ELSE 'bin_' || CAST(1 + {steps} AS VARCHAR) END"
+
+
+@dataclass
+class Transform:
+    """Fitted TRANSFORM expressions: (output column, DuckDB SQL over the input columns)."""
+
+    columns: list[tuple[str, str]]
+    _con: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"columns": self.columns, "_con": None}
+
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name, _ in self.columns]
+
+    def apply(self, data: pa.Table | pa.RecordBatch, skip: set[str] | frozenset[str] = frozenset()) -> pa.Table:
+        """The TRANSFORM output for ``data`` (skipping e.g. the label, absent at prediction time)."""
+        if self._con is None:
+            self._con = duckdb.connect()
+        select = ", ".join(f"{sql} AS {_quote(name)}" for name, sql in self.columns if name not in skip)
+        self._con.register("transform_input", data)
+        try:
+            return self._con.sql(f"SELECT {select} FROM transform_input").to_arrow_table()
+        except duckdb.Error as exc:
+            raise ModelError(f"the model's TRANSFORM cannot be applied to this input: {exc}") from None
+        finally:
+            self._con.unregister("transform_input")
+
+    @classmethod
+    def fit(cls, expressions: list[exp.Expression], training: pa.Table) -> "Transform":
+        con = duckdb.connect()
+        con.register("training", training)
+        columns = []
+        for expression in expressions:
+            if isinstance(expression, exp.Alias):
+                name, body = expression.alias, expression.this
+            elif isinstance(expression, exp.Column):
+                name, body = expression.name, expression
+            elif isinstance(expression, exp.Star):
+                columns.extend((c, _quote(c)) for c in training.schema.names)
+                continue
+            else:
+                raise ModelError(f"TRANSFORM expression {expression.sql('bigquery')!r} needs a name: add AS column_name")
+            fitted = body.transform(lambda node: _fit_call(node, con))
+            columns.append((name, fitted.sql(dialect="duckdb")))
+        con.close()
+        return cls(columns)
+
+
+def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection) -> exp.Expression:
+    call = _ml_call(node)
+    if call is None:
+        return node
+    function, args = call
+    if function not in FUNCTIONS:
+        raise ModelError(f"ML.{function} is not supported in TRANSFORM; supported: " + ", ".join(f"ML.{f}" for f in FUNCTIONS))
+    if not args:
+        raise ModelError(f"ML.{function} needs an expression to transform")
+    value = args[0].sql(dialect="duckdb")
+
+    def stat(sql: str) -> Any:
+        try:
+            return con.sql(f"SELECT {sql} FROM training").fetchall()[0]
+        except duckdb.Error as exc:
+            raise ModelError(f"ML.{function}({args[0].sql('bigquery')}) in TRANSFORM: {exc}") from None
+
+    if function == "STANDARD_SCALER":
+        mean, std = stat(f"avg({value})::DOUBLE, stddev_samp({value})::DOUBLE")
+        sql = f"(({value}) - {mean!r}) / {(std or 1.0)!r}"
+    elif function == "MIN_MAX_SCALER":
+        low, high = stat(f"min({value})::DOUBLE, max({value})::DOUBLE")
+        span = (high - low) or 1.0
+        sql = f"LEAST(GREATEST((({value}) - {low!r}) / {span!r}, 0.0), 1.0)"
+    elif function == "BUCKETIZE":
+        if len(args) < 2 or not isinstance(args[1], exp.Array):
+            raise ModelError("ML.BUCKETIZE(expression, [split points]) needs an array of split points")
+        splits = [float(a.this) if not isinstance(a, exp.Neg) else -float(a.this.this) for a in args[1].expressions]
+        sql = _bucket_sql(value, sorted(splits))
+    elif function == "QUANTILE_BUCKETIZE":
+        if len(args) < 2:
+            raise ModelError("ML.QUANTILE_BUCKETIZE(expression, num_buckets) needs the number of buckets")
+        buckets = int(args[1].this)
+        if buckets < 2:
+            raise ModelError("ML.QUANTILE_BUCKETIZE needs at least 2 buckets")
+        quantiles = ", ".join(str(i / buckets) for i in range(1, buckets))
+        splits = stat(f"quantile_cont({value}, [{quantiles}])")[0]
+        sql = _bucket_sql(value, sorted(set(splits)))
+    elif function == "ONE_HOT_ENCODER":
+        # The value as a category; the model's automatic one-hot encoding does the rest
+        # (unseen values get weight 0, as BigQuery ML's encoder does).
+        sql = f"CAST({value} AS VARCHAR)"
+    else:  # LABEL_ENCODER: 1..n over the sorted training categories, 0 for NULL and unseen
+        categories = [row[0] for row in con.sql(f"SELECT DISTINCT CAST({value} AS VARCHAR) AS c FROM training WHERE c IS NOT NULL ORDER BY c").fetchall()]
+        cases = " ".join(f"WHEN {_literal(c)} THEN {i}" for i, c in enumerate(categories, 1))
+        sql = f"CASE CAST({value} AS VARCHAR) {cases} ELSE 0 END" if cases else "0"
+    import sqlglot
+
+    return sqlglot.parse_one(sql, read="duckdb")
