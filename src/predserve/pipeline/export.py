@@ -12,6 +12,7 @@ serving. A driver killed outright leaves an unfinished snapshot that the next GC
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from predserve.pipeline.sources import open_source
 from predserve.store import open_store
 from predserve.store.base import DEFAULT_KEEP
 
+log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
 
 
@@ -116,10 +118,14 @@ class GateRefused(ExportError):
 
 
 def _discard_quietly(store: Any, model: str, snapshot: int) -> None:
-    state = store.state(model)
-    info = state.snapshots.get(snapshot) if state else None
-    if info is not None and info.state != "published":
-        store.discard(model, snapshot)
+    """Drop the failed export's snapshot; if even that fails, GC will (the error in flight wins)."""
+    try:
+        state = store.state(model)
+        info = state.snapshots.get(snapshot) if state else None
+        if info is not None and info.state != "published":
+            store.discard(model, snapshot)
+    except Exception as exc:  # the original failure is the one to report
+        log.warning("could not discard unpublished snapshot %s of %s (%s); `predserve gc` will", snapshot, model, exc)
 
 
 def build_pipeline(pipeline: beam.Pipeline, source: Any, store_url: str, model: str, snapshot: int, key: str) -> None:

@@ -27,8 +27,15 @@ class RenderAndWrite(beam.DoFn):
         from predserve.store import open_store
 
         self._store = open_store(self.store_url)
-        self._writer = self._store.writer(self.model, self.snapshot)
         self._renderer = BodyRenderer(self.model, self.snapshot, self.key)
+
+    def start_bundle(self) -> None:
+        self._writer = self._store.writer(self.model, self.snapshot)
+
+    def finish_bundle(self) -> None:
+        # Flush here, not in teardown: a failure in finish_bundle fails (and retries) the
+        # bundle, so rows counted as written are rows the store has accepted.
+        self._writer.close()
 
     def process(self, table: pa.Table):  # type: ignore[no-untyped-def]
         ids, bodies = self._renderer.render(table)
@@ -39,9 +46,6 @@ class RenderAndWrite(beam.DoFn):
         return []
 
     def teardown(self) -> None:
-        writer = getattr(self, "_writer", None)
-        if writer is not None:
-            writer.close()
         store = getattr(self, "_store", None)
         if store is not None:
             store.close()
