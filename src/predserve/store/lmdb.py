@@ -271,9 +271,6 @@ class LmdbStore(SnapshotStore):
                         break
                     yield key[len(prefix):], value
 
-    def count(self, model: str, snapshot: int) -> int:
-        return sum(1 for _ in self.items(model, snapshot))
-
     def disk_bytes(self) -> int:
         return (self.path / "data.mdb").stat().st_size
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from predserve.errors import StoreError
 from predserve.store.base import (
@@ -20,6 +20,7 @@ from predserve.store.base import (
     WRITING,
     ModelState,
     SnapshotInfo,
+    SnapshotWriter,
     check_model_name,
     now,
 )
@@ -68,6 +69,25 @@ class SnapshotStore(ABC):
     def models(self) -> list[str]:
         """Names of every model with a state in the store."""
 
+    @abstractmethod
+    def writer(self, model: str, snapshot: int) -> SnapshotWriter:
+        """A writer for one unpublished snapshot (each worker process opens its own)."""
+
+    @abstractmethod
+    def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
+        """The stored value of one id in one snapshot, or None."""
+
+    @abstractmethod
+    def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
+        """Stored values in the order of ``ids`` (None where absent)."""
+
+    @abstractmethod
+    def items(self, model: str, snapshot: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (id, value) of one snapshot."""
+
+    def count(self, model: str, snapshot: int) -> int:
+        return sum(1 for _ in self.items(model, snapshot))
+
     # ---- shared logic ------------------------------------------------------------------
     def _require_writable(self, action: str) -> None:
         if self.readonly:
@@ -80,7 +100,6 @@ class SnapshotStore(ABC):
         """Allocate a new, unpublished snapshot id for ``model``."""
         self._require_writable("create a snapshot")
         check_model_name(model)
-        created: list[SnapshotInfo] = []
 
         def update(state: ModelState | None) -> ModelState:
             state = state or ModelState(model=model)
@@ -93,11 +112,12 @@ class SnapshotStore(ABC):
             )
             state.snapshots[info.id] = info
             state.next_id += 1
-            created.append(info)
             return state
 
-        self._update_state(model, update)
-        return created[0]
+        # Results are read from the state the update returned: a backend may retry the
+        # update function (Bigtable's compare-and-set), so it must not record anything itself.
+        state = self._update_state(model, update)
+        return state.snapshots[state.next_id - 1]
 
     def _snapshot(self, state: ModelState | None, model: str, snapshot: int) -> SnapshotInfo:
         if state is None:
@@ -114,23 +134,19 @@ class SnapshotStore(ABC):
     def finish_snapshot(self, model: str, snapshot: int, rows: int) -> SnapshotInfo:
         """Mark a snapshot completely written; only finished snapshots can be published."""
         self._require_writable("finish a snapshot")
-        done: list[SnapshotInfo] = []
 
         def update(state: ModelState | None) -> ModelState:
             info = self._snapshot(state, model, snapshot)
             if info.state != WRITING:
                 raise StoreError(f"snapshot {snapshot} of model {model!r} is already {info.state}")
             info.state, info.rows = FINISHED, rows
-            done.append(info)
             return state  # type: ignore[return-value]
 
-        self._update_state(model, update)
-        return done[0]
+        return self._update_state(model, update).snapshots[snapshot]
 
     def publish(self, model: str, snapshot: int, metadata: dict[str, Any] | None = None) -> SnapshotInfo:
         """Make a finished snapshot current, in one atomic step."""
         self._require_writable("publish")
-        done: list[SnapshotInfo] = []
 
         def update(state: ModelState | None) -> ModelState:
             info = self._snapshot(state, model, snapshot)
@@ -142,16 +158,13 @@ class SnapshotStore(ABC):
             info.metadata.update(metadata or {})
             state.current = snapshot
             state.history.append(snapshot)
-            done.append(info)
             return state
 
-        self._update_state(model, update)
-        return done[0]
+        return self._update_state(model, update).snapshots[snapshot]
 
     def rollback(self, model: str, snapshot: int | None = None) -> SnapshotInfo:
         """Point ``model`` back at ``snapshot``, or at the previously published one."""
         self._require_writable("roll back")
-        done: list[SnapshotInfo] = []
 
         def update(state: ModelState | None) -> ModelState:
             if state is None or state.current is None:
@@ -176,11 +189,10 @@ class SnapshotStore(ABC):
                 state.history.append(snapshot)
                 target = snapshot
             state.current = target
-            done.append(state.snapshots[target])
             return state
 
-        self._update_state(model, update)
-        return done[0]
+        state = self._update_state(model, update)
+        return state.snapshots[state.current]  # type: ignore[index]
 
     def discard(self, model: str, snapshot: int) -> None:
         """Delete an unpublished snapshot now (a failed or refused export cleans up after itself)."""
@@ -195,12 +207,21 @@ class SnapshotStore(ABC):
             state.pending_delete = sorted(set(state.pending_delete) | {snapshot})
             return state
 
-        self._update_state(model, update)
-        self._delete_data(model, snapshot)
+        self._purge(model, self._update_state(model, update).pending_delete)
+
+    def _purge(self, model: str, snapshots: list[int]) -> None:
+        """Delete the data of snapshots the state no longer names, then forget them.
+
+        The state already hides them from every reader; a purge that dies half-way leaves
+        them in ``pending_delete`` and the next GC finishes the job.
+        """
+        for sid in snapshots:
+            self._delete_data(model, sid)
+        purged = set(snapshots)
 
         def forget(state: ModelState | None) -> ModelState:
             assert state is not None
-            state.pending_delete = [s for s in state.pending_delete if s != snapshot]
+            state.pending_delete = [s for s in state.pending_delete if s not in purged]
             return state
 
         self._update_state(model, forget)
@@ -237,19 +258,7 @@ class SnapshotStore(ABC):
                 state.pending_delete = sorted(set(state.pending_delete) | set(doomed))
                 return state
 
-            # The state no longer names these snapshots, so no reader can resolve them; now
-            # drop their data. A GC that dies here leaves them in pending_delete for the next.
-            state = self._update_state(name, update)
-            for sid in state.pending_delete:
-                self._delete_data(name, sid)
-            purged = set(state.pending_delete)
-
-            def forget(state: ModelState | None) -> ModelState:
-                assert state is not None
-                state.pending_delete = [s for s in state.pending_delete if s not in purged]
-                return state
-
-            self._update_state(name, forget)
+            self._purge(name, self._update_state(name, update).pending_delete)
             deleted.extend((name, sid) for sid in doomed)
         return deleted
 
@@ -270,10 +279,10 @@ class SnapshotStore(ABC):
     # Async read API for the serving path. Embedded backends answer synchronously (a read is
     # microseconds); network backends override these with real async calls and deadlines.
     async def aget(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
-        return self.get(model, snapshot, entity_id)  # type: ignore[attr-defined]
+        return self.get(model, snapshot, entity_id)
 
     async def aget_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
-        return self.get_many(model, snapshot, ids)  # type: ignore[attr-defined]
+        return self.get_many(model, snapshot, ids)
 
     async def astate(self, model: str) -> ModelState | None:
         return self.state(model)
