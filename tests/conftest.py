@@ -18,14 +18,14 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
+from predserve.demo import free_port as demo_free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 EMULATOR_PROJECT, EMULATOR_INSTANCE = "test-project", "test-instance"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return demo_free_port(0)
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:

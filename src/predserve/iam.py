@@ -23,9 +23,10 @@ import secrets
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from predserve.errors import PredserveError
 
@@ -117,7 +118,7 @@ class Registry:
         self._verified = {}
 
     def _save(self) -> None:
-        self._verified = {}
+        self._set(self._accounts)  # rebuild the key index, forget verified keys
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"service_accounts": [asdict(a) for a in self._accounts.values()]}
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".iam-")
@@ -160,10 +161,17 @@ class Registry:
         return account
 
     # ---- changes -----------------------------------------------------------------------
-    def create(self, name: str, role: str, models: list[str] | None = None) -> tuple[ServiceAccount, str]:
-        """Create an account with one role; returns it and its key (shown only now)."""
+    @contextmanager
+    def _editing(self) -> Iterator[None]:
+        """Hold the lock, start from the file's latest content, and save the change."""
         with self._lock:
             self.reload()
+            yield
+            self._save()
+
+    def create(self, name: str, role: str, models: list[str] | None = None) -> tuple[ServiceAccount, str]:
+        """Create an account with one role; returns it and its key (shown only now)."""
+        with self._editing():
             if not NAME.match(name):
                 raise IamError(f"invalid account name {name!r}: 3-63 characters, lowercase letters, digits and '-', starting with a letter")
             if name in self._accounts:
@@ -172,46 +180,33 @@ class Registry:
             account = ServiceAccount(name, key_id, key_hash)
             self._grant(account, role, models)
             self._accounts[name] = account
-            self._by_key_id[key_id] = account
-            self._save()
-            return account, key
+        return account, key
 
     def grant(self, name: str, role: str, models: list[str] | None = None) -> ServiceAccount:
-        with self._lock:
-            self.reload()
+        with self._editing():
             account = self.get(name)
             self._grant(account, role, models)
-            self._save()
-            return account
+        return account
 
     def revoke(self, name: str, role: str) -> ServiceAccount:
-        with self._lock:
-            self.reload()
+        with self._editing():
             account = self.get(name)
             if role not in account.roles:
                 raise IamError(f"service account {name!r} does not have role {role!r}")
             del account.roles[role]
-            self._save()
-            return account
+        return account
 
     def rotate(self, name: str) -> str:
-        with self._lock:
-            self.reload()
+        """A new key for ``name``; the old one stops working at once."""
+        with self._editing():
             account = self.get(name)
-            key, key_id, key_hash = _new_key()
-            self._by_key_id.pop(account.key_id, None)
-            account.key_id, account.key_hash = key_id, key_hash
-            self._by_key_id[key_id] = account
-            self._save()
-            return key
+            key, account.key_id, account.key_hash = _new_key()
+        return key
 
     def delete(self, name: str) -> None:
-        with self._lock:
-            self.reload()
-            account = self.get(name)
+        with self._editing():
+            self.get(name)
             del self._accounts[name]
-            self._by_key_id.pop(account.key_id, None)
-            self._save()
 
     @staticmethod
     def _grant(account: ServiceAccount, role: str, models: list[str] | None) -> None:
