@@ -128,7 +128,7 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 
 # ---- export ---------------------------------------------------------------------------------
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("-w", "--warehouse", required=True, help=WAREHOUSE_HELP + ", or bigquery://PROJECT/DATASET")
+@click.option("-w", "--warehouse", required=True, help="the warehouse's DuckDB file, or bigquery://PROJECT/DATASET")
 @click.option("--model", required=True, help="model name the predictions are served under")
 @click.option("--key", required=True, help="column holding the id clients look up (e.g. user_id)")
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
