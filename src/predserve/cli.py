@@ -221,10 +221,7 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
         state = st.state(model)
     if state is None:
         raise click.ClickException(f"model {model!r} has no snapshots in {store}")
-    rows = [
-        {**s.to_dict(), "current": s.id == state.current, "metadata": None}
-        for s in sorted(state.snapshots.values(), key=lambda s: s.id)
-    ]
+    rows = [{**s.to_dict(), "current": s.id == state.current} for s in sorted(state.snapshots.values(), key=lambda s: s.id)]
     if as_json:
         click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows}, indent=2))
         return

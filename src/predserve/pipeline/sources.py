@@ -57,7 +57,7 @@ class WarehouseSource:
         with Warehouse(self.warehouse, read_only=True) as wh:
             shards = wh.copy_to_parquet(self.query, self.workdir)
         con = duckdb.connect()
-        relation = f"read_parquet('{self.pattern}')"
+        relation = "read_parquet('{}')".format(self.pattern.replace("'", "''"))
         if not shards:
             return SourceStats(0, 0, 0)
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema

@@ -91,8 +91,9 @@ class Warehouse:
         directory.mkdir(parents=True, exist_ok=True)
         with self._prepared(self.con, query) as duck_sql:
             try:
+                target = str(directory).replace("'", "''")
                 self.con.execute(
-                    f"COPY ({duck_sql}) TO '{directory}' (FORMAT PARQUET, FILE_SIZE_BYTES '16MB', "
+                    f"COPY ({duck_sql}) TO '{target}' (FORMAT PARQUET, FILE_SIZE_BYTES '16MB', "
                     f"ROW_GROUP_SIZE {rows_per_file}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{{i}}')"
                 )
             except duckdb.Error as exc:
