@@ -72,8 +72,12 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
 
     console.print("[bold]exporting ML.PREDICT through Apache Beam (DirectRunner) into an LMDB snapshot")
 
+    shown = [-1]
+
     def progress(written: int, expected: int, elapsed: float) -> None:
-        console.print(f"   {written:,}/{expected:,} rows, {elapsed:.1f}s", highlight=False)
+        if written != shown[0]:
+            shown[0] = written
+            console.print(f"   {written:,}/{expected:,} rows, {elapsed:.1f}s", highlight=False)
 
     summary = run_export(
         warehouse=str(warehouse_path), model=MODEL, key="user_id", store_url=str(store_path),
@@ -85,7 +89,7 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
     registry = Registry(iam_path)
     name = f"demo-reader-{int(time.time())}"
     _, key = registry.create(name, "reader", [MODEL])
-    console.print(f"[green]✓[/] service account {name} (role reader on {MODEL}); key written only to this screen")
+    console.print(f"[green]✓[/] service account {name} (role reader on {MODEL}); its key is shown only on this screen")
 
     port = free_port(port)
     url = f"http://127.0.0.1:{port}"
