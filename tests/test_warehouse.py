@@ -324,3 +324,18 @@ def test_transform_errors(wh: Warehouse) -> None:
            "TRANSFORM(ML.STANDARD_SCALER(x1) OVER() AS s1, y) AS SELECT x1, y FROM people")
     with pytest.raises(ModelError, match="TRANSFORM cannot be applied"):
         wh.sql("SELECT * FROM ML.PREDICT(MODEL t, (SELECT x2 FROM people))")
+
+
+def test_training_info_reports_eval_loss_on_the_held_out_rows(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL bt OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=5) "
+           "AS SELECT x1, x2, color, y FROM people")
+    info = wh.sql("SELECT * FROM ML.TRAINING_INFO(MODEL bt) ORDER BY iteration").to_pylist()
+    assert [r["iteration"] for r in info] == [0, 1, 2, 3, 4]
+    assert all(r["eval_loss"] is not None and r["eval_loss"] > 0 for r in info)
+    assert info[-1]["eval_loss"] < info[0]["eval_loss"]
+    wh.sql("CREATE MODEL lin OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, color, y FROM people")
+    row = wh.sql("SELECT * FROM ML.TRAINING_INFO(MODEL lin)").to_pylist()[0]
+    mse = wh.sql("SELECT mean_squared_error FROM ML.EVALUATE(MODEL lin)").to_pylist()[0]["mean_squared_error"]
+    assert row["eval_loss"] == pytest.approx(mse)  # the evaluation split's MSE, as ML.EVALUATE reports it
+    wh.sql("CREATE MODEL small OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people WHERE id < 100")
+    assert wh.sql("SELECT eval_loss FROM ML.TRAINING_INFO(MODEL small)").to_pylist() == [{"eval_loss": None}]

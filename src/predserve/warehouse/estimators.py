@@ -20,6 +20,11 @@ from sklearn.metrics import mean_squared_error
 from predserve.errors import ModelError
 
 Info = list[dict[str, Any]]
+HeldOut = tuple[np.ndarray, np.ndarray] | None  # the evaluation rows (features, targets), for eval_loss
+
+
+def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0))))
 
 
 def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, float] | str | None:
@@ -42,7 +47,8 @@ def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, flo
     return weights
 
 
-def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, classes: list[Any]) -> tuple[Any, Info]:
+def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, classes: list[Any],
+                   held_out: HeldOut = None) -> tuple[Any, Info]:
     weights = _class_weights(options, classes)
     if model_type == "logistic_reg":
         l1, l2 = options["l1_reg"], options["l2_reg"]
@@ -54,13 +60,13 @@ def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: n
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(x, y)
-        probs = est.predict_proba(x)
-        loss = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0)))
-        return est, [{"iteration": 0, "loss": float(loss), "learning_rate": None}]
-    return _fit_xgboost(options, x, y, classifier=True, num_classes=len(classes), class_weight=weights)
+        eval_loss = _log_loss(est.predict_proba(held_out[0]), held_out[1]) if held_out else None
+        return est, [{"iteration": 0, "loss": _log_loss(est.predict_proba(x), y), "eval_loss": eval_loss, "learning_rate": None}]
+    return _fit_xgboost(options, x, y, held_out, classifier=True, num_classes=len(classes), class_weight=weights)
 
 
-def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray) -> tuple[Any, Info]:
+def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray,
+                  held_out: HeldOut = None) -> tuple[Any, Info]:
     if model_type == "linear_reg":
         l1, l2 = options["l1_reg"], options["l2_reg"]
         if l1 > 0:
@@ -71,12 +77,13 @@ def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np
         else:
             est = LinearRegression()
         est.fit(x, y)
-        loss = mean_squared_error(y, est.predict(x))
-        return est, [{"iteration": 0, "loss": float(loss), "learning_rate": None}]
-    return _fit_xgboost(options, x, y, classifier=False)
+        eval_loss = float(mean_squared_error(held_out[1], est.predict(held_out[0]))) if held_out else None
+        return est, [{"iteration": 0, "loss": float(mean_squared_error(y, est.predict(x))), "eval_loss": eval_loss, "learning_rate": None}]
+    return _fit_xgboost(options, x, y, held_out, classifier=False)
 
 
-def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, classifier: bool, num_classes: int = 0, class_weight: Any = None) -> tuple[Any, Info]:
+def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out: HeldOut, classifier: bool,
+                 num_classes: int = 0, class_weight: Any = None) -> tuple[Any, Info]:
     import xgboost as xgb
 
     params = dict(
@@ -107,9 +114,13 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, classifi
             sample_weight = np.array([class_weight.get(int(c), 1.0) for c in y])
     else:
         est = xgb.XGBRegressor(**params)
-    est.fit(x, y, sample_weight=sample_weight, eval_set=[(x, y)], verbose=False)
-    history = next(iter(est.evals_result().get("validation_0", {}).values()), [])
-    info = [{"iteration": i, "loss": float(v), "learning_rate": options["learn_rate"]} for i, v in enumerate(history)]
+    eval_set = [(x, y)] + ([held_out] if held_out else [])
+    est.fit(x, y, sample_weight=sample_weight, eval_set=eval_set, verbose=False)
+    results = est.evals_result()
+    history = next(iter(results.get("validation_0", {}).values()), [])
+    eval_history = next(iter(results.get("validation_1", {}).values()), [None] * len(history))
+    info = [{"iteration": i, "loss": float(v), "eval_loss": None if e is None else float(e), "learning_rate": options["learn_rate"]}
+            for i, (v, e) in enumerate(zip(history, eval_history))]
     return est, info
 
 

@@ -184,6 +184,9 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
     encoder = FeatureEncoder.fit(train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees)
     x = encoder.encode(train_table)
+    # The evaluation rows (already transformed), encoded once: for eval_loss and ML.EVALUATE.
+    eval_table = table.take(pa.array(eval_idx)) if eval_idx is not None and len(eval_idx) else None
+    x_eval = encoder.encode(eval_table) if eval_table is not None else None
     model = TrainedModel(
         name=name, model_type=model_type, options=options, label=label, encoder=encoder,
         estimator=None, created_at=started, training_rows=len(train_idx), transform=fitted_transform,
@@ -194,20 +197,28 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         y_col = train_table.column(label)
         model.label_type = y_col.type
         model.classes = sorted(pc.unique(table.column(label)).to_pylist())
+
+        def targets(t: pa.Table) -> np.ndarray:
+            return _label_indices(t.column(label), model.classes, model.label_type)
+
+        held_out = (x_eval, targets(eval_table)) if eval_table is not None else None
         model.estimator, model.training_info = estimators.fit_classifier(
-            model_type, options, x, _label_indices(y_col, model.classes, model.label_type), model.classes
+            model_type, options, x, targets(train_table), model.classes, held_out
         )
     elif model_type in REGRESSORS:
-        y = train_table.column(label).cast(pa.float64()).to_numpy()
-        model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, y)
+        def values(t: pa.Table) -> np.ndarray:
+            return t.column(label).cast(pa.float64()).to_numpy()
+
+        held_out = (x_eval, values(eval_table)) if eval_table is not None else None
+        model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, values(train_table), held_out)
     else:
         model.estimator, model.training_info = estimators.fit_kmeans(options, x)
     for row in model.training_info:
+        row.setdefault("eval_loss", None)
         row.setdefault("duration_ms", int((time.time() - started) * 1000))
     model.feature_info = feature_statistics(train_table, feature_cols)
-    if eval_idx is not None and len(eval_idx):
-        eval_table = table.take(pa.array(eval_idx))  # already transformed
-        model.evaluation = model._evaluate_encoded(encoder.encode(eval_table), eval_table)
+    if eval_table is not None:
+        model.evaluation = model._evaluate_encoded(x_eval, eval_table)
     else:  # no split: BigQuery ML evaluates on the training rows, already encoded
         model.evaluation = model._evaluate_encoded(x, train_table)
     return model
