@@ -91,19 +91,23 @@ def test_readers_never_see_a_mix_during_publishes(store_url: str) -> None:
     """Readers hammer ids while snapshots of distinguishable content are published."""
     with open_store(store_url) as store:
         publish(store, "m", "s0")
-        reader = open_store(store_url, readonly=True)
+        # A generous deadline: this test is about consistency, and the emulator is slow under load.
+        reader = open_store(store_url, readonly=True, read_timeout=5.0)
         stop = threading.Event()
         bad: list[str] = []
         reads = [0]
 
         def hammer() -> None:
-            while not stop.is_set():
-                current = reader.current("m")
-                values = reader.get_many("m", current.id, IDS[:50])
-                tags = {v.split(b":")[0] for v in values if v is not None}
-                if len(tags) != 1 or None in values:
-                    bad.append(f"snapshot {current.id}: {tags} missing={values.count(None)}")
-                reads[0] += 1
+            try:
+                while not stop.is_set():
+                    current = reader.current("m")
+                    values = reader.get_many("m", current.id, IDS[:50])
+                    tags = {v.split(b":")[0] for v in values if v is not None}
+                    if len(tags) != 1 or None in values:
+                        bad.append(f"snapshot {current.id}: {tags} missing={values.count(None)}")
+                    reads[0] += 1
+            except Exception as exc:  # a dead reader must fail the test, not vanish
+                bad.append(f"reader failed: {exc!r}")
 
         threads = [threading.Thread(target=hammer) for _ in range(2)]
         for t in threads:
