@@ -339,3 +339,18 @@ def test_training_info_reports_eval_loss_on_the_held_out_rows(wh: Warehouse) -> 
     assert row["eval_loss"] == pytest.approx(mse)  # the evaluation split's MSE, as ML.EVALUATE reports it
     wh.sql("CREATE MODEL small OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people WHERE id < 100")
     assert wh.sql("SELECT eval_loss FROM ML.TRAINING_INFO(MODEL small)").to_pylist() == [{"eval_loss": None}]
+
+
+def test_struct_columns_expand_into_one_feature_per_field(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL st OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "AS SELECT STRUCT(x1 AS a, color AS c) AS s, y FROM people")
+    assert wh.model("st").encoder.input_names == ["s_a", "s_c"]
+    flat = wh.sql("CREATE MODEL fl OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+                  "AS SELECT x1 AS s_a, color AS s_c, y FROM people")
+    assert flat.num_columns == 0
+    nested = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL st, (SELECT STRUCT(x1 AS a, color AS c) AS s FROM people ORDER BY id))")
+    plain = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL fl, (SELECT x1 AS s_a, color AS s_c FROM people ORDER BY id))")
+    np.testing.assert_allclose(nested.column(0).to_numpy(), plain.column(0).to_numpy())
+    with pytest.raises(ModelError, match="nested STRUCT"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "AS SELECT STRUCT(STRUCT(x1 AS a) AS inner_s) AS s, y FROM people")

@@ -22,6 +22,26 @@ import pyarrow.compute as pc
 from predserve.errors import ModelError
 
 
+def expand_structs(data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """STRUCT columns become one column per field, named ``{struct}_{field}`` (BigQuery ML's rule)."""
+    if not any(pa.types.is_struct(f.type) for f in data.schema):
+        return data
+    arrays, names = [], []
+    for name, col in zip(data.schema.names, data.columns):
+        if not pa.types.is_struct(col.type):
+            arrays.append(col)
+            names.append(name)
+            continue
+        for index, member in enumerate(col.type):
+            if pa.types.is_struct(member.type):
+                raise ModelError(f"STRUCT column {name!r} has a nested STRUCT field {member.name!r}; BigQuery ML does not allow nested STRUCTs")
+            arrays.append(pc.struct_field(col, [index]))
+            names.append(f"{name}_{member.name}")
+    if isinstance(data, pa.Table):
+        return pa.table(arrays, names=names)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
 def is_numeric(t: pa.DataType) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 

@@ -17,7 +17,7 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
 from predserve.warehouse import metrics
-from predserve.warehouse.features import FeatureEncoder, NumericFeature, is_numeric
+from predserve.warehouse.features import FeatureEncoder, NumericFeature, expand_structs, is_numeric
 from predserve.warehouse.split import split_rows
 from predserve.warehouse.transform import Transform
 
@@ -44,11 +44,12 @@ class TrainedModel:
     transform: Transform | None = None  # the fitted TRANSFORM clause, if the model has one
 
     def _features(self, data: pa.RecordBatch | pa.Table, with_label: bool = False) -> pa.RecordBatch | pa.Table:
-        """The model's input columns: the TRANSFORM output when there is one, else ``data``."""
-        if self.transform is None:
-            return data
-        skip = set() if with_label or self.label is None else {self.label}
-        return self.transform.apply(data, skip=skip)
+        """The model's input columns: the TRANSFORM output when there is one, else ``data``;
+        STRUCT columns expanded into one column per field."""
+        if self.transform is not None:
+            skip = set() if with_label or self.label is None else {self.label}
+            data = self.transform.apply(data, skip=skip)
+        return expand_structs(data)
 
     # ---- prediction --------------------------------------------------------------------
     @property
@@ -111,10 +112,9 @@ class TrainedModel:
     # ---- evaluation --------------------------------------------------------------------
     def evaluate(self, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
         """Metrics on ``table`` (which must hold the label column for supervised models)."""
-        if self.transform is not None:
-            if self.label is not None and self.label not in self.transform.output_names:
-                raise ModelError(f"the TRANSFORM of model {self.name} does not output the label {self.label!r}")
-            table = self._features(table, with_label=True)
+        if self.transform is not None and self.label is not None and self.label not in self.transform.output_names:
+            raise ModelError(f"the TRANSFORM of model {self.name} does not output the label {self.label!r}")
+        table = self._features(table, with_label=True)
         return self._evaluate_encoded(self.encoder.encode(table), table, threshold)
 
     def _evaluate_encoded(self, x: np.ndarray, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
@@ -169,6 +169,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         training_rows = table if eval_idx is None else table.take(pa.array(train_idx))
         fitted_transform = Transform.fit(transform, training_rows)
         table = fitted_transform.apply(table)
+    table = expand_structs(table)
     label = _label_column(name, options, table)
     exclude = {label, options.get("data_split_col"), options.get("kmeans_init_col")} - {None}
     feature_cols = [c for c in table.schema.names if c not in exclude]
