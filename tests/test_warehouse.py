@@ -354,3 +354,20 @@ def test_struct_columns_expand_into_one_feature_per_field(wh: Warehouse) -> None
     with pytest.raises(ModelError, match="nested STRUCT"):
         wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
                "AS SELECT STRUCT(STRUCT(x1 AS a) AS inner_s) AS s, y FROM people")
+
+
+def test_string_arrays_are_multi_hot_encoded(wh: Warehouse) -> None:
+    wh.sql("CREATE TABLE tagged AS SELECT id, CASE id % 4 WHEN 0 THEN ['a', 'b'] WHEN 1 THEN ['b'] WHEN 2 THEN [] ELSE NULL END AS tags, "
+           "(CASE WHEN id % 4 = 0 THEN 3.0 ELSE 0.0 END) + (CASE WHEN id % 4 IN (0, 1) THEN 2.0 ELSE 0.0 END) AS y FROM people")
+    wh.sql("CREATE MODEL mh OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "AS SELECT tags, y FROM tagged")
+    feature = wh.model("mh").encoder.features[0]
+    assert feature.output_names == ["tags_a", "tags_b", "tags_NULL"]
+    rows = wh.sql("SELECT tags FROM (VALUES (1, ['b', 'a', 'zzz']), (2, NULL), (3, [])) t(i, tags) ORDER BY i")
+    x = wh.model("mh").encoder.encode(rows)
+    assert x.tolist() == [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
+    got = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL mh, (SELECT i, tags FROM (VALUES (1, ['a', 'b']), (2, ['b'])) t(i, tags))) "
+                 "ORDER BY i").column(0).to_pylist()
+    assert got == pytest.approx([5.0, 2.0])
+    with pytest.raises(ModelError, match="ARRAY of double"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT [x1, x2] AS v, y FROM people")

@@ -111,7 +111,34 @@ class CategoricalFeature:
         return matrix
 
 
-Feature = NumericFeature | CategoricalFeature
+@dataclass
+class MultiHotFeature:
+    """A non-numeric ARRAY column: one feature per distinct element seen in training."""
+
+    name: str
+    categories: list  # distinct elements, sorted; None (a NULL array) last when present
+    value_type: pa.DataType = field(default_factory=pa.string)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"{self.name}_{'NULL' if c is None else c}" for c in self.categories]
+
+    def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        matrix = np.zeros((len(col), len(self.categories)), dtype=np.float64)
+        known = [c for c in self.categories if c is not None]
+        rows = pc.list_parent_indices(col).to_numpy(zero_copy_only=False)
+        index = pc.index_in(pc.list_flatten(col).cast(self.value_type), value_set=pa.array(known, type=self.value_type))
+        index = pc.fill_null(index, -1).to_numpy(zero_copy_only=False)
+        seen = index >= 0  # elements unseen in training get weight 0
+        matrix[rows[seen], index[seen]] = 1.0
+        if None in self.categories:
+            matrix[pc.is_null(col).to_numpy(zero_copy_only=False), len(known)] = 1.0
+        return matrix
+
+
+Feature = NumericFeature | CategoricalFeature | MultiHotFeature
 
 
 @dataclass
@@ -141,6 +168,18 @@ class FeatureEncoder:
                 if mean is None:
                     raise ModelError(f"feature column {name!r} is NULL in every training row; drop it from the query")
                 features.append(NumericFeature(name, float(mean), float(std) if std else 1.0, standardize))
+            elif pa.types.is_list(t) or pa.types.is_large_list(t):
+                element = t.value_type
+                if is_numeric(element) or pa.types.is_nested(element):
+                    raise ModelError(
+                        f"feature column {name!r} is an ARRAY of {element}; only arrays of strings, booleans or "
+                        "dates are supported (they are multi-hot encoded)"
+                    )
+                elements = pc.unique(pc.list_flatten(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col))
+                categories = sorted(v for v in elements.to_pylist() if v is not None)
+                if col.null_count:
+                    categories.append(None)
+                features.append(MultiHotFeature(name, categories, element))
             elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_date(t) or pa.types.is_time(t):
                 value_type = pa.large_string() if pa.types.is_large_string(t) else t
                 distinct = pc.unique(col.drop_null() if isinstance(col, pa.Array) else col.combine_chunks().drop_null())
