@@ -371,3 +371,23 @@ def test_string_arrays_are_multi_hot_encoded(wh: Warehouse) -> None:
     assert got == pytest.approx([5.0, 2.0])
     with pytest.raises(ModelError, match="ARRAY of double"):
         wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT [x1, x2] AS v, y FROM people")
+
+
+def test_kmeans_custom_initial_centroids(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL kc OPTIONS(model_type='kmeans', kmeans_init_method='CUSTOM', kmeans_init_col='seed', "
+           "max_iterations=1, standardize_features=FALSE) "
+           "AS SELECT x1, x2, id IN (1, 2, 3) AS seed FROM people")
+    model = wh.model("kc")
+    assert model.estimator.n_clusters == 3 and model.encoder.input_names == ["x1", "x2"]
+    from sklearn.cluster import KMeans
+
+    data = wh.sql("SELECT x1, x2, id IN (1, 2, 3) AS seed FROM people")
+    x = np.column_stack([data.column("x1").to_numpy(), data.column("x2").to_numpy()])
+    seeds = data.column("seed").to_numpy(zero_copy_only=False)
+    direct = KMeans(n_clusters=3, init=x[seeds], n_init=1, max_iter=1, tol=0.01, random_state=0).fit(x)
+    np.testing.assert_allclose(model.estimator.cluster_centers_, direct.cluster_centers_)
+    with pytest.raises(ModelError, match="marks 3 rows"):
+        wh.sql("CREATE MODEL kx OPTIONS(model_type='kmeans', kmeans_init_method='CUSTOM', kmeans_init_col='seed', num_clusters=4) "
+               "AS SELECT x1, x2, id IN (1, 2, 3) AS seed FROM people")
+    with pytest.raises(ModelError, match="needs kmeans_init_col"):
+        wh.sql("CREATE MODEL ky OPTIONS(model_type='kmeans', kmeans_init_method='CUSTOM') AS SELECT x1, x2 FROM people")

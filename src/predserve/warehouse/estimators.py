@@ -129,19 +129,32 @@ def default_num_clusters(rows: int) -> int:
     return int(min(100, max(2, round(math.sqrt(rows / 2)))))
 
 
-def fit_kmeans(options: dict[str, Any], x: np.ndarray) -> tuple[Any, Info]:
-    k = options["num_clusters"] or default_num_clusters(len(x))
+def fit_kmeans(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = None) -> tuple[Any, Info]:
+    """``init_rows``: for kmeans_init_method='CUSTOM', the rows whose kmeans_init_col is TRUE."""
+    init: Any = "k-means++" if options["kmeans_init_method"] == "KMEANS++" else "random"
+    if options["kmeans_init_method"] == "CUSTOM":
+        if init_rows is None:
+            raise ModelError("kmeans_init_method='CUSTOM' needs kmeans_init_col: a BOOL column, TRUE for the initial centroids")
+        k = int(init_rows.sum())
+        if options["num_clusters"] and options["num_clusters"] != k:
+            raise ModelError(f"num_clusters={options['num_clusters']} but kmeans_init_col marks {k} rows as initial centroids")
+        if k < 2:
+            raise ModelError(f"kmeans_init_col marks {k} rows as initial centroids; it needs at least 2")
+    else:
+        if options.get("kmeans_init_col"):
+            raise ModelError("kmeans_init_col only applies with kmeans_init_method='CUSTOM'")
+        k = options["num_clusters"] or default_num_clusters(len(x))
     if k > len(x):
         raise ModelError(f"num_clusters={k} is more than the {len(x)} training rows")
-    if options["kmeans_init_method"] == "CUSTOM":
-        raise ModelError("kmeans_init_method='CUSTOM' is not supported yet; use RANDOM or KMEANS++")
     if options["distance_type"] == "COSINE":
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         x = x / norms
+    if options["kmeans_init_method"] == "CUSTOM":
+        init = x[init_rows]
     est = KMeans(
         n_clusters=k,
-        init="k-means++" if options["kmeans_init_method"] == "KMEANS++" else "random",
+        init=init,
         max_iter=options["max_iterations"],
         tol=options["min_rel_progress"] if options["early_stop"] else 0.0,
         n_init=1,

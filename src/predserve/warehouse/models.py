@@ -213,7 +213,13 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         held_out = (x_eval, values(eval_table)) if eval_table is not None else None
         model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, values(train_table), held_out)
     else:
-        model.estimator, model.training_info = estimators.fit_kmeans(options, x)
+        init_col = options.get("kmeans_init_col")
+        init_rows = None
+        if init_col:
+            if init_col not in train_table.schema.names or not pa.types.is_boolean(train_table.column(init_col).type):
+                raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
+            init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
+        model.estimator, model.training_info = estimators.fit_kmeans(options, x, init_rows)
     for row in model.training_info:
         row.setdefault("eval_loss", None)
         row.setdefault("duration_ms", int((time.time() - started) * 1000))
