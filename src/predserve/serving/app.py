@@ -173,16 +173,18 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(403, f"service account {account.name!r} may not read predictions of model {model!r}")
         return account
 
-    async def current(model: str) -> CurrentSnapshot:
+    async def current(model: str) -> tuple[CurrentSnapshot, bool]:
+        """The model's current snapshot and whether it is stale (refused here if so configured)."""
         snapshot = await state["pointers"].get(model)
         if snapshot is None:
             raise ApiError(404, f"model {model!r} has no published snapshot in this store")
-        if snapshot.is_stale():
+        stale = snapshot.is_stale()
+        if stale:
             metrics.stale_responses.labels(model).inc()
             if config.stale == "refuse":
                 raise ApiError(503, f"model {model!r}: snapshot {snapshot.id} is {snapshot.age():.0f}s old, "
                                     f"over its max_age of {snapshot.max_age:.0f}s; re-run the export")
-        return snapshot
+        return snapshot, stale
 
     def check_id(model: str, entity_id: str) -> bytes:
         if "\ufffd" in entity_id:
@@ -194,7 +196,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(400, f"id is {len(raw)} bytes, over the maximum of {MAX_ID_BYTES}")
         return raw
 
-    def mark(body: bytes, snapshot: CurrentSnapshot) -> bytes:
+    def mark_stale(body: bytes) -> bytes:
         return body[:-1] + b',"stale":true}'
 
     def fallback(snapshot: CurrentSnapshot, entity_id: str) -> bytes | None:
@@ -216,7 +218,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         model, entity_id = request.path_params["model"], request.path_params["entity_id"]
         authorize(request, model)
         raw = check_id(model, entity_id)
-        snapshot = await current(model)
+        snapshot, stale = await current(model)
         started = time.perf_counter()
         body = await state["store"].aget(model, snapshot.id, raw)
         metrics.read_get.observe(time.perf_counter() - started)
@@ -226,8 +228,8 @@ def create_app(config: ServeConfig) -> FastAPI:
                 metrics.outcome(model, "not_found").inc()
                 raise ApiError(404, f"no prediction for id {entity_id!r} in model {model!r} (snapshot {snapshot.id})")
         metrics.outcome(model, "found").inc()
-        if snapshot.is_stale():
-            return StoredJSON(mark(body, snapshot), STALE_HEADER)
+        if stale:
+            return StoredJSON(mark_stale(body), STALE_HEADER)
         return StoredJSON(body)
 
     @app.post(
@@ -256,7 +258,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         if len(ids) > config.max_batch:
             raise ApiError(413, f"{len(ids)} ids requested; at most {config.max_batch} per batchGet")
         raws = [check_id(model, i) for i in ids]
-        snapshot = await current(model)
+        snapshot, stale = await current(model)
         started = time.perf_counter()
         values = await state["store"].aget_many(model, snapshot.id, raws)
         metrics.read_many.observe(time.perf_counter() - started)
@@ -271,9 +273,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             results.append(value)
         metrics.outcome(model, "found").inc(found)
         metrics.outcome(model, "not_found").inc(len(ids) - found)
-        stale = b',"stale":true' if snapshot.is_stale() else b""
-        head = orjson.dumps({"model": model, "snapshot": snapshot.id})[:-1]
-        return StoredJSON(head + stale + b',"results":[' + b",".join(results) + b"]}")
+        head = orjson.dumps({"model": model, "snapshot": snapshot.id})[:-1] + (b',"stale":true' if stale else b"")
+        return StoredJSON(head + b',"results":[' + b",".join(results) + b"]}")
 
     @app.get("/v1/models", summary="List published models (admin)", responses=_errors(401, 403))
     async def list_models(request: Request) -> dict[str, Any]:
