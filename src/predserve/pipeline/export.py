@@ -91,8 +91,7 @@ def run_export(
         summary = ExportSummary(model, snapshot, written, False, time.time() - started, store.url, gates)
         blocking = [g for g in gates if g.blocks]
         if blocking:
-            store.discard(model, snapshot)
-            raise GateRefused(summary, blocking)
+            raise GateRefused(summary, blocking)  # the handler below discards the snapshot
         metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction}
         store.publish(model, snapshot, metadata)
         summary.published = True
@@ -128,22 +127,18 @@ def _discard_quietly(store: Any, model: str, snapshot: int) -> None:
         log.warning("could not discard unpublished snapshot %s of %s (%s); `predserve gc` will", snapshot, model, exc)
 
 
-def build_pipeline(pipeline: beam.Pipeline, source: Any, store_url: str, model: str, snapshot: int, key: str) -> None:
-    """Attach the export transforms to ``pipeline`` (shared by run_export and tests)."""
-    _ = pipeline | "Read" >> source.read() | "Export" >> ExportToSnapshot(store_url, model, snapshot, key)
-
-
 def _run_pipeline(
     source: Any, store_url: str, model: str, snapshot: int, key: str, beam_args: Sequence[str],
     expected: int, store: Any, progress: Progress | None, started: float,
 ) -> int:
-    options = PipelineOptions(list(beam_args))
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, source, store_url, model, snapshot, key)
+    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
+    _ = pipeline | "Read" >> source.read() | "Export" >> ExportToSnapshot(store_url, model, snapshot, key)
     stop = threading.Event()
     watcher = None
-    if progress is not None:
-        watcher = threading.Thread(target=_watch, args=(store, expected, started, progress, stop), daemon=True)
+    # Live progress needs a cheap count of rows written (LMDB's entry count); other
+    # backends report once, at the end.
+    if progress is not None and hasattr(store, "entries"):
+        watcher = threading.Thread(target=_watch, args=(store.entries, expected, started, progress, stop), daemon=True)
         watcher.start()
     try:
         result = pipeline.run()
@@ -162,9 +157,8 @@ def _run_pipeline(
     return written
 
 
-def _watch(store: Any, expected: int, started: float, progress: Progress, stop: threading.Event) -> None:
-    """Report progress from the store's own entry count where the backend has one."""
-    count = getattr(store, "entries", None)
-    base = count() if count else 0
+def _watch(entries: Callable[[], int], expected: int, started: float, progress: Progress, stop: threading.Event) -> None:
+    """Report rows written every half second, from the store's entry count."""
+    base = entries()
     while not stop.wait(0.5):
-        progress((count() - base) if count else 0, expected, time.time() - started)
+        progress(entries() - base, expected, time.time() - started)

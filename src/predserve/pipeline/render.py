@@ -10,7 +10,6 @@ null; timestamps become ISO-8601 strings.
 from __future__ import annotations
 
 import json
-from typing import Iterable
 
 import duckdb
 import pyarrow as pa
@@ -43,10 +42,6 @@ class BodyRenderer:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._sql_by_schema: dict[pa.Schema, str] = {}
 
-    def prediction_schema(self, schema: pa.Schema) -> list[tuple[str, str]]:
-        """The (name, type) of every prediction field: what the schema-change gate compares."""
-        return [(f.name, str(f.type)) for f in schema if f.name != self.key]
-
     def _sql(self, schema: pa.Schema) -> str:
         if self.key not in schema.names:
             raise ExportError(f"key column {self.key!r} is not in the export query's columns: {', '.join(schema.names)}")
@@ -74,7 +69,3 @@ class BodyRenderer:
         finally:
             self._con.unregister("batch")
         return out.column("id").to_pylist(), out.column("body").to_pylist()
-
-    def render_pairs(self, table: pa.Table | pa.RecordBatch) -> Iterable[tuple[bytes, bytes]]:
-        ids, bodies = self.render(table)
-        return zip(ids, bodies)

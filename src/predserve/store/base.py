@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Protocol
+from abc import ABC, abstractmethod
+from typing import Any, Iterable
 
 from predserve.errors import StoreError
 
@@ -142,13 +143,18 @@ def now() -> float:
     return time.time()
 
 
-class SnapshotWriter(Protocol):
+class SnapshotWriter(ABC):
     """Writes one unpublished snapshot. Safe to create in many worker processes at once."""
 
     def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
         """Write (id bytes, value bytes) pairs; returns how many ids were already present."""
+        pairs = list(items)
+        return self.write_columns([i for i, _ in pairs], [v for _, v in pairs])
 
+    @abstractmethod
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
         """The same as ``write`` for two parallel lists, validated column-wise (the export's path)."""
 
-    def close(self) -> None: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Flush what is buffered; errors surface here."""

@@ -35,7 +35,7 @@ from google.cloud.bigtable.data import (
 from google.cloud.bigtable.data import row_filters as rf
 
 from predserve.errors import StoreError, StoreUnavailable
-from predserve.store.base import ModelState, check_columns
+from predserve.store.base import ModelState, SnapshotWriter, check_columns
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 DATA_FAMILY, META_FAMILY = "p", "m"
@@ -67,16 +67,12 @@ def _prefix_range(prefix: bytes) -> RowRange:
 LATEST = rf.CellsColumnLimitFilter(1)
 
 
-class BigtableSnapshotWriter:
+class BigtableSnapshotWriter(SnapshotWriter):
     """Batched MutateRows into one snapshot; the client retries transient errors."""
 
     def __init__(self, store: "BigtableStore", model: str, snapshot: int) -> None:
         self._prefix = snapshot_prefix(model, snapshot)
         self._batcher = store.table.mutations_batcher(flush_limit_mutation_count=WRITE_BATCH, flush_interval=1)
-
-    def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
-        pairs = list(items)
-        return self.write_columns([i for i, _ in pairs], [v for _, v in pairs])
 
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
         check_columns(ids, values)  # the whole batch, before any of it is sent
@@ -100,6 +96,7 @@ class BigtableStore(SnapshotStore):
         self.url = f"bigtable://{project}/{instance}/{table}"
         self.readonly = readonly
         self.read_timeout = read_timeout
+        self._deadline = {"operation_timeout": read_timeout, "attempt_timeout": read_timeout}  # for every read
         self._client = BigtableDataClient(project=project)
         self.table = self._client.get_table(instance, table)
         self._async_table: Any = None
@@ -204,17 +201,15 @@ class BigtableStore(SnapshotStore):
         return BigtableSnapshotWriter(self, model, snapshot)
 
     # ---- read side (sync) --------------------------------------------------------------
-    def _read_kwargs(self) -> dict[str, Any]:
-        return {"operation_timeout": self.read_timeout, "attempt_timeout": self.read_timeout}
 
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
-        row = self._call(self.table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._read_kwargs())
+        row = self._call(self.table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._deadline)
         return row.cells[0].value if row is not None and row.cells else None
 
     def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
         prefix = snapshot_prefix(model, snapshot)
         keys = [data_key(prefix, i) for i in ids]
-        rows = self._call(self.table.read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._read_kwargs())
+        rows = self._call(self.table.read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._deadline)
         found = {row.row_key: row.cells[0].value for row in rows if row.cells}
         return [found.get(k) for k in keys]
 
@@ -245,7 +240,7 @@ class BigtableStore(SnapshotStore):
 
     async def aget(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
         table = self._atable()
-        row = await self._acall(table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._read_kwargs())
+        row = await self._acall(table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._deadline)
         return row.cells[0].value if row is not None and row.cells else None
 
     async def aget_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
@@ -253,15 +248,15 @@ class BigtableStore(SnapshotStore):
         keys = [data_key(prefix, i) for i in ids]
         if not keys:
             return []
-        rows = await self._acall(self._atable().read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._read_kwargs())
+        rows = await self._acall(self._atable().read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._deadline)
         found = {row.row_key: row.cells[0].value for row in rows if row.cells}
         return [found.get(k) for k in keys]
 
     async def astate(self, model: str) -> ModelState | None:
-        row = await self._acall(self._atable().read_row, STATE_PREFIX + model.encode(), row_filter=LATEST, **self._read_kwargs())
+        row = await self._acall(self._atable().read_row, STATE_PREFIX + model.encode(), row_filter=LATEST, **self._deadline)
         return self._state_from_row(row)[1]
 
     async def amodels(self) -> list[str]:
         query = ReadRowsQuery(row_ranges=[_prefix_range(STATE_PREFIX)], row_filter=rf.RowFilterChain([rf.StripValueTransformerFilter(True), LATEST]))
-        rows = await self._acall(self._atable().read_rows, query, **self._read_kwargs())
+        rows = await self._acall(self._atable().read_rows, query, **self._deadline)
         return [row.row_key[len(STATE_PREFIX):].decode() for row in rows]

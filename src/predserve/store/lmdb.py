@@ -17,12 +17,12 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import lmdb
 
 from predserve.errors import StoreError
-from predserve.store.base import ModelState, check_columns
+from predserve.store.base import ModelState, SnapshotWriter, check_columns
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
@@ -104,16 +104,12 @@ def data_prefix(model: str, snapshot: int) -> bytes:
     return model.encode() + b"\x00" + struct.pack(">Q", snapshot)
 
 
-class LmdbSnapshotWriter:
-    """Writes one snapshot's rows; every ``write`` call is one LMDB write transaction."""
+class LmdbSnapshotWriter(SnapshotWriter):
+    """Writes one snapshot's rows, in LMDB write transactions of up to WRITE_CHUNK rows."""
 
     def __init__(self, store: "LmdbStore", model: str, snapshot: int) -> None:
         self._store = store
         self._prefix = data_prefix(model, snapshot)
-
-    def write(self, items: Iterable[tuple[bytes, bytes]]) -> int:
-        pairs = list(items)
-        return self.write_columns([i for i, _ in pairs], [v for _, v in pairs])
 
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
         check_columns(ids, values)

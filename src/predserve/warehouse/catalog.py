@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import pickle
 from datetime import datetime, timezone
-from typing import Any
 
 import duckdb
 
@@ -80,10 +79,3 @@ def drop(con: duckdb.DuckDBPyConnection, name: str, if_exists: bool) -> None:
             return
         raise ModelError(f"cannot drop model {name}: it does not exist (use DROP MODEL IF EXISTS)")
     con.execute(f"DELETE FROM {TABLE} WHERE name = ?", [name])
-
-
-def describe(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any]:
-    rows = con.execute(f"SELECT name, model_type, label, created_at, training_rows FROM {TABLE} WHERE name = ?", [name]).fetchall()
-    if not rows:
-        raise ModelError(f"model {name} does not exist")
-    return dict(zip(["name", "model_type", "label", "created_at", "training_rows"], rows[0]))

@@ -22,7 +22,7 @@ from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse import catalog
 from predserve.warehouse.models import TrainedModel, train, weights_table
 from predserve.warehouse.options import literal_value, resolve_options
-from predserve.warehouse.parsing import MLCall, Statement, extract_ml_calls, model_name, split_statements
+from predserve.warehouse.parsing import MLCall, Statement, extract_ml_calls, object_name, split_statements
 
 PREDICT_BATCH_ROWS = 65_536
 EMPTY = pa.table({})
@@ -83,7 +83,7 @@ class Warehouse:
         return result
 
     def model(self, name: str) -> TrainedModel:
-        return catalog.load(self.con, model_name(name))
+        return catalog.load(self.con, object_name(name))
 
     def copy_to_parquet(self, query: str, directory: str | Path, rows_per_file: int = 250_000) -> list[Path]:
         """Write a query's result as Parquet shards under ``directory`` (the export's local source)."""
@@ -149,7 +149,7 @@ class Warehouse:
     def _drop_model(self, statement: Statement) -> pa.Table:
         words = [t.text for t in statement.tokens[2:]]
         if_exists = [w.upper() for w in words[:2]] == ["IF", "EXISTS"]
-        name = model_name("".join(words[2:] if if_exists else words))
+        name = object_name("".join(words[2:] if if_exists else words))
         if not name:
             raise SQLError("DROP MODEL needs a model name")
         catalog.drop(self.con, name, if_exists)

@@ -8,7 +8,7 @@ import duckdb
 
 from predserve.errors import SQLError
 from predserve.warehouse.engine import Warehouse
-from predserve.warehouse.parsing import model_name
+from predserve.warehouse.parsing import object_name
 
 
 def load_file(warehouse: str, table: str, file: str, replace: bool = False) -> int:
@@ -20,7 +20,7 @@ def load_file(warehouse: str, table: str, file: str, replace: bool = False) -> i
         reader = "read_csv_auto"
     else:
         raise SQLError(f"cannot tell the format of {file}: name it *.csv or *.parquet")
-    name = model_name(table)  # strips backticks; keeps dataset.table
+    name = object_name(table)  # strips backticks; keeps dataset.table
     parts = name.split(".")
     if len(parts) > 2:
         parts = parts[-2:]  # project.dataset.table -> dataset.table

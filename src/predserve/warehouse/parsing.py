@@ -96,8 +96,8 @@ def _split_args(tokens: list[Token], start: int, end: int) -> list[tuple[int, in
     return args
 
 
-def model_name(text: str) -> str:
-    """Normalize a model reference: strip backticks and quotes, keep dataset.model."""
+def object_name(text: str) -> str:
+    """Normalize a model or table reference: strip backticks and quotes, keep dataset.name."""
     parts = [p.strip("`\"") for p in text.replace("`", "").split(".")]
     return ".".join(p for p in parts if p)
 
@@ -143,7 +143,7 @@ def _parse_call(sql: str, tokens: list[Token], start: int, open_i: int, close_i:
     first_a, first_b = args[0]
     if first_b - first_a < 2:
         raise SQLError(f"ML.{function}(MODEL ...) needs a model name at character {tokens[first_a].start + 1}")
-    call = MLCall(function, model_name(text(first_a + 1, first_b)), f"__predserve_ml_{next(_placeholder_ids)}")
+    call = MLCall(function, object_name(text(first_a + 1, first_b)), f"__predserve_ml_{next(_placeholder_ids)}")
     for a, b in args[1:]:
         head = tokens[a]
         if head.text.upper() == "TABLE":
