@@ -186,7 +186,12 @@ def create_app(config: ServeConfig) -> FastAPI:
                                     f"over its max_age of {snapshot.max_age:.0f}s; re-run the export")
         return snapshot, stale
 
-    def check_id(model: str, entity_id: str) -> bytes:
+    async def published() -> list[CurrentSnapshot]:
+        """The current snapshot of every model that has one."""
+        snapshots = [await state["pointers"].get(name) for name in await state["store"].amodels()]
+        return [snapshot for snapshot in snapshots if snapshot is not None]
+
+    def check_id(entity_id: str) -> bytes:
         if "\ufffd" in entity_id:
             raise ApiError(400, "id is not valid UTF-8")
         raw = entity_id.encode()
@@ -217,7 +222,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         # per-argument validation costs more than the rest of this route (see docs/benchmarks.md).
         model, entity_id = request.path_params["model"], request.path_params["entity_id"]
         authorize(request, model)
-        raw = check_id(model, entity_id)
+        raw = check_id(entity_id)
         snapshot, stale = await current(model)
         started = time.perf_counter()
         body = await state["store"].aget(model, snapshot.id, raw)
@@ -257,7 +262,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(400, 'request body must be {"ids": ["id1", "id2", ...]} with string ids')
         if len(ids) > config.max_batch:
             raise ApiError(413, f"{len(ids)} ids requested; at most {config.max_batch} per batchGet")
-        raws = [check_id(model, i) for i in ids]
+        raws = [check_id(i) for i in ids]
         snapshot, stale = await current(model)
         started = time.perf_counter()
         values = await state["store"].aget_many(model, snapshot.id, raws)
@@ -279,12 +284,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.get("/v1/models", summary="List published models (admin)", responses=_errors(401, 403))
     async def list_models(request: Request) -> dict[str, Any]:
         authorize(request, admin=True)
-        models = []
-        for name in await state["store"].amodels():
-            snapshot = await state["pointers"].get(name)
-            if snapshot is not None:
-                models.append(_summary(snapshot))
-        return {"models": models}
+        return {"models": [_summary(snapshot) for snapshot in await published()]}
 
     @app.get("/v1/models/{model}", summary="Model detail: current snapshot, age and history (admin)", responses=_errors(401, 403, 404))
     async def model_detail(model: str, request: Request) -> dict[str, Any]:
@@ -331,21 +331,18 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.get("/readyz", summary="Readiness: the store answers and at least one model is published", responses=_errors(503))
     async def readyz() -> Response:
         try:
-            names = await state["store"].amodels()
-            published = [n for n in names if await state["pointers"].get(n) is not None]
+            models = [snapshot.model for snapshot in await published()]
         except Exception as exc:  # any store failure means "not ready", with the reason
             raise ApiError(503, f"store not reachable: {exc}") from None
-        if not published:
+        if not models:
             raise ApiError(503, "no model has a published snapshot yet; run `predserve export`")
-        return Response(orjson.dumps({"status": "ready", "models": published}), media_type=JSON)
+        return Response(orjson.dumps({"status": "ready", "models": models}), media_type=JSON)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
         now = time.time()
-        for name in await state["store"].amodels():
-            snapshot = await state["pointers"].get(name)
-            if snapshot is not None:
-                metrics.snapshot_age.labels(name).set(snapshot.age(now))
+        for snapshot in await published():
+            metrics.snapshot_age.labels(snapshot.model).set(snapshot.age(now))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Match the prediction routes first: the router tries routes in order.
