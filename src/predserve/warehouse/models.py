@@ -163,11 +163,11 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     started = time.time()
     if table.num_rows == 0:
         raise ModelError(f"CREATE MODEL {name}: the training query returned no rows")
+    # The split is chosen on the raw rows; TRANSFORM and STRUCT expansion keep row order.
+    train_idx, eval_idx = (np.arange(table.num_rows), None) if model_type == "kmeans" else split_rows(table, options)
     fitted_transform = None
     if transform:
-        train_idx, eval_idx = (np.arange(table.num_rows), None) if model_type == "kmeans" else split_rows(table, options)
-        training_rows = table if eval_idx is None else table.take(pa.array(train_idx))
-        fitted_transform = Transform.fit(transform, training_rows)
+        fitted_transform = Transform.fit(transform, table if eval_idx is None else table.take(pa.array(train_idx)))
         table = fitted_transform.apply(table)
     table = expand_structs(table)
     label = _label_column(name, options, table)
@@ -175,11 +175,6 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     feature_cols = [c for c in table.schema.names if c not in exclude]
     if not feature_cols:
         raise ModelError(f"CREATE MODEL {name}: the training query has no feature columns besides the label")
-    if model_type == "kmeans":
-        train_idx, eval_idx = np.arange(table.num_rows), None
-    elif fitted_transform is None:
-        train_idx, eval_idx = split_rows(table, options)
-    # (with a TRANSFORM the split was chosen above, on the raw rows, and rows keep their order)
     train_table = table if eval_idx is None else table.take(pa.array(train_idx))
     trees = model_type.startswith("boosted_tree")
     standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
