@@ -56,6 +56,9 @@ class Warehouse:
             raise SQLError(f"cannot open warehouse {self.path}: {exc}") from None
         if not read_only:
             catalog.ensure_catalog(self.con)
+        # Errors raised while DuckDB pulls ML.PREDICT batches reach us wrapped in a DuckDB
+        # error with a Python traceback; the original is kept here to be raised instead.
+        self._stream_errors: list[PredserveError] = []
 
     def close(self) -> None:
         self.con.close()
@@ -74,12 +77,14 @@ class Warehouse:
             raise SQLError("no SQL statement given")
         result = EMPTY
         for number, statement in enumerate(statements, 1):
+            self._stream_errors.clear()
             try:
                 result = self._run(statement)
             except PredserveError as exc:
                 raise type(exc)(f"{_describe(statement, number, len(statements))}: {exc}") from None
             except duckdb.Error as exc:
-                raise SQLError(f"{_describe(statement, number, len(statements))}: {exc}") from None
+                cause: Exception = self._stream_errors[0] if self._stream_errors else SQLError(str(exc))
+                raise type(cause)(f"{_describe(statement, number, len(statements))}: {cause}") from None
         return result
 
     def model(self, name: str) -> TrainedModel:
@@ -205,7 +210,11 @@ class Warehouse:
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in source:
-                yield model.predict_batch(batch, threshold)
+                try:
+                    yield model.predict_batch(batch, threshold)
+                except PredserveError as exc:
+                    self._stream_errors.append(exc)
+                    raise
 
         return pa.RecordBatchReader.from_batches(schema, batches())
 
