@@ -2,8 +2,9 @@
 
 AUTO_SPLIT: fewer than 500 rows -> no split (evaluate on the training rows); 500 to 50,000
 rows -> 20% random evaluation rows; more than 50,000 -> 10,000 random evaluation rows.
-RANDOM: data_split_eval_fraction random rows. CUSTOM: a BOOL data_split_col, TRUE = evaluation.
-SEQ: sorted by data_split_col, the last data_split_eval_fraction rows are evaluation.
+RANDOM: data_split_eval_fraction random rows. CUSTOM: a BOOL data_split_col, TRUE or NULL =
+evaluation. SEQ: sorted by data_split_col, the last data_split_eval_fraction rows (NULLs sort
+last) are evaluation.
 The random choice is seeded, so the same data gives the same split (BigQuery's is not).
 """
 
@@ -42,10 +43,10 @@ def split_rows(table: pa.Table, options: dict[str, Any]) -> tuple[np.ndarray, np
     if method == "CUSTOM":
         flags = table.column(col)
         if not pa.types.is_boolean(flags.type):
-            raise ModelError(f"data_split_col {col!r} must be BOOL for CUSTOM splits (TRUE marks evaluation rows)")
-        is_eval = pc.fill_null(flags, False).to_numpy(zero_copy_only=False)
+            raise ModelError(f"data_split_col {col!r} must be BOOL for CUSTOM splits (TRUE or NULL marks evaluation rows)")
+        is_eval = pc.fill_null(flags, True).to_numpy(zero_copy_only=False)
         return everything[~is_eval], everything[is_eval]
-    order = pc.sort_indices(table, sort_keys=[(col, "ascending")]).to_numpy()
+    order = pc.sort_indices(table, sort_keys=[(col, "ascending")]).to_numpy()  # NULLs sort last: evaluation
     cut = n - int(round(n * fraction))
     return np.sort(order[:cut]), np.sort(order[cut:])
 
