@@ -1,8 +1,10 @@
 """Training and scoring benchmark (warehouse stage).
 
-1. CREATE MODEL logistic_reg on 1,000,000 rows x 20 numeric features, against the same-run
-   baseline of scikit-learn's LogisticRegression fitted directly on the same standardized
-   matrix (target: at most 1.5x).
+1. CREATE MODEL logistic_reg on 1,000,000 rows x 20 numeric features (BigQuery ML's batch
+   gradient descent with its defaults), against the same-run baseline of scikit-learn's
+   LogisticRegression fitted directly on the same standardized matrix (target: at most 1.5x).
+   Both report their iterations and final training log loss, so the speed is not bought
+   with a worse fit.
 2. ML.PREDICT over 10,000,000 rows (streamed, aggregated in SQL), against the baseline of
    reading the same table in Arrow batches and calling predict_proba directly; each in its own
    process so peak RSS is its own (target: under 2 GB for ML.PREDICT).
@@ -42,7 +44,9 @@ def train_ours(path: str) -> dict:
         started = time.perf_counter()
         wh.sql(f"CREATE OR REPLACE MODEL m OPTIONS(model_type='logistic_reg', input_label_cols=['label'], "
                f"data_split_method='NO_SPLIT') AS SELECT {', '.join(FEATURES)}, label FROM data")
-        return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb()}
+        seconds = round(time.perf_counter() - started, 2)
+        info = wh.sql("SELECT iteration, loss FROM ML.TRAINING_INFO(MODEL m) ORDER BY iteration").to_pylist()
+        return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "iterations": len(info), "log_loss": round(info[-1]["loss"], 5)}
 
 
 def train_direct(path: str) -> dict:
@@ -55,8 +59,11 @@ def train_direct(path: str) -> dict:
     y = table.column("label").to_numpy()
     started = time.perf_counter()
     x = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)
-    LogisticRegression(C=np.inf, max_iter=1000).fit(x, y)
-    return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": peak_rss_mb()}
+    est = LogisticRegression(C=np.inf, max_iter=1000).fit(x, y)
+    seconds = round(time.perf_counter() - started, 2)
+    p = np.clip(est.predict_proba(x)[:, 1], 1e-15, 1 - 1e-15)
+    log_loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "iterations": int(est.n_iter_[0]), "log_loss": round(log_loss, 5)}
 
 
 def predict_ours(path: str) -> dict:
@@ -124,7 +131,9 @@ def main() -> None:
     t, p = results, results
     print(json.dumps(results, indent=2))
     print(f"\nCREATE MODEL logistic_reg, {args.train_rows:,} x 20: {t['train_ours']['seconds']}s vs scikit-learn directly "
-          f"{t['train_direct']['seconds']}s -> {t['train_ours']['seconds'] / t['train_direct']['seconds']:.2f}x")
+          f"{t['train_direct']['seconds']}s -> {t['train_ours']['seconds'] / t['train_direct']['seconds']:.2f}x; "
+          f"log loss {t['train_ours']['log_loss']} after {t['train_ours']['iterations']} iterations vs "
+          f"{t['train_direct']['log_loss']} after {t['train_direct']['iterations']}")
     print(f"ML.PREDICT over {p['predict_ours']['n']:,} rows: {p['predict_ours']['seconds']}s, peak RSS {p['predict_ours']['peak_rss_mb']} MB "
           f"vs predict_proba directly {p['predict_direct']['seconds']}s, peak RSS {p['predict_direct']['peak_rss_mb']} MB "
           f"-> {p['predict_ours']['seconds'] / p['predict_direct']['seconds']:.2f}x")

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import httpx
 import pytest
 
+from predserve import Warehouse
 from predserve.demo import free_port as demo_free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,3 +185,23 @@ def api_server() -> Iterator[Callable[..., ApiServer]]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def wh(tmp_path: Path) -> Iterator[Warehouse]:
+    """A warehouse with `people`: 1,000 rows, so AUTO_SPLIT holds out 20%."""
+    w = Warehouse(tmp_path / "wh.duckdb")
+    w.sql("""
+        CREATE TABLE people AS
+        SELECT i AS id,
+               (i * 37 % 101) / 10.0 AS x1,
+               (i * 53 % 89) / 7.0 AS x2,
+               CASE i % 3 WHEN 0 THEN 'red' WHEN 1 THEN 'green' ELSE 'blue' END AS color,
+               3.0 * ((i * 37 % 101) / 10.0) - 2.0 * ((i * 53 % 89) / 7.0) + CASE i % 3 WHEN 0 THEN 5 ELSE 0 END
+                 + ((i * 7919) % 13 - 6) / 10.0 AS y,
+               CASE WHEN (i * 37 % 101) / 10.0 + ((i * 7919) % 17) / 4.0 > 7 THEN 1 ELSE 0 END AS label,
+               CASE i % 3 WHEN 0 THEN 'a' WHEN 1 THEN 'b' ELSE 'c' END AS kind
+        FROM range(1000) t(i)
+    """)
+    yield w
+    w.close()

@@ -1,30 +1,26 @@
 """The estimators behind each model type, configured from BigQuery ML options.
 
-Returns (fitted estimator, ML.TRAINING_INFO rows). scikit-learn fits linear and logistic
-regression to convergence with exact solvers, where BigQuery ML's batch gradient descent
-stops after max_iterations; docs/sql.md lists that difference.
+Returns (fitted estimator, ML.TRAINING_INFO rows). Linear models train by batch gradient
+descent (gradient_descent.py) or, for linear_reg when optimize_strategy picks it, by the
+normal equation (scikit-learn's exact least squares); boosted trees by XGBoost; kmeans by
+scikit-learn.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import ElasticNet, LinearRegression, LogisticRegression, Ridge
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import mean_squared_error
 
 from predserve.errors import ModelError
+from predserve.warehouse import gradient_descent
 
 Info = list[dict[str, Any]]
 HeldOut = tuple[np.ndarray, np.ndarray] | None  # the evaluation rows (features, targets), for eval_loss
-
-
-def _log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-15, 1.0))))
 
 
 def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, float] | str | None:
@@ -37,13 +33,17 @@ def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, flo
         return None
     weights = {}
     for entry in given:
-        if not isinstance(entry, dict) or len(entry) != 1:
-            raise ModelError("class_weights must be an array of STRUCT('label', weight)")
-        (label, weight), = entry.items()
+        fields = tuple(entry.values()) if isinstance(entry, dict) else entry
+        if not isinstance(fields, tuple) or len(fields) != 2 or not isinstance(fields[1], (int, float)):
+            raise ModelError(f"class_weights must be an array of STRUCT('label', weight), got {given!r}")
+        label, weight = fields
         matches = [i for i, c in enumerate(classes) if str(c) == str(label)]
         if not matches:
             raise ModelError(f"class_weights names label {label!r}, which is not in the training labels {classes}")
         weights[matches[0]] = float(weight)
+    if len(weights) != len(classes):
+        missing = [c for i, c in enumerate(classes) if i not in weights]
+        raise ModelError(f"class_weights needs a weight for every label; missing: {missing}")
     return weights
 
 
@@ -51,35 +51,49 @@ def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: n
                    held_out: HeldOut = None) -> tuple[Any, Info]:
     weights = _class_weights(options, classes)
     if model_type == "logistic_reg":
-        l1, l2 = options["l1_reg"], options["l2_reg"]
-        if l1 > 0:
-            est = LogisticRegression(solver="saga", C=1.0 / (l1 + l2), l1_ratio=l1 / (l1 + l2), max_iter=1000, class_weight=weights)
-        else:
-            # C is the inverse of the L2 strength; no regularization is C=inf.
-            est = LogisticRegression(C=1.0 / l2 if l2 > 0 else np.inf, max_iter=1000, class_weight=weights)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            est.fit(x, y)
-        eval_loss = _log_loss(est.predict_proba(held_out[0]), held_out[1]) if held_out else None
-        return est, [{"iteration": 0, "loss": _log_loss(est.predict_proba(x), y), "eval_loss": eval_loss, "learning_rate": None}]
+        # BigQuery ML trains logistic regression with batch gradient descent only.
+        return gradient_descent.fit("logistic", options, x, y, len(classes), _sample_weights(weights, y, len(classes)), held_out)
     return _fit_xgboost(options, x, y, held_out, classifier=True, num_classes=len(classes), class_weight=weights)
+
+
+def _sample_weights(class_weight: dict[int, float] | str | None, y: np.ndarray, num_classes: int) -> np.ndarray | None:
+    """Per-row weights from auto_class_weights ('balanced': n / (rows of the class * classes)) or class_weights."""
+    if class_weight == "balanced":
+        counts = np.bincount(y, minlength=num_classes)
+        return (len(y) / (num_classes * np.maximum(counts, 1)))[y]
+    if class_weight:
+        return np.array([class_weight.get(int(c), 1.0) for c in y])
+    return None
+
+
+NORMAL_EQUATION_MAX_FEATURES = 10_000
+
+
+def linear_strategy(options: dict[str, Any], rows: int, features: int) -> str:
+    """optimize_strategy, with AUTO_STRATEGY resolved by BigQuery ML's documented rules."""
+    strategy = options["optimize_strategy"]
+    if strategy == "NORMAL_EQUATION" and features > NORMAL_EQUATION_MAX_FEATURES:
+        raise ModelError(f"optimize_strategy='NORMAL_EQUATION' cannot be used with more than {NORMAL_EQUATION_MAX_FEATURES:,} "
+                         f"features after encoding (this model has {features:,}); use 'BATCH_GRADIENT_DESCENT'")
+    if strategy != "AUTO_STRATEGY":
+        return strategy
+    if options["l1_reg"] or options["warm_start"] or features > NORMAL_EQUATION_MAX_FEATURES or rows < 10 * features:
+        return "BATCH_GRADIENT_DESCENT"
+    return "NORMAL_EQUATION"
 
 
 def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray,
                   held_out: HeldOut = None) -> tuple[Any, Info]:
-    if model_type == "linear_reg":
-        l1, l2 = options["l1_reg"], options["l2_reg"]
-        if l1 > 0:
-            n = len(y)
-            est: Any = ElasticNet(alpha=(l1 + l2) / n, l1_ratio=l1 / (l1 + l2), max_iter=10_000)
-        elif l2 > 0:
-            est = Ridge(alpha=l2)
-        else:
-            est = LinearRegression()
-        est.fit(x, y)
-        eval_loss = float(mean_squared_error(held_out[1], est.predict(held_out[0]))) if held_out else None
-        return est, [{"iteration": 0, "loss": float(mean_squared_error(y, est.predict(x))), "eval_loss": eval_loss, "learning_rate": None}]
-    return _fit_xgboost(options, x, y, held_out, classifier=False)
+    if model_type != "linear_reg":
+        return _fit_xgboost(options, x, y, held_out, classifier=False)
+    if linear_strategy(options, *x.shape) == "BATCH_GRADIENT_DESCENT":
+        return gradient_descent.fit("linear", options, x, y, held_out=held_out)
+    # The least-squares solution (with l2_reg as the ridge penalty), in one step.
+    l2, intercept = options["l2_reg"], options["fit_intercept"]
+    est: Any = Ridge(alpha=l2, fit_intercept=intercept) if l2 > 0 else LinearRegression(fit_intercept=intercept)
+    est.fit(x, y)
+    eval_loss = float(mean_squared_error(held_out[1], est.predict(held_out[0]))) if held_out else None
+    return est, [{"iteration": 0, "loss": float(mean_squared_error(y, est.predict(x))), "eval_loss": eval_loss, "learning_rate": None}]
 
 
 def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out: HeldOut, classifier: bool,
@@ -104,16 +118,8 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
         random_state=0,
         n_jobs=2,
     )
-    sample_weight = None
-    if classifier:
-        est: Any = xgb.XGBClassifier(**params)
-        if class_weight == "balanced":
-            counts = np.bincount(y, minlength=num_classes)
-            sample_weight = (len(y) / (num_classes * np.maximum(counts, 1)))[y]
-        elif class_weight:
-            sample_weight = np.array([class_weight.get(int(c), 1.0) for c in y])
-    else:
-        est = xgb.XGBRegressor(**params)
+    sample_weight = _sample_weights(class_weight, y, num_classes) if classifier else None
+    est: Any = xgb.XGBClassifier(**params) if classifier else xgb.XGBRegressor(**params)
     eval_set = [(x, y)] + ([held_out] if held_out else [])
     est.fit(x, y, sample_weight=sample_weight, eval_set=eval_set, verbose=False)
     results = est.evals_result()

@@ -4,8 +4,14 @@
   for every model except boosted trees (and kmeans with standardize_features=FALSE).
 - BOOL, STRING, BYTES, DATE, DATETIME, TIME: one-hot encoded, one feature per distinct value;
   NULL is an extra category; a value unseen in training gets weight 0 (all zeros).
-  Boosted trees get label encoding instead (unseen and NULL -> missing).
-- TIMESTAMP: the Unix seconds, standardized (a simplification; see docs/sql.md).
+  DUMMY_ENCODING drops the most frequent category (its column stays, always 0, so its
+  weight is 0.0). Boosted trees get label encoding instead (unseen and NULL -> missing).
+- TIMESTAMP (an Arrow timestamp with a time zone; DuckDB's TIMESTAMPTZ): for linear and
+  logistic regression, the standardized Unix seconds plus one-hot day of month, day of week,
+  month, hour, minute, week of year (weeks start on Sunday) and year, named
+  ``_TS_DOM_<col>`` etc. as BigQuery ML documents. Other model types get the Unix seconds.
+- Non-numeric ARRAY: multi-hot encoded. Numeric ARRAY: no transformation, one feature per
+  element position (every array must have the training length).
 
 The encoder is fitted once on the training rows, pickled with the model, and applied to
 every Arrow batch at prediction time.
@@ -14,6 +20,7 @@ every Arrow batch at prediction time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -77,18 +84,27 @@ class NumericFeature:
         return values
 
 
+def _category_names(categories: list) -> list[str]:
+    return ["NULL" if c is None else str(c) for c in categories]
+
+
 @dataclass
 class CategoricalFeature:
     name: str
     categories: list  # distinct training values, sorted; None (NULL) last when present
     one_hot: bool
     value_type: pa.DataType = field(default_factory=pa.string)
+    dropped: int | None = None  # DUMMY_ENCODING: the index of the category encoded as all zeros
+
+    @property
+    def category_names(self) -> list[str]:
+        return _category_names(self.categories)
 
     @property
     def output_names(self) -> list[str]:
         if not self.one_hot:
             return [self.name]
-        return [f"{self.name}_{'NULL' if c is None else c}" for c in self.categories]
+        return [f"{self.name}_{c}" for c in self.category_names]
 
     def _indices(self, col: pa.Array) -> np.ndarray:
         """Category index per row; -1 for values unseen in training."""
@@ -106,7 +122,7 @@ class CategoricalFeature:
             out[idx < 0] = np.nan  # missing for XGBoost
             return out
         matrix = np.zeros((len(idx), len(self.categories)), dtype=np.float64)
-        seen = idx >= 0
+        seen = (idx >= 0) & (idx != (-1 if self.dropped is None else self.dropped))
         matrix[np.nonzero(seen)[0], idx[seen]] = 1.0
         return matrix
 
@@ -120,8 +136,12 @@ class MultiHotFeature:
     value_type: pa.DataType = field(default_factory=pa.string)
 
     @property
+    def category_names(self) -> list[str]:
+        return _category_names(self.categories)
+
+    @property
     def output_names(self) -> list[str]:
-        return [f"{self.name}_{'NULL' if c is None else c}" for c in self.categories]
+        return [f"{self.name}_{c}" for c in self.category_names]
 
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if isinstance(col, pa.ChunkedArray):
@@ -138,7 +158,134 @@ class MultiHotFeature:
         return matrix
 
 
-Feature = NumericFeature | CategoricalFeature | MultiHotFeature
+@dataclass
+class NumericArrayFeature:
+    """A numeric ARRAY column: no transformation, one feature per element position.
+
+    BigQuery ML passes numeric arrays through as they are; every array must have the length
+    seen in training. A NULL array becomes the training mean of each position.
+    """
+
+    name: str
+    means: list[float]
+
+    @property
+    def category_names(self) -> list[str]:
+        return [str(i) for i in range(len(self.means))]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"{self.name}_{i}" for i in range(len(self.means))]
+
+    def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        width = len(self.means)
+        lengths = pc.fill_null(pc.list_value_length(col), width).to_numpy(zero_copy_only=False)
+        if (lengths != width).any():
+            bad = int(lengths[lengths != width][0])
+            raise ModelError(f"ARRAY feature {self.name!r} has an array of {bad} elements; the model was trained on arrays of {width}")
+        matrix = np.tile(np.asarray(self.means, dtype=np.float64), (len(col), 1))
+        valid = pc.is_valid(col).to_numpy(zero_copy_only=False)
+        values = pc.list_flatten(col).cast(pa.float64())
+        if values.null_count:
+            raise ModelError(f"ARRAY feature {self.name!r} has NULL elements; BigQuery ML does not allow NULLs inside arrays")
+        matrix[valid] = values.to_numpy(zero_copy_only=False).reshape(-1, width)
+        return matrix
+
+    @classmethod
+    def fit(cls, name: str, col: pa.Array) -> "NumericArrayFeature":
+        lengths = pc.unique(pc.list_value_length(col).drop_null()).to_pylist()
+        if len(lengths) != 1:
+            raise ModelError(f"ARRAY feature {name!r} has arrays of different lengths {sorted(lengths)[:5]}; "
+                             "numeric arrays are used as they are, so every row needs the same length")
+        flat = pc.list_flatten(col.drop_null()).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        if np.isnan(flat).any() or pc.list_flatten(col).null_count:
+            raise ModelError(f"ARRAY feature {name!r} has NULL elements; BigQuery ML does not allow NULLs inside arrays")
+        return cls(name, flat.reshape(-1, lengths[0]).mean(axis=0).tolist())
+
+
+# BigQuery ML's TIMESTAMP components: (processed_input prefix, extractor of UTC timestamps).
+def _week_of_year(ts: pa.Array) -> pa.Array:
+    """BigQuery's EXTRACT(WEEK): weeks begin on Sunday; days before the first Sunday are week 0."""
+    days_before = pc.subtract(pc.day_of_year(ts), 1)
+    sunday_based = pc.day_of_week(ts, count_from_zero=True, week_start=7)
+    return pc.divide(pc.add(pc.subtract(days_before, sunday_based), 7), 7)
+
+
+TIMESTAMP_PARTS: dict[str, Any] = {
+    "_TS_DOM_": pc.day,
+    "_TS_DOW_": lambda ts: pc.day_of_week(ts, count_from_zero=False, week_start=7),  # 1 = Sunday, as BigQuery
+    "_TS_MOY_": pc.month,
+    "_TS_HOD_": pc.hour,
+    "_TS_MOH_": pc.minute,
+    "_TS_WOY_": _week_of_year,
+    "_TS_YEAR_": pc.year,
+}
+
+
+def _utc(col: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A zoned timestamp as naive UTC, so calendar parts are UTC's, as BigQuery's are."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col.cast(pa.timestamp(col.type.unit))
+
+
+@dataclass
+class TimestampFeature:
+    """A TIMESTAMP column for linear models: Unix seconds plus one-hot calendar parts."""
+
+    name: str
+    unix: NumericFeature
+    parts: list[CategoricalFeature]  # named _TS_DOM_<name>, ... in TIMESTAMP_PARTS order
+
+    @property
+    def output_names(self) -> list[str]:
+        return [n for f in (self.unix, *self.parts) for n in f.output_names]
+
+    def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        utc = _utc(col)
+        blocks = [self.unix.encode(utc)[:, None]]
+        for part in self.parts:
+            blocks.append(part.encode(TIMESTAMP_PARTS[part.name[: -len(self.name)]](utc)))
+        return np.hstack(blocks)
+
+    @classmethod
+    def fit(cls, name: str, col: pa.Array | pa.ChunkedArray, standardize: bool, dummy: bool) -> "TimestampFeature":
+        utc = _utc(col)
+        unix = _fit_numeric(name, utc, standardize)
+        parts = [_fit_categorical(prefix + name, extract(utc), True, pa.int64(), dummy)
+                 for prefix, extract in TIMESTAMP_PARTS.items()]
+        return cls(name, unix, parts)
+
+
+Feature = NumericFeature | CategoricalFeature | MultiHotFeature | NumericArrayFeature | TimestampFeature
+
+
+def _fit_numeric(name: str, col: pa.Array | pa.ChunkedArray, standardize: bool) -> NumericFeature:
+    values = _as_float(col)
+    mean = pc.mean(values).as_py()
+    std = pc.stddev(values, ddof=1).as_py()
+    if mean is None:
+        raise ModelError(f"feature column {name!r} is NULL in every training row; drop it from the query")
+    return NumericFeature(name, float(mean), float(std) if std else 1.0, standardize)
+
+
+def _fit_categorical(name: str, col: pa.Array | pa.ChunkedArray, one_hot: bool, value_type: pa.DataType,
+                     dummy: bool) -> CategoricalFeature:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    categories: list = sorted(pc.unique(col.drop_null()).to_pylist())
+    if col.null_count:
+        categories.append(None)
+    dropped = None
+    if dummy and one_hot:
+        # The most frequent category; ties go to the first in sort order (BigQuery picks at random).
+        counts = pc.value_counts(col)
+        values, freq = counts.field("values").to_pylist(), counts.field("counts").to_numpy()
+        top = max(freq)
+        dropped = min(categories.index(v) for v, f in zip(values, freq) if f == top)
+    return CategoricalFeature(name, categories, one_hot, value_type, dropped)
 
 
 @dataclass
@@ -155,38 +302,42 @@ class FeatureEncoder:
     def output_names(self) -> list[str]:
         return [n for f in self.features for n in f.output_names]
 
+    @property
+    def processed_features(self) -> list[Feature]:
+        """The features as ML.WEIGHTS lists them: a TIMESTAMP's Unix seconds and calendar parts apart."""
+        out: list[Feature] = []
+        for f in self.features:
+            out.extend([f.unix, *f.parts] if isinstance(f, TimestampFeature) else [f])
+        return out
+
     @classmethod
-    def fit(cls, table: pa.Table, columns: list[str], standardize: bool, one_hot: bool) -> "FeatureEncoder":
+    def fit(cls, table: pa.Table, columns: list[str], standardize: bool, one_hot: bool,
+            timestamp_parts: bool = False, dummy: bool = False) -> "FeatureEncoder":
+        """``one_hot`` False: label encoding (boosted trees). ``timestamp_parts``: expand
+        TIMESTAMPs into calendar parts (linear models). ``dummy``: DUMMY_ENCODING."""
         features: list[Feature] = []
         for name in columns:
             col = table.column(name)
             t = col.type
-            if is_numeric(t) or pa.types.is_timestamp(t):
-                values = _as_float(col)
-                mean = pc.mean(values).as_py()
-                std = pc.stddev(values, ddof=1).as_py()
-                if mean is None:
-                    raise ModelError(f"feature column {name!r} is NULL in every training row; drop it from the query")
-                features.append(NumericFeature(name, float(mean), float(std) if std else 1.0, standardize))
-            elif pa.types.is_list(t) or pa.types.is_large_list(t):
+            if pa.types.is_timestamp(t) and t.tz is not None and timestamp_parts:
+                features.append(TimestampFeature.fit(name, col, standardize, dummy))
+            elif is_numeric(t) or (pa.types.is_timestamp(t) and t.tz is not None):
+                features.append(_fit_numeric(name, col, standardize))
+            elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+                flat_col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
                 element = t.value_type
-                if is_numeric(element) or pa.types.is_nested(element):
-                    raise ModelError(
-                        f"feature column {name!r} is an ARRAY of {element}; only arrays of strings, booleans or "
-                        "dates are supported (they are multi-hot encoded)"
-                    )
-                elements = pc.unique(pc.list_flatten(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col))
-                categories = sorted(v for v in elements.to_pylist() if v is not None)
+                if is_numeric(element):
+                    features.append(NumericArrayFeature.fit(name, flat_col))
+                    continue
+                if pa.types.is_nested(element):
+                    raise ModelError(f"feature column {name!r} is an ARRAY of {element}; arrays of STRUCTs or arrays are not supported")
+                categories = sorted(v for v in pc.unique(pc.list_flatten(flat_col)).to_pylist() if v is not None)
                 if col.null_count:
                     categories.append(None)
                 features.append(MultiHotFeature(name, categories, element))
-            elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_date(t) or pa.types.is_time(t):
-                value_type = pa.large_string() if pa.types.is_large_string(t) else t
-                distinct = pc.unique(col.drop_null() if isinstance(col, pa.Array) else col.combine_chunks().drop_null())
-                categories: list = sorted(distinct.to_pylist())
-                if col.null_count:
-                    categories.append(None)
-                features.append(CategoricalFeature(name, categories, one_hot, value_type))
+            elif (pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+                  or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_timestamp(t)):
+                features.append(_fit_categorical(name, col, one_hot, t, dummy))
             else:
                 raise ModelError(
                     f"feature column {name!r} has type {t}, which predserve cannot use as a feature yet; "

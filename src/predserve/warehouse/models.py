@@ -17,7 +17,7 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
 from predserve.warehouse import metrics
-from predserve.warehouse.features import FeatureEncoder, NumericFeature, expand_structs, is_numeric
+from predserve.warehouse.features import CategoricalFeature, FeatureEncoder, NumericFeature, expand_structs, is_numeric
 from predserve.warehouse.split import split_rows
 from predserve.warehouse.transform import Transform
 
@@ -178,7 +178,11 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     train_table = table if eval_idx is None else table.take(pa.array(train_idx))
     trees = model_type.startswith("boosted_tree")
     standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
-    encoder = FeatureEncoder.fit(train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees)
+    linear = model_type in ("linear_reg", "logistic_reg")
+    encoder = FeatureEncoder.fit(
+        train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees,
+        timestamp_parts=linear, dummy=linear and options["category_encoding_method"] == "DUMMY_ENCODING",
+    )
     x = encoder.encode(train_table)
     # The evaluation rows (already transformed), encoded once: for eval_loss and ML.EVALUATE.
     eval_table = table.take(pa.array(eval_idx)) if eval_idx is not None and len(eval_idx) else None
@@ -264,41 +268,57 @@ def _label_column(name: str, options: dict[str, Any], table: pa.Table) -> str | 
 
 
 def feature_statistics(table: pa.Table, columns: list[str]) -> list[dict[str, Any]]:
-    """ML.FEATURE_INFO rows: one per input feature column, computed in one DuckDB pass."""
+    """ML.FEATURE_INFO rows: one per input feature column, computed in one DuckDB query."""
     import duckdb
 
-    con = duckdb.connect()
-    con.register("features", table)
-    rows = []
+    fields = ["min", "max", "mean", "median", "stddev", "category_count", "null_count"]
+    selects = []
     for name in columns:
         q = '"' + name.replace('"', '""') + '"'
-        numeric = is_numeric(table.column(name).type)
-        if numeric:
-            sql = (f"SELECT min({q})::DOUBLE, max({q})::DOUBLE, avg({q})::DOUBLE, median({q})::DOUBLE, "
-                   f"stddev_samp({q})::DOUBLE, NULL, count(*) - count({q}) FROM features")
+        if is_numeric(table.column(name).type):
+            stats = [f"min({q})::DOUBLE", f"max({q})::DOUBLE", f"avg({q})::DOUBLE", f"median({q})::DOUBLE",
+                     f"stddev_samp({q})::DOUBLE", "NULL::BIGINT"]
         else:
-            sql = f"SELECT NULL, NULL, NULL, NULL, NULL, count(DISTINCT {q}), count(*) - count({q}) FROM features"
-        values = con.sql(sql).fetchall()[0]
-        rows.append(dict(zip(["input", "min", "max", "mean", "median", "stddev", "category_count", "null_count", "dimension"],
-                             [name, *values, None])))
+            stats = ["NULL::DOUBLE"] * 5 + [f"count(DISTINCT {q})"]
+        selects.extend([*stats, f"count(*) - count({q})"])
+    con = duckdb.connect()
+    con.register("features", table)
+    values = con.sql(f"SELECT {', '.join(selects)} FROM features").fetchall()[0]
     con.close()
-    return rows
+    width = len(fields)
+    return [{"input": name, **dict(zip(fields, values[i * width:(i + 1) * width])), "dimension": None}
+            for i, name in enumerate(columns)]
 
 
 def weights_table(model: TrainedModel, standardize: bool = False) -> pa.Table:
-    """ML.WEIGHTS for linear models: one row per input plus __INTERCEPT__."""
+    """ML.WEIGHTS for linear models: one row per input plus __INTERCEPT__; for multiclass
+    models one such set per class, with ``class_label``."""
     if model.model_type not in ("linear_reg", "logistic_reg"):
         raise ModelError(f"ML.WEIGHTS supports linear_reg and logistic_reg models; {model.name} is {model.model_type}")
-    est = model.estimator
-    coef = np.atleast_2d(est.coef_)
-    intercepts = np.atleast_1d(est.intercept_)
-    if model.model_type == "logistic_reg" and len(model.classes) > 2:
-        raise ModelError("ML.WEIGHTS for multiclass logistic_reg is not supported yet; see docs/sql.md")
-    w = coef[0].copy()
-    b = float(intercepts[0])
+    coef = np.atleast_2d(model.estimator.coef_)
+    intercepts = np.atleast_1d(model.estimator.intercept_)
+    multiclass = model.model_type == "logistic_reg" and len(model.classes) > 2
+    rows: list[dict[str, Any]] = []
+    for index, (w, b) in enumerate(zip(coef, intercepts)):
+        class_rows = _weight_rows(model.encoder, w, float(b), standardize)
+        if multiclass:
+            for row in class_rows:
+                row["class_label"] = str(model.classes[index])
+        rows.extend(class_rows)
+    fields = [
+        ("processed_input", pa.string()), ("weight", pa.float64()),
+        ("category_weights", pa.list_(pa.struct([("category", pa.string()), ("weight", pa.float64())]))),
+    ]
+    if multiclass:
+        fields.append(("class_label", pa.string()))
+    return pa.Table.from_pylist(rows, schema=pa.schema(fields))
+
+
+def _weight_rows(encoder: FeatureEncoder, w: np.ndarray, b: float, standardize: bool) -> list[dict[str, Any]]:
+    """One weight vector as ML.WEIGHTS rows; numeric weights in original units unless ``standardize``."""
     rows: list[dict[str, Any]] = []
     pos = 0
-    for feature in model.encoder.features:
+    for feature in encoder.processed_features:
         width = len(feature.output_names)
         part = w[pos:pos + width]
         if isinstance(feature, NumericFeature):
@@ -308,13 +328,10 @@ def weights_table(model: TrainedModel, standardize: bool = False) -> pa.Table:
                 weight /= feature.stddev
             rows.append({"processed_input": feature.name, "weight": weight, "category_weights": []})
         else:
-            cats = [{"category": "NULL" if c is None else str(c), "weight": float(v)} for c, v in zip(feature.categories, part)]
+            cats = [{"category": name, "weight": float(v)} for name, v in zip(feature.category_names, part)]
+            if isinstance(feature, CategoricalFeature) and feature.dropped is not None:
+                cats[feature.dropped]["weight"] = 0.0  # DUMMY_ENCODING: the dropped category's column is always 0
             rows.append({"processed_input": feature.name, "weight": None, "category_weights": cats})
         pos += width
     rows.append({"processed_input": "__INTERCEPT__", "weight": b, "category_weights": []})
-    schema = pa.schema([
-        ("processed_input", pa.string()), ("weight", pa.float64()),
-        ("category_weights", pa.list_(pa.struct([("category", pa.string()), ("weight", pa.float64())]))),
-    ])
-    return pa.Table.from_pylist(rows, schema=schema)
-
+    return rows

@@ -59,8 +59,10 @@ LINEAR: dict[str, Option] = {
     "l2_reg": Option(float, 0.0, _non_negative, help="zero or more"),
     "optimize_strategy": Option(str, "AUTO_STRATEGY", choices=("AUTO_STRATEGY", "BATCH_GRADIENT_DESCENT", "NORMAL_EQUATION")),
     "learn_rate_strategy": Option(str, "LINE_SEARCH", choices=("LINE_SEARCH", "CONSTANT")),
-    "learn_rate": Option(float, 0.1, _positive, help="positive"),
+    # None: not given. It may only be given with learn_rate_strategy='CONSTANT' (then default 0.1).
+    "learn_rate": Option(float, None, _positive, help="positive"),
     "ls_init_learn_rate": Option(float, 0.1, _positive, help="positive"),
+    "fit_intercept": Option(bool, True),
     "warm_start": Option(bool, False),
     "calculate_p_values": Option(bool, False),
     "category_encoding_method": Option(str, "ONE_HOT_ENCODING", choices=("ONE_HOT_ENCODING", "DUMMY_ENCODING")),
@@ -125,7 +127,10 @@ def literal_value(node: exp.Expression, name: str) -> Any:
     if isinstance(node, exp.Array):
         return [literal_value(e, name) for e in node.expressions]
     if isinstance(node, exp.Struct):
-        return {str(e.this.name if hasattr(e.this, "name") else e.this): literal_value(e.expression, name) for e in node.expressions}
+        if all(isinstance(e, exp.PropertyEQ) for e in node.expressions):
+            return {e.this.name: literal_value(e.expression, name) for e in node.expressions}
+        # Unnamed fields, as in class_weights=[STRUCT('label', 0.2)]: the values in order.
+        return tuple(literal_value(e.this if isinstance(e, exp.PropertyEQ) else e, name) for e in node.expressions)
     if isinstance(node, (exp.Column, exp.Var, exp.Identifier)):
         return node.name
     raise ModelError(f"OPTIONS({name}=...) must be a literal value, got {node.sql('bigquery')!r}")
@@ -151,7 +156,28 @@ def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     for name, option in spec.items():
         resolved.setdefault(name, option.default)
     resolved["model_type"] = model_type
+    if model_type in ("linear_reg", "logistic_reg"):
+        _check_glm(resolved)
     return resolved
+
+
+def _check_glm(options: dict[str, Any]) -> None:
+    """Combinations BigQuery ML's CREATE MODEL reference for linear models rejects."""
+    if options["learn_rate_strategy"] == "LINE_SEARCH":
+        if options["learn_rate"] is not None:
+            raise ModelError("option learn_rate only applies with learn_rate_strategy='CONSTANT'; "
+                             "with 'LINE_SEARCH' (the default) set ls_init_learn_rate instead")
+    elif options["learn_rate"] is None:
+        options["learn_rate"] = 0.1
+    if options["warm_start"]:
+        raise ModelError("warm_start=TRUE is not supported yet: train the model again without it (see docs/sql.md)")
+    if options["optimize_strategy"] == "NORMAL_EQUATION":
+        if options["model_type"] == "logistic_reg":
+            raise ModelError("optimize_strategy='NORMAL_EQUATION' only applies to linear_reg; "
+                             "logistic_reg trains with 'BATCH_GRADIENT_DESCENT'")
+        if options["l1_reg"]:
+            raise ModelError("optimize_strategy='NORMAL_EQUATION' cannot be used with l1_reg; "
+                             "use 'BATCH_GRADIENT_DESCENT' or 'AUTO_STRATEGY'")
 
 
 def _checked(name: str, value: Any, option: Option) -> Any:

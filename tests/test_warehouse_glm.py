@@ -1,0 +1,247 @@
+"""Linear models as BigQuery ML trains them: batch gradient descent and its options,
+optimize_strategy's AUTO rules, per-iteration ML.TRAINING_INFO, multiclass ML.WEIGHTS, and
+the preprocessing linear models get (TIMESTAMP parts, DUMMY_ENCODING, numeric arrays)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.linear_model import Lasso, LogisticRegression, Ridge
+
+from predserve import Warehouse
+from predserve.errors import ModelError
+from tests.test_warehouse import design_matrix
+
+
+def info(wh: Warehouse, model: str) -> list[dict]:
+    return wh.sql(f"SELECT * FROM ML.TRAINING_INFO(MODEL {model}) ORDER BY iteration").to_pylist()
+
+
+def standardized(data: pa.Table, *names: str) -> np.ndarray:
+    cols = [data.column(n).to_numpy() for n in names]
+    return np.column_stack([(c - c.mean()) / c.std(ddof=1) for c in cols])
+
+
+# ---- batch gradient descent ------------------------------------------------------------------
+def test_constant_learn_rate_takes_exactly_the_gradient_steps(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL gd OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT', "
+           "optimize_strategy='BATCH_GRADIENT_DESCENT', learn_rate_strategy='CONSTANT', learn_rate=0.1, "
+           "max_iterations=3, early_stop=FALSE) AS SELECT x1, x2, y FROM people")
+    data = wh.sql("SELECT x1, x2, y FROM people")
+    x, y = standardized(data, "x1", "x2"), data.column("y").to_numpy()
+    w, b = np.zeros(2), 0.0
+    losses = []
+    for _ in range(3):  # d/dw of mean((xw + b - y)^2), written out by hand
+        r = x @ w + b - y
+        w, b = w - 0.1 * 2 * x.T @ r / len(y), b - 0.1 * 2 * r.mean()
+        losses.append(np.mean((x @ w + b - y) ** 2))
+    rows = info(wh, "gd")
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert [r["learning_rate"] for r in rows] == [0.1, 0.1, 0.1]
+    assert [r["loss"] for r in rows] == pytest.approx(losses)
+    weights = {r["processed_input"]: r["weight"] for r in wh.sql("SELECT * FROM ML.WEIGHTS(MODEL gd, STRUCT(TRUE AS standardize))").to_pylist()}
+    assert [weights["x1"], weights["x2"], weights["__INTERCEPT__"]] == pytest.approx([*w, b])
+
+
+def test_line_search_doubles_a_too_small_initial_rate(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL ls OPTIONS(model_type='logistic_reg', input_label_cols=['label'], ls_init_learn_rate=0.001, "
+           "max_iterations=6, early_stop=FALSE) AS SELECT x1, x2, label FROM people")
+    rates = [r["learning_rate"] for r in info(wh, "ls")]
+    assert rates == [0.001, 0.002, 0.004, 0.008, 0.016, 0.032]
+
+
+def test_default_training_stops_early_and_reports_every_iteration(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL clf OPTIONS(model_type='logistic_reg', input_label_cols=['label']) AS SELECT x1, x2, color, label FROM people")
+    rows = info(wh, "clf")
+    assert 2 <= len(rows) < 20  # max_iterations=20, but early_stop ends it sooner
+    assert [r["iteration"] for r in rows] == list(range(len(rows)))
+    assert all(r["eval_loss"] is not None and r["learning_rate"] > 0 for r in rows)
+    losses = [r["loss"] for r in rows]
+    assert losses == sorted(losses, reverse=True)  # line search never lets the loss rise
+    # Early stop watches the evaluation loss: the last iteration improved it by less than 1%.
+    last, before = rows[-1]["eval_loss"], rows[-2]["eval_loss"]
+    assert (before - last) / before < 0.01
+    assert all((a["eval_loss"] - b["eval_loss"]) / a["eval_loss"] >= 0.01 for a, b in zip(rows[:-2], rows[1:-1]))
+
+
+def test_max_iterations_bounds_the_run(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL short OPTIONS(model_type='logistic_reg', input_label_cols=['kind'], max_iterations=2, early_stop=FALSE) "
+           "AS SELECT x1, color, kind FROM people")
+    assert len(info(wh, "short")) == 2
+
+
+def test_l1_reg_converges_to_the_lasso_solution(wh: Warehouse) -> None:
+    # Our objective is MSE + l1_reg * |w|_1 / n, which is Lasso's with alpha = l1_reg / (2n).
+    wh.sql("CREATE MODEL l1 OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT', "
+           "l1_reg=2000, max_iterations=500, early_stop=FALSE) AS SELECT x1, x2, y FROM people")
+    data = wh.sql("SELECT x1, x2, y FROM people")
+    direct = Lasso(alpha=2000 / (2 * 1000), tol=1e-12, max_iter=100_000).fit(standardized(data, "x1", "x2"), data.column("y").to_numpy())
+    weights = {r["processed_input"]: r["weight"] for r in wh.sql("SELECT * FROM ML.WEIGHTS(MODEL l1, STRUCT(TRUE AS standardize))").to_pylist()}
+    assert [weights["x1"], weights["x2"]] == pytest.approx(direct.coef_, abs=1e-6)
+    assert len(info(wh, "l1")) == 500  # AUTO_STRATEGY chose gradient descent because of l1_reg
+
+
+def test_l2_reg_gradient_descent_converges_to_the_normal_equation(wh: Warehouse) -> None:
+    common = "model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT', l2_reg=300"
+    wh.sql(f"CREATE MODEL ne OPTIONS({common}) AS SELECT x1, x2, y FROM people")
+    wh.sql(f"CREATE MODEL bgd OPTIONS({common}, optimize_strategy='BATCH_GRADIENT_DESCENT', max_iterations=300, early_stop=FALSE) "
+           "AS SELECT x1, x2, y FROM people")
+    ne = info(wh, "ne")
+    assert len(ne) == 1 and ne[0]["learning_rate"] is None  # AUTO_STRATEGY: the normal equation
+    data = wh.sql("SELECT x1, x2, y FROM people")
+    ridge = Ridge(alpha=300).fit(standardized(data, "x1", "x2"), data.column("y").to_numpy())
+    for model in ("ne", "bgd"):
+        w = {r["processed_input"]: r["weight"] for r in wh.sql(f"SELECT * FROM ML.WEIGHTS(MODEL {model}, STRUCT(TRUE AS standardize))").to_pylist()}
+        assert [w["x1"], w["x2"], w["__INTERCEPT__"]] == pytest.approx([*ridge.coef_, ridge.intercept_], rel=1e-6)
+
+
+def test_auto_strategy_uses_gradient_descent_when_rows_are_few_for_the_features(wh: Warehouse) -> None:
+    # 40 rows, 5 encoded features: fewer than 10 rows per feature, so BigQuery ML's rule picks BGD.
+    wh.sql("CREATE MODEL few OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, color, y FROM people WHERE id < 40")
+    assert info(wh, "few")[0]["learning_rate"] == 0.1
+    wh.sql("CREATE MODEL many OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, color, y FROM people WHERE id < 50")
+    assert info(wh, "many")[0]["learning_rate"] is None
+
+
+def test_fit_intercept_false_leaves_the_intercept_at_zero(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL noint OPTIONS(model_type='logistic_reg', input_label_cols=['label'], fit_intercept=FALSE) "
+           "AS SELECT x1, x2, label FROM people")
+    rows = wh.sql("SELECT * FROM ML.WEIGHTS(MODEL noint, STRUCT(TRUE AS standardize)) WHERE processed_input = '__INTERCEPT__'").to_pylist()
+    assert rows[0]["weight"] == 0.0
+
+
+def test_class_weights_shift_the_decision(wh: Warehouse) -> None:
+    base = "model_type='logistic_reg', input_label_cols=['label'], data_split_method='NO_SPLIT'"
+    wh.sql(f"CREATE MODEL plain OPTIONS({base}) AS SELECT x1, label FROM people")
+    wh.sql(f"CREATE MODEL heavy OPTIONS({base}, class_weights=[STRUCT('1', 5.0), STRUCT('0', 1.0)]) AS SELECT x1, label FROM people")
+    share = {m: wh.sql(f"SELECT avg(predicted_label) AS s FROM ML.PREDICT(MODEL {m}, TABLE people)").to_pylist()[0]["s"]
+             for m in ("plain", "heavy")}
+    assert share["heavy"] > share["plain"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ("model_type='logistic_reg', learn_rate=0.5", "learn_rate only applies with learn_rate_strategy='CONSTANT'"),
+    ("model_type='logistic_reg', optimize_strategy='NORMAL_EQUATION'", "only applies to linear_reg"),
+    ("model_type='linear_reg', optimize_strategy='NORMAL_EQUATION', l1_reg=1", "cannot be used with l1_reg"),
+    ("model_type='linear_reg', warm_start=TRUE", "warm_start=TRUE is not supported yet"),
+])
+def test_invalid_solver_combinations_are_errors(wh: Warehouse, options: str, message: str) -> None:
+    with pytest.raises(ModelError, match=message):
+        wh.sql(f"CREATE MODEL bad OPTIONS({options}, input_label_cols=['label']) AS SELECT x1, label FROM people")
+
+
+def test_diverging_constant_rate_is_an_error(wh: Warehouse) -> None:
+    with pytest.raises(ModelError, match="training diverged .* lower LEARN_RATE"):
+        wh.sql("CREATE MODEL boom OPTIONS(model_type='linear_reg', input_label_cols=['y'], optimize_strategy='BATCH_GRADIENT_DESCENT', "
+               "learn_rate_strategy='CONSTANT', learn_rate=1e6, max_iterations=200, early_stop=FALSE) AS SELECT x1, x2, y FROM people")
+
+
+# ---- multiclass ML.WEIGHTS -------------------------------------------------------------------
+def test_multiclass_weights_have_one_set_per_class_and_match_sklearn(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL multi OPTIONS(model_type='logistic_reg', input_label_cols=['kind'], data_split_method='NO_SPLIT', "
+           "max_iterations=3000, early_stop=FALSE) AS SELECT x1, x2, color, kind FROM people WHERE id % 7 <> 0 OR x1 > 5")
+    rows = wh.sql("SELECT * FROM ML.WEIGHTS(MODEL multi)").to_pylist()
+    assert [(r["class_label"], r["processed_input"]) for r in rows] == [
+        (k, p) for k in ("a", "b", "c") for p in ("x1", "x2", "color", "__INTERCEPT__")
+    ]
+    data = wh.sql("SELECT x1, x2, color, kind FROM people WHERE id % 7 <> 0 OR x1 > 5")
+    direct = LogisticRegression(C=np.inf, max_iter=5000, tol=1e-10).fit(design_matrix(data, data), data.column("kind").to_numpy(zero_copy_only=False))
+    got = wh.sql("SELECT predicted_kind_probs FROM ML.PREDICT(MODEL multi, (SELECT x1, x2, color FROM people WHERE id < 50 ORDER BY id))")
+    probs = np.array([[p["prob"] for p in row] for row in got.column(0).to_pylist()])
+    expected = direct.predict_proba(design_matrix(wh.sql("SELECT x1, x2, color FROM people WHERE id < 50 ORDER BY id"), data))
+    np.testing.assert_allclose(probs, expected, atol=2e-3)
+
+
+# ---- preprocessing for linear models ---------------------------------------------------------
+def test_timestamp_becomes_unix_seconds_and_one_hot_calendar_parts(wh: Warehouse) -> None:
+    # Hourly timestamps from Saturday 2022-12-31 20:00 UTC; y depends on the hour of day only.
+    wh.sql("CREATE TABLE events AS SELECT id, TIMESTAMP '2022-12-31 20:00:00+00' + INTERVAL (id) HOUR AS ts, "
+           "CAST(extract(hour FROM TIMESTAMP '2022-12-31 20:00:00+00' + INTERVAL (id) HOUR) >= 12 AS FLOAT64) AS y FROM people")
+    wh.sql("CREATE MODEL tsm OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT ts, y FROM events")
+    rows = {r["processed_input"]: r for r in wh.sql("SELECT * FROM ML.WEIGHTS(MODEL tsm)").to_pylist()}
+    assert list(rows) == ["ts", "_TS_DOM_ts", "_TS_DOW_ts", "_TS_MOY_ts", "_TS_HOD_ts", "_TS_MOH_ts", "_TS_WOY_ts", "_TS_YEAR_ts",
+                          "__INTERCEPT__"]
+    assert rows["ts"]["weight"] is not None and rows["_TS_HOD_ts"]["weight"] is None
+    assert [c["category"] for c in rows["_TS_HOD_ts"]["category_weights"]] == [str(h) for h in range(24)]
+    assert [c["category"] for c in rows["_TS_YEAR_ts"]["category_weights"]] == ["2022", "2023"]
+    assert [c["category"] for c in rows["_TS_DOW_ts"]["category_weights"]] == [str(d) for d in range(1, 8)]  # 1 = Sunday
+    # The hour-of-day one-hot carries the signal: predictions are (nearly) exact.
+    out = wh.sql("SELECT y, predicted_y FROM ML.PREDICT(MODEL tsm, TABLE events)")
+    assert np.abs(out.column("y").to_numpy() - out.column("predicted_y").to_numpy()).max() < 1e-6
+
+    encoder = wh.model("tsm").encoder
+    probe = pa.table({"ts": pa.array([dt.datetime(2023, 1, 1, 0, 30), dt.datetime(2023, 1, 7, 23, 0), None],
+                                     type=pa.timestamp("us", tz="UTC"))})
+    x = encoder.encode(probe)
+    names = encoder.output_names
+    on = [[n for n, v in zip(names, row) if v == 1.0] for row in x]
+    # 2023-01-01 is a Sunday: week 1 of 2023 (BigQuery: weeks begin on Sunday, days before the first Sunday are week 0).
+    # Minute 30 never occurs in training (all rows are on the hour): unseen, so no _TS_MOH_ column is set.
+    assert on[0] == ["_TS_DOM_ts_1", "_TS_DOW_ts_1", "_TS_MOY_ts_1", "_TS_HOD_ts_0", "_TS_WOY_ts_1", "_TS_YEAR_ts_2023"]
+    assert on[1] == ["_TS_DOM_ts_7", "_TS_DOW_ts_7", "_TS_MOY_ts_1", "_TS_HOD_ts_23", "_TS_MOH_ts_0", "_TS_WOY_ts_1", "_TS_YEAR_ts_2023"]
+    # A NULL timestamp: the training mean of the Unix seconds (0 once standardized), no part set
+    # (NULL was not seen in training, so it gets weight 0 like any unseen value).
+    assert x[2, 0] == 0.0 and on[2] == []
+
+
+def test_timestamp_week_zero_before_the_first_sunday(wh: Warehouse) -> None:
+    wh.sql("CREATE TABLE days AS SELECT id, TIMESTAMP '2022-01-01 00:00:00+00' + INTERVAL (id) DAY AS ts, x1 AS y FROM people")
+    wh.sql("CREATE MODEL dm OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT ts, y FROM days")
+    encoder = wh.model("dm").encoder
+    probe = pa.table({"ts": pa.array([dt.datetime(2022, 1, 1), dt.datetime(2022, 1, 2)], type=pa.timestamp("us", tz="UTC"))})
+    names, x = encoder.output_names, encoder.encode(probe)
+    # 2022-01-01 is a Saturday (week 0); Sunday 2022-01-02 starts week 1, as BigQuery's EXTRACT(WEEK).
+    assert [n for n, v in zip(names, x[0]) if n.startswith("_TS_WOY") and v] == ["_TS_WOY_ts_0"]
+    assert [n for n, v in zip(names, x[1]) if n.startswith("_TS_WOY") and v] == ["_TS_WOY_ts_1"]
+
+
+def test_timestamp_is_unix_seconds_for_boosted_trees_and_datetime_is_categorical(wh: Warehouse) -> None:
+    wh.sql("CREATE TABLE stamps AS SELECT id, TIMESTAMP '2024-01-01 00:00:00+00' + INTERVAL (id) MINUTE AS ts, "
+           "DATETIME '2024-01-01 00:00:00' + INTERVAL (id % 3) DAY AS d, x1 AS y FROM people")
+    wh.sql("CREATE MODEL tree OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=2) "
+           "AS SELECT ts, y FROM stamps")
+    assert wh.model("tree").encoder.output_names == ["ts"]
+    wh.sql("CREATE MODEL dtm OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT d, y FROM stamps")
+    assert wh.model("dtm").encoder.output_names == ["d_2024-01-01 00:00:00", "d_2024-01-02 00:00:00", "d_2024-01-03 00:00:00"]
+
+
+def test_dummy_encoding_drops_the_most_frequent_category(wh: Warehouse) -> None:
+    # 'blue' is the most frequent color in this query (every row with id % 3 = 2, plus extra).
+    query = "SELECT x1, IF(id < 100, 'blue', color) AS color, y FROM people"
+    wh.sql(f"CREATE MODEL dummy OPTIONS(model_type='linear_reg', input_label_cols=['y'], category_encoding_method='DUMMY_ENCODING') AS {query}")
+    wh.sql(f"CREATE MODEL onehot OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS {query}")
+    cats = {c["category"]: c["weight"] for c in
+            wh.sql("SELECT * FROM ML.WEIGHTS(MODEL dummy) WHERE processed_input = 'color'").to_pylist()[0]["category_weights"]}
+    assert list(cats) == ["blue", "green", "red"] and cats["blue"] == 0.0 and cats["green"] != 0.0
+    # The same fit, parameterized differently: predictions agree with one-hot encoding.
+    a = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL dummy, TABLE people) ORDER BY id").column(0).to_numpy()
+    b = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL onehot, TABLE people) ORDER BY id").column(0).to_numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_numeric_arrays_are_used_as_they_are(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL vec OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "AS SELECT [x1, x2] AS v, y FROM people WHERE id % 3 <> 0")
+    encoder = wh.model("vec").encoder
+    assert encoder.output_names == ["v_0", "v_1"]
+    x = encoder.encode(wh.sql("SELECT v FROM (VALUES (1, [2.0, 3.0]), (2, NULL)) t(i, v) ORDER BY i"))
+    means = wh.sql("SELECT avg(x1) a, avg(x2) b FROM people WHERE id % 3 <> 0").to_pylist()[0]
+    assert x.tolist() == [[2.0, 3.0], [pytest.approx(means["a"]), pytest.approx(means["b"])]]  # not standardized
+    # y = 3 x1 - 2 x2 + noise for these rows: the weights come out per position.
+    w = wh.sql("SELECT category_weights FROM ML.WEIGHTS(MODEL vec) WHERE processed_input = 'v'").to_pylist()[0]["category_weights"]
+    assert [c["category"] for c in w] == ["0", "1"]
+    assert [c["weight"] for c in w] == pytest.approx([3.0, -2.0], abs=0.05)
+    with pytest.raises(ModelError, match="arrays of 2"):
+        wh.sql("SELECT * FROM ML.PREDICT(MODEL vec, (SELECT [1.0, 2.0, 3.0] AS v))")
+    with pytest.raises(ModelError, match="different lengths"):
+        wh.sql("CREATE MODEL ragged OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "AS SELECT IF(id % 2 = 0, [x1], [x1, x2]) AS v, y FROM people")
+
+
+def test_custom_split_puts_null_rows_in_evaluation(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL cs OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='CUSTOM', data_split_col='e') "
+           "AS SELECT x1, y, CASE WHEN id < 100 THEN NULL WHEN id < 200 THEN TRUE ELSE FALSE END AS e FROM people")
+    assert wh.sql("SELECT training_rows FROM _predserve.models WHERE name = 'cs'").to_pylist() == [{"training_rows": 800}]
