@@ -245,3 +245,43 @@ def test_custom_split_puts_null_rows_in_evaluation(wh: Warehouse) -> None:
     wh.sql("CREATE MODEL cs OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='CUSTOM', data_split_col='e') "
            "AS SELECT x1, y, CASE WHEN id < 100 THEN NULL WHEN id < 200 THEN TRUE ELSE FALSE END AS e FROM people")
     assert wh.sql("SELECT training_rows FROM _predserve.models WHERE name = 'cs'").to_pylist() == [{"training_rows": 800}]
+
+
+# ---- TRANSFORM encoders' vocabulary ------------------------------------------------------------
+def test_encoders_follow_top_k_frequency_threshold_and_drop(wh: Warehouse) -> None:
+    # BigQuery ML's documented examples: f over [NULL, a, b, b, c, c, c, d, d].
+    wh.sql("CREATE TABLE letters AS SELECT * FROM (VALUES (1, NULL, 1.0), (2, 'a', 2.0), (3, 'b', 3.0), (4, 'b', 3.0), "
+           "(5, 'c', 4.0), (6, 'c', 4.0), (7, 'c', 4.0), (8, 'd', 5.0), (9, 'd', 5.0)) t(id, f, y)")
+    wh.sql("CREATE MODEL enc OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "TRANSFORM(ML.LABEL_ENCODER(f, 2, 2) OVER() AS label_2_2, ML.LABEL_ENCODER(f) OVER() AS label_default, "
+           "ML.ONE_HOT_ENCODER(f, 'most_frequent', 10, 0) OVER() AS dummy, ML.ONE_HOT_ENCODER(f, 'none', 2, 2) OVER() AS top2, y) "
+           "AS SELECT f, y FROM letters")
+    model = wh.model("enc")
+    out = model.transform.apply(wh.sql("SELECT f FROM letters ORDER BY id"), skip={"y"}).to_pylist()
+    # the documented output of ML.LABEL_ENCODER(f, 2, 2): b and c are the vocabulary
+    assert [r["label_2_2"] for r in out] == [0, 0, 1, 1, 2, 2, 2, 0, 0]
+    # the default frequency_threshold is 5: no letter occurs 5 times, so everything is 0
+    assert {r["label_default"] for r in out} == {0}
+    # outside the vocabulary (and NULL) is one category: BigQuery's index 0
+    assert [r["top2"] for r in out] == [None, None, "b", "b", "c", "c", "c", None, None]
+    # 'most_frequent' drops c (dummy encoding): its column stays, always 0, weight 0.0
+    dummy = next(f for f in model.encoder.features if f.name == "dummy")
+    assert dummy.categories == ["a", "b", "c", "d", None] and dummy.categories[dummy.dropped] == "c"
+    weights = {c["category"]: c["weight"] for c in
+               wh.sql("SELECT category_weights FROM ML.WEIGHTS(MODEL enc) WHERE processed_input = 'dummy'").to_pylist()[0]["category_weights"]}
+    assert weights["c"] == 0.0
+    with pytest.raises(ModelError, match="drop must be 'none' or 'most_frequent'"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "TRANSFORM(ML.ONE_HOT_ENCODER(f, 'least') OVER() AS e, y) AS SELECT f, y FROM letters")
+    with pytest.raises(ModelError, match="top_k must be an integer literal"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "TRANSFORM(ML.LABEL_ENCODER(f, 0) OVER() AS e, y) AS SELECT f, y FROM letters")
+
+
+def test_ml_functions_outside_their_place_are_clear_errors(wh: Warehouse) -> None:
+    from predserve.errors import SQLError
+
+    with pytest.raises(SQLError, match=r"ML.STANDARD_SCALER at character 8 is not supported here.*inside CREATE MODEL ... TRANSFORM"):
+        wh.sql("SELECT ML.STANDARD_SCALER(x1) OVER() FROM people")
+    with pytest.raises(SQLError, match="ML.PREDICT at character 15 needs MODEL name"):
+        wh.sql("SELECT * FROM ML.PREDICT(TABLE people)")

@@ -272,14 +272,15 @@ def _fit_numeric(name: str, col: pa.Array | pa.ChunkedArray, standardize: bool) 
 
 
 def _fit_categorical(name: str, col: pa.Array | pa.ChunkedArray, one_hot: bool, value_type: pa.DataType,
-                     dummy: bool) -> CategoricalFeature:
+                     dummy: bool, drop: Any = None) -> CategoricalFeature:
+    """``dummy``: drop the most frequent category; ``drop``: drop this one (TRANSFORM's choice)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     categories: list = sorted(pc.unique(col.drop_null()).to_pylist())
     if col.null_count:
         categories.append(None)
-    dropped = None
-    if dummy and one_hot:
+    dropped = categories.index(drop) if one_hot and drop in categories else None
+    if dummy and one_hot and dropped is None:
         # The most frequent category; ties go to the first in sort order (BigQuery picks at random).
         counts = pc.value_counts(col)
         values, freq = counts.field("values").to_pylist(), counts.field("counts").to_numpy()
@@ -312,9 +313,10 @@ class FeatureEncoder:
 
     @classmethod
     def fit(cls, table: pa.Table, columns: list[str], standardize: bool, one_hot: bool,
-            timestamp_parts: bool = False, dummy: bool = False) -> "FeatureEncoder":
+            timestamp_parts: bool = False, dummy: bool = False, dropped: dict[str, Any] | None = None) -> "FeatureEncoder":
         """``one_hot`` False: label encoding (boosted trees). ``timestamp_parts``: expand
-        TIMESTAMPs into calendar parts (linear models). ``dummy``: DUMMY_ENCODING."""
+        TIMESTAMPs into calendar parts (linear models). ``dummy``: DUMMY_ENCODING.
+        ``dropped``: column -> the category to encode as all zeros (from TRANSFORM)."""
         features: list[Feature] = []
         for name in columns:
             col = table.column(name)
@@ -337,7 +339,7 @@ class FeatureEncoder:
                 features.append(MultiHotFeature(name, categories, element))
             elif (pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
                   or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_timestamp(t)):
-                features.append(_fit_categorical(name, col, one_hot, t, dummy))
+                features.append(_fit_categorical(name, col, one_hot, t, dummy, (dropped or {}).get(name)))
             else:
                 raise ModelError(
                     f"feature column {name!r} has type {t}, which predserve cannot use as a feature yet; "

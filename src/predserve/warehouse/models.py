@@ -182,6 +182,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     encoder = FeatureEncoder.fit(
         train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees,
         timestamp_parts=linear, dummy=linear and options["category_encoding_method"] == "DUMMY_ENCODING",
+        dropped=fitted_transform.dropped if fitted_transform else None,
     )
     x = encoder.encode(train_table)
     # The evaluation rows (already transformed), encoded once: for eval_loss and ML.EVALUATE.

@@ -110,6 +110,15 @@ def extract_ml_calls(sql: str) -> tuple[str, list[MLCall]]:
     cursor = 0
     i = 0
     while i < len(tokens):
+        if _is_unsupported_ml_function(tokens, i) and tokens[i + 2].text.upper() in ML_FUNCTIONS:
+            raise SQLError(f"ML.{tokens[i + 2].text.upper()} at character {tokens[i].start + 1} needs MODEL name as its first argument")
+        if _is_unsupported_ml_function(tokens, i):
+            raise SQLError(
+                f"ML.{tokens[i + 2].text.upper()} at character {tokens[i].start + 1} is not supported here. predserve runs "
+                + ", ".join(f"ML.{f}(MODEL ...)" for f in ML_FUNCTIONS)
+                + " as table functions, and BigQuery ML's preprocessing functions (ML.STANDARD_SCALER, ...) inside "
+                "CREATE MODEL ... TRANSFORM(...)"
+            )
         if _is_ml_call(tokens, i):
             open_i = i + 3
             close_i = _matching_paren(tokens, open_i)
@@ -123,6 +132,17 @@ def extract_ml_calls(sql: str) -> tuple[str, list[MLCall]]:
             i += 1
     out.append(sql[cursor:])
     return "".join(out), calls
+
+
+def _is_unsupported_ml_function(tokens: list[Token], i: int) -> bool:
+    """``ML.<NAME>(`` that is not one of our table functions called with MODEL."""
+    return (
+        i + 3 < len(tokens)
+        and tokens[i].text.upper() == "ML"
+        and tokens[i + 1].token_type == TokenType.DOT
+        and tokens[i + 3].token_type == TokenType.L_PAREN
+        and not _is_ml_call(tokens, i)
+    )
 
 
 def _is_ml_call(tokens: list[Token], i: int) -> bool:

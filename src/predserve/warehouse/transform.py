@@ -61,10 +61,15 @@ class Transform:
     """Fitted TRANSFORM expressions: (output column, DuckDB SQL over the input columns)."""
 
     columns: list[tuple[str, str]]
+    # ML.ONE_HOT_ENCODER(x, 'most_frequent'): output column -> the category dummy encoding drops
+    dropped: dict[str, str] = field(default_factory=dict)
     _con: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"columns": self.columns, "_con": None}
+        return {"columns": self.columns, "dropped": self.dropped, "_con": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"dropped": {}, **state})
 
     @property
     def output_names(self) -> list[str]:
@@ -88,6 +93,7 @@ class Transform:
         con = duckdb.connect()
         con.register("training", training)
         columns = []
+        dropped: dict[str, str] = {}
         for expression in expressions:
             if isinstance(expression, exp.Alias):
                 name, body = expression.alias, expression.this
@@ -98,13 +104,36 @@ class Transform:
                 continue
             else:
                 raise ModelError(f"TRANSFORM expression {expression.sql('bigquery')!r} needs a name: add AS column_name")
-            fitted = body.transform(lambda node: _fit_call(node, con))
+            drops: list[str] = []
+            fitted = body.transform(lambda node: _fit_call(node, con, drops))
             columns.append((name, fitted.sql(dialect="duckdb")))
+            if drops:
+                if not isinstance(body, exp.Window):
+                    raise ModelError(f"TRANSFORM column {name!r}: ML.ONE_HOT_ENCODER(..., 'most_frequent') must be the whole expression")
+                dropped[name] = drops[0]
         con.close()
-        return cls(columns)
+        return cls(columns, dropped)
 
 
-def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection) -> exp.Expression:
+def _int_arg(args: list[exp.Expression], index: int, default: int, function: str, what: str, low: int, high: int) -> int:
+    if len(args) <= index:
+        return default
+    node = args[index]
+    if not (isinstance(node, exp.Literal) and not node.is_string and str(node.this).isdigit()) or not low <= int(node.this) < high:
+        raise ModelError(f"ML.{function}: {what} must be an integer literal in [{low}, {high}), got {node.sql('bigquery')}")
+    return int(node.this)
+
+
+def _vocabulary(con: duckdb.DuckDBPyConnection, value: str, top_k: int, threshold: int) -> list[tuple[str, int]]:
+    """The encoders' vocabulary: the top_k most frequent categories seen at least ``threshold``
+    times (ties at the cut go to the alphabetically first), sorted alphabetically, with counts."""
+    return con.sql(
+        f"SELECT c, n FROM (SELECT CAST({value} AS VARCHAR) AS c, count(*) AS n FROM training WHERE c IS NOT NULL "
+        f"GROUP BY c HAVING count(*) >= {threshold} ORDER BY n DESC, c LIMIT {top_k}) ORDER BY c"
+    ).fetchall()
+
+
+def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[str]) -> exp.Expression:
     call = _ml_call(node)
     if call is None:
         return node
@@ -143,12 +172,22 @@ def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection) -> exp.Expre
         splits = stat(f"quantile_cont({value}, [{quantiles}])")[0]
         sql = _bucket_sql(value, sorted(set(splits)))
     elif function == "ONE_HOT_ENCODER":
-        # The value as a category; the model's automatic one-hot encoding does the rest
-        # (unseen values get weight 0, as BigQuery ML's encoder does).
-        sql = f"CAST({value} AS VARCHAR)"
-    else:  # LABEL_ENCODER: 1..n over the sorted training categories, 0 for NULL and unseen
-        categories = [row[0] for row in con.sql(f"SELECT DISTINCT CAST({value} AS VARCHAR) AS c FROM training WHERE c IS NOT NULL ORDER BY c").fetchall()]
-        cases = " ".join(f"WHEN {_literal(c)} THEN {i}" for i, c in enumerate(categories, 1))
+        # ML.ONE_HOT_ENCODER(x [, drop] [, top_k] [, frequency_threshold]). Vocabulary members
+        # stay as categories; NULL and everything else become NULL, BigQuery's index 0. The
+        # model's automatic one-hot encoding then gives each its feature.
+        drop = args[1].name.lower() if len(args) > 1 and isinstance(args[1], exp.Literal) and args[1].is_string else "none"
+        if len(args) > 1 and drop not in ("none", "most_frequent"):
+            raise ModelError(f"ML.ONE_HOT_ENCODER: drop must be 'none' or 'most_frequent', got {args[1].sql('bigquery')}")
+        vocabulary = _vocabulary(con, value, _int_arg(args, 2, 32_000, function, "top_k", 1, 1_000_000),
+                                 _int_arg(args, 3, 5, function, "frequency_threshold", 0, 2**62))
+        if drop == "most_frequent" and vocabulary:
+            drops.append(min(vocabulary, key=lambda cn: (-cn[1], cn[0]))[0])  # ties: alphabetically first
+        members = ", ".join(_literal(c) for c, _ in vocabulary)
+        sql = f"CASE WHEN CAST({value} AS VARCHAR) IN ({members}) THEN CAST({value} AS VARCHAR) END" if members else "CAST(NULL AS VARCHAR)"
+    else:  # LABEL_ENCODER(x [, top_k] [, frequency_threshold]): 1..n over the vocabulary, 0 for NULL and the rest
+        vocabulary = _vocabulary(con, value, _int_arg(args, 1, 32_000, function, "top_k", 1, 1_000_000),
+                                 _int_arg(args, 2, 5, function, "frequency_threshold", 0, 2**62))
+        cases = " ".join(f"WHEN {_literal(c)} THEN {i}" for i, (c, _) in enumerate(vocabulary, 1))
         sql = f"CASE CAST({value} AS VARCHAR) {cases} ELSE 0 END" if cases else "0"
     import sqlglot
 
