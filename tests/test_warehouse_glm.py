@@ -285,3 +285,53 @@ def test_ml_functions_outside_their_place_are_clear_errors(wh: Warehouse) -> Non
         wh.sql("SELECT ML.STANDARD_SCALER(x1) OVER() FROM people")
     with pytest.raises(SQLError, match="ML.PREDICT at character 15 needs MODEL name"):
         wh.sql("SELECT * FROM ML.PREDICT(TABLE people)")
+
+
+# ---- kmeans ------------------------------------------------------------------------------------
+def test_kmeans_iterations_early_stop_and_default_cluster_count(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL km OPTIONS(model_type='kmeans') AS SELECT x1, x2 FROM people")
+    assert wh.model("km").estimator.n_clusters == 3  # BigQuery's default: log10(1,000 rows)
+    rows = info(wh, "km")
+    losses = [r["loss"] for r in rows]
+    assert losses == sorted(losses, reverse=True) and len(rows) < 20
+    assert (losses[-2] - losses[-1]) / losses[-2] < 0.01  # stopped at the first iteration under 1% progress
+    assert all((a - b) / a >= 0.01 for a, b in zip(losses[:-2], losses[1:-1]))
+    # the last loss is the mean squared distance ML.EVALUATE reports on the same rows
+    assert losses[-1] == pytest.approx(wh.sql("SELECT mean_squared_distance FROM ML.EVALUATE(MODEL km)").to_pylist()[0]["mean_squared_distance"])
+    wh.sql("CREATE MODEL km5 OPTIONS(model_type='kmeans', num_clusters=4, max_iterations=5, early_stop=FALSE) AS SELECT x1, x2 FROM people")
+    assert len(info(wh, "km5")) == 5
+
+
+def test_kmeans_run_to_convergence_matches_sklearn(wh: Warehouse) -> None:
+    from sklearn.cluster import KMeans
+
+    wh.sql("CREATE MODEL kc OPTIONS(model_type='kmeans', kmeans_init_method='CUSTOM', kmeans_init_col='seed', "
+           "max_iterations=100, early_stop=FALSE) AS SELECT x1, x2, id IN (1, 2, 3, 4) AS seed FROM people")
+    data = wh.sql("SELECT x1, x2, id IN (1, 2, 3, 4) AS seed FROM people")
+    x = standardized(data, "x1", "x2")
+    direct = KMeans(n_clusters=4, init=x[data.column("seed").to_numpy(zero_copy_only=False)], n_init=1, max_iter=100, tol=0).fit(x)
+    np.testing.assert_allclose(wh.model("kc").estimator.cluster_centers_, direct.cluster_centers_, atol=1e-9)
+
+
+def test_kmeans_cosine_distance_is_bigquerys_formula(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL kcos OPTIONS(model_type='kmeans', num_clusters=3, distance_type='COSINE', standardize_features=FALSE) "
+           "AS SELECT x1 + 1 AS a, x2 + 1 AS b FROM people")
+    centers = wh.model("kcos").estimator.cluster_centers_
+    row = wh.sql("SELECT NEAREST_CENTROIDS_DISTANCE AS d FROM ML.PREDICT(MODEL kcos, (SELECT 3.0 AS a, 1.0 AS b))").to_pylist()[0]["d"]
+    point = np.array([3.0, 1.0])
+    expected = {i + 1: np.sqrt(1 - point @ c / (np.linalg.norm(point) * np.linalg.norm(c))) for i, c in enumerate(centers)}
+    assert {d["CENTROID_ID"]: d["DISTANCE"] for d in row} == pytest.approx(expected)
+
+
+def test_boosted_trees_stop_early_on_relative_progress(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL bt OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=200) "
+           "AS SELECT x1, x2, color, y FROM people")
+    rows = info(wh, "bt")
+    assert len(rows) < 200
+    eval_losses = [r["eval_loss"] for r in rows]  # the evaluation split is what early stopping watches
+    assert eval_losses[-2] - eval_losses[-1] < 0.01 * eval_losses[-2]
+    assert all(a - b >= 0.01 * a for a, b in zip(eval_losses[:-2], eval_losses[1:-1]))
+    assert wh.model("bt").estimator.get_booster().num_boosted_rounds() == len(rows)
+    wh.sql("CREATE MODEL bt_all OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=60, "
+           "early_stop=FALSE) AS SELECT x1, x2, color, y FROM people")
+    assert len(info(wh, "bt_all")) == 60

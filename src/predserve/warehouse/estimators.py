@@ -2,17 +2,15 @@
 
 Returns (fitted estimator, ML.TRAINING_INFO rows). Linear models train by batch gradient
 descent (gradient_descent.py) or, for linear_reg when optimize_strategy picks it, by the
-normal equation (scikit-learn's exact least squares); boosted trees by XGBoost; kmeans by
-scikit-learn.
+normal equation (scikit-learn's exact least squares); boosted trees by XGBoost. kmeans is
+in kmeans.py.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import mean_squared_error
 
@@ -96,6 +94,19 @@ def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np
     return est, [{"iteration": 0, "loss": float(mean_squared_error(y, est.predict(x))), "eval_loss": eval_loss, "learning_rate": None}]
 
 
+def _relative_progress_stop(min_rel_progress: float, watched: str) -> Any:
+    """An XGBoost callback: stop after the first round whose loss improves by less than
+    ``min_rel_progress`` (BigQuery ML's early_stop), keeping that round's trees."""
+    import xgboost as xgb
+
+    class RelativeProgressStop(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: dict) -> bool:
+            history = next(iter(evals_log[watched].values()))
+            return len(history) >= 2 and history[-2] - history[-1] < min_rel_progress * history[-2]
+
+    return RelativeProgressStop()
+
+
 def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out: HeldOut, classifier: bool,
                  num_classes: int = 0, class_weight: Any = None) -> tuple[Any, Info]:
     import xgboost as xgb
@@ -118,53 +129,17 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
         random_state=0,
         n_jobs=2,
     )
+    if options["early_stop"]:
+        # Watch the evaluation rows when there are some (eval_set's last entry), else the training rows.
+        params["callbacks"] = [_relative_progress_stop(options["min_rel_progress"], "validation_1" if held_out else "validation_0")]
     sample_weight = _sample_weights(class_weight, y, num_classes) if classifier else None
     est: Any = xgb.XGBClassifier(**params) if classifier else xgb.XGBRegressor(**params)
     eval_set = [(x, y)] + ([held_out] if held_out else [])
     est.fit(x, y, sample_weight=sample_weight, eval_set=eval_set, verbose=False)
+    est.set_params(callbacks=None)  # the callback is a local class: it would not pickle with the model
     results = est.evals_result()
     history = next(iter(results.get("validation_0", {}).values()), [])
     eval_history = next(iter(results.get("validation_1", {}).values()), [None] * len(history))
     info = [{"iteration": i, "loss": float(v), "eval_loss": None if e is None else float(e), "learning_rate": options["learn_rate"]}
             for i, (v, e) in enumerate(zip(history, eval_history))]
     return est, info
-
-
-def default_num_clusters(rows: int) -> int:
-    """BigQuery ML chooses a default cluster count from the row count; we use sqrt(n/2), within [2, 100]."""
-    return int(min(100, max(2, round(math.sqrt(rows / 2)))))
-
-
-def fit_kmeans(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = None) -> tuple[Any, Info]:
-    """``init_rows``: for kmeans_init_method='CUSTOM', the rows whose kmeans_init_col is TRUE."""
-    init: Any = "k-means++" if options["kmeans_init_method"] == "KMEANS++" else "random"
-    if options["kmeans_init_method"] == "CUSTOM":
-        if init_rows is None:
-            raise ModelError("kmeans_init_method='CUSTOM' needs kmeans_init_col: a BOOL column, TRUE for the initial centroids")
-        k = int(init_rows.sum())
-        if options["num_clusters"] and options["num_clusters"] != k:
-            raise ModelError(f"num_clusters={options['num_clusters']} but kmeans_init_col marks {k} rows as initial centroids")
-        if k < 2:
-            raise ModelError(f"kmeans_init_col marks {k} rows as initial centroids; it needs at least 2")
-    else:
-        if options.get("kmeans_init_col"):
-            raise ModelError("kmeans_init_col only applies with kmeans_init_method='CUSTOM'")
-        k = options["num_clusters"] or default_num_clusters(len(x))
-    if k > len(x):
-        raise ModelError(f"num_clusters={k} is more than the {len(x)} training rows")
-    if options["distance_type"] == "COSINE":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        x = x / norms
-    if options["kmeans_init_method"] == "CUSTOM":
-        init = x[init_rows]
-    est = KMeans(
-        n_clusters=k,
-        init=init,
-        max_iter=options["max_iterations"],
-        tol=options["min_rel_progress"] if options["early_stop"] else 0.0,
-        n_init=1,
-        random_state=0,
-    )
-    est.fit(x)
-    return est, [{"iteration": int(est.n_iter_) - 1, "loss": float(est.inertia_ / len(x)), "learning_rate": None}]

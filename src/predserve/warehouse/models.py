@@ -96,8 +96,6 @@ class TrainedModel:
 
     def _kmeans_columns(self, x: np.ndarray) -> tuple[list[pa.Array], list[str]]:
         k = self.estimator.n_clusters
-        if self.options.get("distance_type") == "COSINE":
-            x = _unit_rows(x)
         distances = self.estimator.transform(x) if len(x) else np.zeros((0, k))
         order = np.argsort(distances, axis=1)
         n = len(distances)
@@ -119,7 +117,7 @@ class TrainedModel:
 
     def _evaluate_encoded(self, x: np.ndarray, table: pa.Table, threshold: float | None = None) -> dict[str, Any]:
         if self.model_type == "kmeans":
-            return metrics.clustering(x if self.options.get("distance_type") != "COSINE" else _unit_rows(x), self.estimator)
+            return metrics.clustering(x, self.estimator)
         if self.label not in table.schema.names:
             raise ModelError(f"ML.EVALUATE input needs the label column {self.label!r} of model {self.name}")
         y = table.column(self.label)
@@ -135,12 +133,6 @@ class TrainedModel:
 
     def evaluation_table(self) -> pa.Table:
         return pa.Table.from_pylist([self.evaluation])
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return x / norms
 
 
 def _label_indices(y: pa.ChunkedArray | pa.Array, classes: list[Any], label_type: pa.DataType | None) -> np.ndarray:
@@ -192,7 +184,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         name=name, model_type=model_type, options=options, label=label, encoder=encoder,
         estimator=None, created_at=started, training_rows=len(train_idx), transform=fitted_transform,
     )
-    from predserve.warehouse import estimators
+    from predserve.warehouse import estimators, kmeans
 
     if model_type in CLASSIFIERS:
         y_col = train_table.column(label)
@@ -219,7 +211,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
             if init_col not in train_table.schema.names or not pa.types.is_boolean(train_table.column(init_col).type):
                 raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
             init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
-        model.estimator, model.training_info = estimators.fit_kmeans(options, x, init_rows)
+        model.estimator, model.training_info = kmeans.fit(options, x, init_rows)
     for row in model.training_info:
         row.setdefault("eval_loss", None)
         row.setdefault("duration_ms", int((time.time() - started) * 1000))

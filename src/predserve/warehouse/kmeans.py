@@ -1,0 +1,103 @@
+"""k-means as BigQuery ML documents it: Lloyd iterations, one pass over the rows each.
+
+- ``num_clusters`` defaults to log10(rows), rounded, within [2, 100] (BigQuery's documented default).
+- ``kmeans_init_method``: RANDOM picks ``num_clusters`` distinct rows (seeded, so repeatable);
+  KMEANS++ uses scikit-learn's k-means++ seeding; CUSTOM takes the rows the caller marks.
+- ``distance_type``: EUCLIDEAN ``|x - c|``, or COSINE ``sqrt(1 - x.c / (|x| |c|))``.
+- Stops after ``max_iterations`` (default 20), or, with ``early_stop``, after the first
+  iteration whose relative loss improvement is below ``min_rel_progress``. The loss is the
+  mean squared distance to the nearest centroid, as ML.EVALUATE reports it; every iteration
+  is an ML.TRAINING_INFO row.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import kmeans_plusplus
+
+from predserve.errors import ModelError
+
+SEED = 0
+
+
+def default_num_clusters(rows: int) -> int:
+    return int(min(100, max(2, math.floor(math.log10(max(rows, 1)) + 0.5))))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return x / norms
+
+
+@dataclass
+class KMeansModel:
+    cluster_centers_: np.ndarray
+    distance_type: str = "EUCLIDEAN"
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self.cluster_centers_)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Distance from every row to every centroid, (rows, clusters)."""
+        c = self.cluster_centers_
+        if self.distance_type == "COSINE":
+            return np.sqrt(np.clip(1.0 - _unit(x) @ _unit(c).T, 0.0, None))
+        squared = (x * x).sum(axis=1)[:, None] - 2.0 * x @ c.T + (c * c).sum(axis=1)[None, :]
+        return np.sqrt(np.clip(squared, 0.0, None))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.transform(x).argmin(axis=1)
+
+
+def _initial_centroids(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None) -> np.ndarray:
+    method = options["kmeans_init_method"]
+    if method == "CUSTOM":
+        if init_rows is None:
+            raise ModelError("kmeans_init_method='CUSTOM' needs kmeans_init_col: a BOOL column, TRUE for the initial centroids")
+        k = int(init_rows.sum())
+        if options["num_clusters"] and options["num_clusters"] != k:
+            raise ModelError(f"num_clusters={options['num_clusters']} but kmeans_init_col marks {k} rows as initial centroids")
+        if k < 2:
+            raise ModelError(f"kmeans_init_col marks {k} rows as initial centroids; it needs at least 2")
+        return x[init_rows].copy()
+    if options.get("kmeans_init_col"):
+        raise ModelError("kmeans_init_col only applies with kmeans_init_method='CUSTOM'")
+    k = options["num_clusters"] or default_num_clusters(len(x))
+    if k > len(x):
+        raise ModelError(f"num_clusters={k} is more than the {len(x)} training rows")
+    if method == "KMEANS++":
+        return kmeans_plusplus(x, k, random_state=SEED)[0]
+    return x[np.random.default_rng(SEED).choice(len(x), size=k, replace=False)].copy()
+
+
+def fit(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = None) -> tuple[KMeansModel, list[dict[str, Any]]]:
+    """``init_rows``: for kmeans_init_method='CUSTOM', the rows whose kmeans_init_col is TRUE."""
+    model = KMeansModel(_initial_centroids(options, x, init_rows), options["distance_type"])
+    points = _unit(x) if model.distance_type == "COSINE" else x
+    info: list[dict[str, Any]] = []
+    previous = float(np.mean(model.transform(x).min(axis=1) ** 2))
+    started = time.time()
+    for iteration in range(options["max_iterations"]):
+        nearest = model.predict(x)
+        centers = model.cluster_centers_.copy()
+        counts = np.bincount(nearest, minlength=model.n_clusters)
+        sums = np.column_stack([np.bincount(nearest, weights=points[:, j], minlength=model.n_clusters)
+                                for j in range(points.shape[1])])
+        filled = counts > 0  # an empty cluster keeps its centroid
+        centers[filled] = sums[filled] / counts[filled, None]
+        model.cluster_centers_ = centers
+        loss = float(np.mean(model.transform(x).min(axis=1) ** 2))
+        info.append({"iteration": iteration, "loss": loss, "eval_loss": None, "learning_rate": None,
+                     "duration_ms": int((time.time() - started) * 1000)})
+        started = time.time()
+        if options["early_stop"] and previous - loss < options["min_rel_progress"] * previous:
+            break
+        previous = loss
+    return model, info
