@@ -126,7 +126,6 @@ def test_class_weights_shift_the_decision(wh: Warehouse) -> None:
     ("model_type='logistic_reg', learn_rate=0.5", "learn_rate only applies with learn_rate_strategy='CONSTANT'"),
     ("model_type='logistic_reg', optimize_strategy='NORMAL_EQUATION'", "only applies to linear_reg"),
     ("model_type='linear_reg', optimize_strategy='NORMAL_EQUATION', l1_reg=1", "cannot be used with l1_reg"),
-    ("model_type='linear_reg', warm_start=TRUE", "warm_start=TRUE is not supported yet"),
 ])
 def test_invalid_solver_combinations_are_errors(wh: Warehouse, options: str, message: str) -> None:
     with pytest.raises(ModelError, match=message):
@@ -335,3 +334,44 @@ def test_boosted_trees_stop_early_on_relative_progress(wh: Warehouse) -> None:
     wh.sql("CREATE MODEL bt_all OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=60, "
            "early_stop=FALSE) AS SELECT x1, x2, color, y FROM people")
     assert len(info(wh, "bt_all")) == 60
+
+
+# ---- warm start ----------------------------------------------------------------------------------
+def test_warm_start_continues_from_the_previous_weights_with_its_options(wh: Warehouse) -> None:
+    first = ("model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT', learn_rate_strategy='CONSTANT', "
+             "learn_rate=0.05, early_stop=FALSE, optimize_strategy='BATCH_GRADIENT_DESCENT'")
+    wh.sql(f"CREATE MODEL once OPTIONS({first}, max_iterations=6) AS SELECT x1, x2, y FROM people")
+    wh.sql(f"CREATE MODEL twice OPTIONS({first}, max_iterations=3) AS SELECT x1, x2, y FROM people")
+    wh.sql("CREATE OR REPLACE MODEL twice OPTIONS(model_type='linear_reg', warm_start=TRUE) AS SELECT x1, x2, y FROM people")
+    rows = info(wh, "twice")
+    assert sorted((r["training_run"], r["iteration"]) for r in rows) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    assert {r["learning_rate"] for r in rows} == {0.05}  # the first run's options, not the defaults
+    # 3 + 3 constant-rate steps are the same 6 steps
+    once = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL once, TABLE people) ORDER BY id").column(0).to_numpy()
+    twice = wh.sql("SELECT predicted_y FROM ML.PREDICT(MODEL twice, TABLE people) ORDER BY id").column(0).to_numpy()
+    np.testing.assert_allclose(twice, once, rtol=1e-12)
+
+
+def test_warm_start_kmeans_continues_from_the_centroids(wh: Warehouse) -> None:
+    opts = "model_type='kmeans', num_clusters=4, early_stop=FALSE"
+    wh.sql(f"CREATE MODEL k5 OPTIONS({opts}, max_iterations=5) AS SELECT x1, x2 FROM people")
+    wh.sql(f"CREATE MODEL k23 OPTIONS({opts}, max_iterations=2) AS SELECT x1, x2 FROM people")
+    wh.sql("CREATE OR REPLACE MODEL k23 OPTIONS(model_type='kmeans', warm_start=TRUE, max_iterations=3) AS SELECT x1, x2 FROM people")
+    np.testing.assert_allclose(wh.model("k23").estimator.cluster_centers_, wh.model("k5").estimator.cluster_centers_)
+    assert [r["training_run"] for r in info(wh, "k23")].count(1) == 3
+
+
+def test_warm_start_errors(wh: Warehouse) -> None:
+    with pytest.raises(ModelError, match="which does not exist"):
+        wh.sql("CREATE OR REPLACE MODEL nothing OPTIONS(model_type='linear_reg', input_label_cols=['y'], warm_start=TRUE) AS SELECT x1, y FROM people")
+    wh.sql("CREATE MODEL base OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, y FROM people")
+    with pytest.raises(ModelError, match="CREATE OR REPLACE MODEL base"):
+        wh.sql("CREATE MODEL base OPTIONS(model_type='linear_reg', warm_start=TRUE) AS SELECT x1, y FROM people")
+    with pytest.raises(ModelError, match="needs the same training schema"):
+        wh.sql("CREATE OR REPLACE MODEL base OPTIONS(model_type='linear_reg', warm_start=TRUE) AS SELECT x1, x2, y FROM people")
+    with pytest.raises(ModelError, match="keeps the model_type"):
+        wh.sql("CREATE OR REPLACE MODEL base OPTIONS(model_type='kmeans', warm_start=TRUE) AS SELECT x1 FROM people")
+    with pytest.raises(ModelError, match="cannot be used with warm_start"):
+        wh.sql("CREATE OR REPLACE MODEL base OPTIONS(model_type='linear_reg', warm_start=TRUE, optimize_strategy='NORMAL_EQUATION') "
+               "AS SELECT x1, y FROM people")
+    assert len(info(wh, "base")) == 1  # every failed warm start left the model as it was

@@ -21,7 +21,7 @@ from sqlglot.tokens import TokenType
 from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse import catalog
 from predserve.warehouse.models import TrainedModel, train, weights_table
-from predserve.warehouse.options import literal_value, resolve_options
+from predserve.warehouse.options import literal_value, resolve_options, warm_start_options
 from predserve.warehouse.parsing import MLCall, Statement, extract_ml_calls, object_name, split_statements
 
 PREDICT_BATCH_ROWS = 65_536
@@ -146,8 +146,16 @@ class Warehouse:
             raise SQLError("use either OR REPLACE or IF NOT EXISTS, not both")
         if if_not_exists and catalog.exists(self.con, name):
             return EMPTY
+        previous = None
+        if options.get("warm_start"):
+            if not catalog.exists(self.con, name):
+                raise ModelError(f"warm_start=TRUE continues training model {name}, which does not exist; train it once without warm_start")
+            if not replace:
+                raise ModelError(f"model {name} exists: a warm start is CREATE OR REPLACE MODEL {name} OPTIONS(warm_start=TRUE, ...)")
+            previous = catalog.load(self.con, name)
+            options = warm_start_options(previous.options, raw)
         table = self._query(query)
-        model = train(name, options, table, transform)
+        model = train(name, options, table, transform, previous)
         catalog.save(self.con, model, replace=replace)
         return EMPTY
 
@@ -199,7 +207,7 @@ class Warehouse:
             table = self._query(call.source_sql)
             return pa.Table.from_pylist([model.evaluate(table, settings.get("threshold"))])
         if call.function == "TRAINING_INFO":
-            return pa.Table.from_pylist([{"training_run": 0, **row} for row in model.training_info])
+            return pa.Table.from_pylist([{"training_run": 0, **row} for row in model.training_info])  # older models lack training_run
         if call.function == "FEATURE_INFO":
             return pa.Table.from_pylist(model.feature_info)
         return weights_table(model, standardize=bool(settings.get("standardize", False)))

@@ -46,11 +46,13 @@ def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, flo
 
 
 def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, classes: list[Any],
-                   held_out: HeldOut = None) -> tuple[Any, Info]:
+                   held_out: HeldOut = None, initial: Any = None) -> tuple[Any, Info]:
+    """``initial``: for a warm start, the (coef, intercept) to continue from."""
     weights = _class_weights(options, classes)
     if model_type == "logistic_reg":
         # BigQuery ML trains logistic regression with batch gradient descent only.
-        return gradient_descent.fit("logistic", options, x, y, len(classes), _sample_weights(weights, y, len(classes)), held_out)
+        return gradient_descent.fit("logistic", options, x, y, len(classes), _sample_weights(weights, y, len(classes)),
+                                    held_out, initial)
     return _fit_xgboost(options, x, y, held_out, classifier=True, num_classes=len(classes), class_weight=weights)
 
 
@@ -81,11 +83,11 @@ def linear_strategy(options: dict[str, Any], rows: int, features: int) -> str:
 
 
 def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                  held_out: HeldOut = None) -> tuple[Any, Info]:
+                  held_out: HeldOut = None, initial: Any = None) -> tuple[Any, Info]:
     if model_type != "linear_reg":
         return _fit_xgboost(options, x, y, held_out, classifier=False)
     if linear_strategy(options, *x.shape) == "BATCH_GRADIENT_DESCENT":
-        return gradient_descent.fit("linear", options, x, y, held_out=held_out)
+        return gradient_descent.fit("linear", options, x, y, held_out=held_out, initial=initial)
     # The least-squares solution (with l2_reg as the ridge penalty), in one step.
     l2, intercept = options["l2_reg"], options["fit_intercept"]
     est: Any = Ridge(alpha=l2, fit_intercept=intercept) if l2 > 0 else LinearRegression(fit_intercept=intercept)

@@ -130,8 +130,10 @@ def _take_step(problem: _Problem, x: np.ndarray, z: np.ndarray, loss: float, w: 
 
 def fit(kind: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, n_classes: int = 0,
         sample_weight: np.ndarray | None = None,
-        held_out: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[GradientDescentGLM, list[dict[str, Any]]]:
-    """Run batch gradient descent; return the model and one ML.TRAINING_INFO row per iteration."""
+        held_out: tuple[np.ndarray, np.ndarray] | None = None,
+        initial: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[GradientDescentGLM, list[dict[str, Any]]]:
+    """Run batch gradient descent from zero weights, or from ``initial`` (coef, intercept) for a
+    warm start; return the model and one ML.TRAINING_INFO row per iteration."""
     n, d = x.shape
     k = 1 if kind == "linear" or n_classes == 2 else n_classes
 
@@ -143,7 +145,9 @@ def fit(kind: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, n_clas
     l1, l2 = options["l1_reg"] / n, options["l2_reg"] / n
     line_search = options["learn_rate_strategy"] == "LINE_SEARCH"
     model = GradientDescentGLM(kind, np.zeros((k, d)), np.zeros(k), n_classes)
-    z = np.zeros((n, k))
+    if initial is not None:
+        model.coef_, model.intercept_ = np.array(initial[0], dtype=np.float64).reshape(k, d), np.array(initial[1], dtype=np.float64).reshape(k)
+    z = model.decision(x)
     loss = problem.loss(z)
 
     def watched(eval_loss: float | None) -> float:

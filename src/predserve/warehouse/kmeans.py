@@ -77,9 +77,12 @@ def _initial_centroids(options: dict[str, Any], x: np.ndarray, init_rows: np.nda
     return x[np.random.default_rng(SEED).choice(len(x), size=k, replace=False)].copy()
 
 
-def fit(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = None) -> tuple[KMeansModel, list[dict[str, Any]]]:
-    """``init_rows``: for kmeans_init_method='CUSTOM', the rows whose kmeans_init_col is TRUE."""
-    model = KMeansModel(_initial_centroids(options, x, init_rows), options["distance_type"])
+def fit(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = None,
+        initial: np.ndarray | None = None) -> tuple[KMeansModel, list[dict[str, Any]]]:
+    """``init_rows``: for kmeans_init_method='CUSTOM', the rows whose kmeans_init_col is TRUE.
+    ``initial``: for a warm start, the centroids to continue from."""
+    centroids = initial.copy() if initial is not None else _initial_centroids(options, x, init_rows)
+    model = KMeansModel(centroids, options["distance_type"])
     points = _unit(x) if model.distance_type == "COSINE" else x
     info: list[dict[str, Any]] = []
     previous = float(np.mean(model.transform(x).min(axis=1) ** 2))

@@ -145,8 +145,10 @@ def _label_indices(y: pa.ChunkedArray | pa.Array, classes: list[Any], label_type
 
 
 # ---- training ------------------------------------------------------------------------------
-def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[exp.Expression] | None = None) -> TrainedModel:
+def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[exp.Expression] | None = None,
+          previous: TrainedModel | None = None) -> TrainedModel:
     """Fit a model on the training query's rows; ``transform`` is the TRANSFORM clause, if any.
+    ``previous``: for warm_start, the model to continue training (its preprocessing is kept).
 
     TRANSFORM statistics are fitted on the training rows only (not the evaluation split);
     the fitted transform then turns the whole input into the model's columns.
@@ -157,9 +159,10 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         raise ModelError(f"CREATE MODEL {name}: the training query returned no rows")
     # The split is chosen on the raw rows; TRANSFORM and STRUCT expansion keep row order.
     train_idx, eval_idx = (np.arange(table.num_rows), None) if model_type == "kmeans" else split_rows(table, options)
-    fitted_transform = None
-    if transform:
+    fitted_transform = previous.transform if previous else None  # a warm start keeps the first run's preprocessing
+    if transform and not previous:
         fitted_transform = Transform.fit(transform, table if eval_idx is None else table.take(pa.array(train_idx)))
+    if fitted_transform is not None:
         table = fitted_transform.apply(table)
     table = expand_structs(table)
     label = _label_column(name, options, table)
@@ -171,11 +174,17 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     trees = model_type.startswith("boosted_tree")
     standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
     linear = model_type in ("linear_reg", "logistic_reg")
-    encoder = FeatureEncoder.fit(
-        train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees,
-        timestamp_parts=linear, dummy=linear and options["category_encoding_method"] == "DUMMY_ENCODING",
-        dropped=fitted_transform.dropped if fitted_transform else None,
-    )
+    if previous:
+        if feature_cols != previous.encoder.input_names:
+            raise ModelError(f"warm_start: model {name} was trained on columns {previous.encoder.input_names}; "
+                             f"this query gives {feature_cols}. A warm start needs the same training schema.")
+        encoder = previous.encoder
+    else:
+        encoder = FeatureEncoder.fit(
+            train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees,
+            timestamp_parts=linear, dummy=linear and options["category_encoding_method"] == "DUMMY_ENCODING",
+            dropped=fitted_transform.dropped if fitted_transform else None,
+        )
     x = encoder.encode(train_table)
     # The evaluation rows (already transformed), encoded once: for eval_loss and ML.EVALUATE.
     eval_table = table.take(pa.array(eval_idx)) if eval_idx is not None and len(eval_idx) else None
@@ -186,24 +195,28 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     )
     from predserve.warehouse import estimators, kmeans
 
+    initial = _warm_start_state(previous)
+
     if model_type in CLASSIFIERS:
         y_col = train_table.column(label)
         model.label_type = y_col.type
         model.classes = sorted(pc.unique(table.column(label)).to_pylist())
+        if previous and model.classes != previous.classes:
+            raise ModelError(f"warm_start: model {name} was trained on labels {previous.classes}; this query has {model.classes}")
 
         def targets(t: pa.Table) -> np.ndarray:
             return _label_indices(t.column(label), model.classes, model.label_type)
 
         held_out = (x_eval, targets(eval_table)) if eval_table is not None else None
         model.estimator, model.training_info = estimators.fit_classifier(
-            model_type, options, x, targets(train_table), model.classes, held_out
+            model_type, options, x, targets(train_table), model.classes, held_out, initial
         )
     elif model_type in REGRESSORS:
         def values(t: pa.Table) -> np.ndarray:
             return t.column(label).cast(pa.float64()).to_numpy()
 
         held_out = (x_eval, values(eval_table)) if eval_table is not None else None
-        model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, values(train_table), held_out)
+        model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, values(train_table), held_out, initial)
     else:
         init_col = options.get("kmeans_init_col")
         init_rows = None
@@ -211,16 +224,31 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
             if init_col not in train_table.schema.names or not pa.types.is_boolean(train_table.column(init_col).type):
                 raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
             init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
-        model.estimator, model.training_info = kmeans.fit(options, x, init_rows)
+        model.estimator, model.training_info = kmeans.fit(options, x, init_rows, initial)
+    run = previous.training_info[-1].get("training_run", 0) + 1 if previous else 0
     for row in model.training_info:
         row.setdefault("eval_loss", None)
         row.setdefault("duration_ms", int((time.time() - started) * 1000))
+        row["training_run"] = run
+    if previous:  # ML.TRAINING_INFO lists every run, the warm starts after the first
+        model.training_info = previous.training_info + model.training_info
     model.feature_info = feature_statistics(train_table, feature_cols)
     if eval_table is not None:
         model.evaluation = model._evaluate_encoded(x_eval, eval_table)
     else:  # no split: BigQuery ML evaluates on the training rows, already encoded
         model.evaluation = model._evaluate_encoded(x, train_table)
     return model
+
+
+def _warm_start_state(previous: TrainedModel | None) -> Any:
+    """What a warm start continues from: linear weights (coef, intercept) or kmeans centroids."""
+    if previous is None:
+        return None
+    if previous.model_type == "kmeans":
+        return previous.estimator.cluster_centers_
+    if previous.model_type in ("linear_reg", "logistic_reg"):
+        return np.atleast_2d(previous.estimator.coef_), np.atleast_1d(previous.estimator.intercept_)
+    raise ModelError(f"warm_start is not supported for {previous.model_type} models")
 
 
 def _label_column(name: str, options: dict[str, Any], table: pa.Table) -> str | None:

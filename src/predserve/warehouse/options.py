@@ -99,6 +99,7 @@ KMEANS: dict[str, Option] = {
     "max_iterations": Option(int, 20, _positive, help="a positive integer"),
     "early_stop": Option(bool, True),
     "min_rel_progress": Option(float, 0.01, _non_negative, help="zero or more"),
+    "warm_start": Option(bool, False),
     "model_type": COMMON["model_type"],
 }
 
@@ -136,6 +137,18 @@ def literal_value(node: exp.Expression, name: str) -> Any:
     raise ModelError(f"OPTIONS({name}=...) must be a literal value, got {node.sql('bigquery')!r}")
 
 
+def warm_start_options(previous: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """A warm start trains with the first run's options, except those the statement gives."""
+    given = resolve_options(raw)
+    if given["model_type"] != previous["model_type"]:
+        raise ModelError(f"warm_start keeps the model_type: the model is {previous['model_type']}, not {given['model_type']}")
+    explicit = {k.lower() for k in raw}
+    merged = {**previous, **{k: v for k, v in given.items() if k in explicit}}
+    if merged.get("input_label_cols") != previous.get("input_label_cols"):
+        raise ModelError("warm_start keeps the label: input_label_cols must stay " + repr(previous.get("input_label_cols")))
+    return merged
+
+
 def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate the user's OPTIONS and fill in every default for the model type."""
     lowered = {k.lower(): v for k, v in raw.items()}
@@ -169,15 +182,13 @@ def _check_glm(options: dict[str, Any]) -> None:
                              "with 'LINE_SEARCH' (the default) set ls_init_learn_rate instead")
     elif options["learn_rate"] is None:
         options["learn_rate"] = 0.1
-    if options["warm_start"]:
-        raise ModelError("warm_start=TRUE is not supported yet: train the model again without it (see docs/sql.md)")
     if options["optimize_strategy"] == "NORMAL_EQUATION":
         if options["model_type"] == "logistic_reg":
             raise ModelError("optimize_strategy='NORMAL_EQUATION' only applies to linear_reg; "
                              "logistic_reg trains with 'BATCH_GRADIENT_DESCENT'")
-        if options["l1_reg"]:
-            raise ModelError("optimize_strategy='NORMAL_EQUATION' cannot be used with l1_reg; "
-                             "use 'BATCH_GRADIENT_DESCENT' or 'AUTO_STRATEGY'")
+        if options["l1_reg"] or options["warm_start"]:
+            raise ModelError("optimize_strategy='NORMAL_EQUATION' cannot be used with "
+                             f"{'l1_reg' if options['l1_reg'] else 'warm_start'}; use 'BATCH_GRADIENT_DESCENT' or 'AUTO_STRATEGY'")
 
 
 def _checked(name: str, value: Any, option: Option) -> Any:
