@@ -359,6 +359,11 @@ def test_warm_start_kmeans_continues_from_the_centroids(wh: Warehouse) -> None:
     wh.sql("CREATE OR REPLACE MODEL k23 OPTIONS(model_type='kmeans', warm_start=TRUE, max_iterations=3) AS SELECT x1, x2 FROM people")
     np.testing.assert_allclose(wh.model("k23").estimator.cluster_centers_, wh.model("k5").estimator.cluster_centers_)
     assert [r["training_run"] for r in info(wh, "k23")].count(1) == 3
+    # a model seeded with CUSTOM centroids continues from its centroids: no init column needed
+    wh.sql("CREATE MODEL kc OPTIONS(model_type='kmeans', kmeans_init_method='CUSTOM', kmeans_init_col='seed') "
+           "AS SELECT x1, x2, id IN (1, 2, 3) AS seed FROM people")
+    wh.sql("CREATE OR REPLACE MODEL kc OPTIONS(model_type='kmeans', warm_start=TRUE) AS SELECT x1, x2 FROM people WHERE id < 500")
+    assert wh.model("kc").estimator.n_clusters == 3 and {r["training_run"] for r in info(wh, "kc")} == {0, 1}
 
 
 def test_warm_start_errors(wh: Warehouse) -> None:
@@ -375,3 +380,10 @@ def test_warm_start_errors(wh: Warehouse) -> None:
         wh.sql("CREATE OR REPLACE MODEL base OPTIONS(model_type='linear_reg', warm_start=TRUE, optimize_strategy='NORMAL_EQUATION') "
                "AS SELECT x1, y FROM people")
     assert len(info(wh, "base")) == 1  # every failed warm start left the model as it was
+
+
+def test_one_hot_that_cannot_fit_in_memory_is_refused(wh: Warehouse) -> None:
+    wh.sql("CREATE TABLE wide AS SELECT i, 'user-' || i AS user_id, i % 7 AS y FROM range(30000) t(i)")
+    # AUTO_SPLIT trains on 80% of the 30,000 rows: 24,000 rows, each user_id distinct
+    with pytest.raises(ModelError, match=r"24,000 rows x 24,000 columns .* column .user_id. alone gives 24,000 .* Drop or bucket"):
+        wh.sql("CREATE MODEL ids OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT user_id, y FROM wide")

@@ -29,6 +29,9 @@ import pyarrow.compute as pc
 from predserve.errors import ModelError
 
 
+MAX_MATRIX_BYTES = 4 * 2**30  # the float64 training matrix
+
+
 def expand_structs(data: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
     """STRUCT columns become one column per field, named ``{struct}_{field}`` (BigQuery ML's rule)."""
     if not any(pa.types.is_struct(f.type) for f in data.schema):
@@ -196,6 +199,8 @@ class NumericArrayFeature:
     @classmethod
     def fit(cls, name: str, col: pa.Array) -> "NumericArrayFeature":
         lengths = pc.unique(pc.list_value_length(col).drop_null()).to_pylist()
+        if not lengths or lengths == [0]:
+            raise ModelError(f"ARRAY feature {name!r} is NULL or empty in every training row; drop it from the query")
         if len(lengths) != 1:
             raise ModelError(f"ARRAY feature {name!r} has arrays of different lengths {sorted(lengths)[:5]}; "
                              "numeric arrays are used as they are, so every row needs the same length")
@@ -345,7 +350,20 @@ class FeatureEncoder:
                     f"feature column {name!r} has type {t}, which predserve cannot use as a feature yet; "
                     "cast it to a number or a string in the training query"
                 )
-        return cls(features)
+        encoder = cls(features)
+        encoder._check_size(table.num_rows)
+        return encoder
+
+    def _check_size(self, rows: int) -> None:
+        """One-hot encoding gives a column per distinct value: refuse what cannot fit in memory."""
+        width = len(self.output_names)
+        if rows * width * 8 > MAX_MATRIX_BYTES:
+            widest = max(self.features, key=lambda f: len(f.output_names))
+            raise ModelError(
+                f"the encoded training data would be {rows:,} rows x {width:,} columns ({rows * width * 8 / 2**30:.1f} GiB); "
+                f"column {widest.name!r} alone gives {len(widest.output_names):,} (one per distinct value). Drop or bucket "
+                "high-cardinality columns such as ids, and turn DATETIMEs into parts (EXTRACT) or TIMESTAMPs."
+            )
 
     def encode(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray:
         missing = [n for n in self.input_names if n not in batch.schema.names]

@@ -220,7 +220,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     else:
         init_col = options.get("kmeans_init_col")
         init_rows = None
-        if init_col:
+        if init_col and initial is None:  # a warm start begins from the stored centroids instead
             if init_col not in train_table.schema.names or not pa.types.is_boolean(train_table.column(init_col).type):
                 raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
             init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
