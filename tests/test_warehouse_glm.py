@@ -387,3 +387,19 @@ def test_one_hot_that_cannot_fit_in_memory_is_refused(wh: Warehouse) -> None:
     # AUTO_SPLIT trains on 80% of the 30,000 rows: 24,000 rows, each user_id distinct
     with pytest.raises(ModelError, match=r"24,000 rows x 24,000 columns .* column .user_id. alone gives 24,000 .* Drop or bucket"):
         wh.sql("CREATE MODEL ids OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT user_id, y FROM wide")
+
+
+def test_feature_info_describes_the_query_columns_before_transform(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "TRANSFORM(ML.STANDARD_SCALER(x1) OVER() AS s1, ML.ONE_HOT_ENCODER(color) OVER() AS c, y) "
+           "AS SELECT x1, color, y FROM people")
+    rows = {r["input"]: r for r in wh.sql("SELECT * FROM ML.FEATURE_INFO(MODEL t)").to_pylist()}
+    assert list(rows) == ["x1", "color"]  # BigQuery ML: the pre-transform columns of the query
+    stats = wh.sql("SELECT min(x1)::DOUBLE lo, max(x1)::DOUBLE hi FROM people").to_pylist()[0]
+    assert (rows["x1"]["min"], rows["x1"]["max"]) == (stats["lo"], stats["hi"])
+    assert rows["color"]["category_count"] == 3 and rows["color"]["mean"] is None
+    wh.sql("CREATE MODEL tags OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+           "AS SELECT IF(id % 2 = 0, ['a', 'b'], ['c']) AS tags, [x1, x2] AS v, y FROM people")
+    rows = {r["input"]: r for r in wh.sql("SELECT * FROM ML.FEATURE_INFO(MODEL tags)").to_pylist()}
+    assert rows["tags"]["category_count"] == 3  # distinct elements, the multi-hot categories
+    assert rows["v"]["category_count"] is None and rows["v"]["null_count"] == 0

@@ -159,9 +159,10 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         raise ModelError(f"CREATE MODEL {name}: the training query returned no rows")
     # The split is chosen on the raw rows; TRANSFORM and STRUCT expansion keep row order.
     train_idx, eval_idx = (np.arange(table.num_rows), None) if model_type == "kmeans" else split_rows(table, options)
+    raw_train = table if eval_idx is None else table.take(pa.array(train_idx))  # the query's training rows
     fitted_transform = previous.transform if previous else None  # a warm start keeps the first run's preprocessing
     if transform and not previous:
-        fitted_transform = Transform.fit(transform, table if eval_idx is None else table.take(pa.array(train_idx)))
+        fitted_transform = Transform.fit(transform, raw_train)
     if fitted_transform is not None:
         table = fitted_transform.apply(table)
     table = expand_structs(table)
@@ -232,7 +233,10 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         row["training_run"] = run
     if previous:  # ML.TRAINING_INFO lists every run, the warm starts after the first
         model.training_info = previous.training_info + model.training_info
-    model.feature_info = feature_statistics(train_table, feature_cols)
+    if fitted_transform is None:
+        model.feature_info = feature_statistics(train_table, feature_cols)
+    else:  # BigQuery ML describes the query's columns, before TRANSFORM
+        model.feature_info = feature_statistics(raw_train, [c for c in raw_train.schema.names if c not in exclude])
     if eval_table is not None:
         model.evaluation = model._evaluate_encoded(x_eval, eval_table)
     else:  # no split: BigQuery ML evaluates on the training rows, already encoded
@@ -296,9 +300,14 @@ def feature_statistics(table: pa.Table, columns: list[str]) -> list[dict[str, An
     selects = []
     for name in columns:
         q = '"' + name.replace('"', '""') + '"'
-        if is_numeric(table.column(name).type):
+        t = table.column(name).type
+        if is_numeric(t):
             stats = [f"min({q})::DOUBLE", f"max({q})::DOUBLE", f"avg({q})::DOUBLE", f"median({q})::DOUBLE",
                      f"stddev_samp({q})::DOUBLE", "NULL::BIGINT"]
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+            # multi-hot arrays: the categories are the distinct elements; numeric arrays have none
+            count = "NULL::BIGINT" if is_numeric(t.value_type) else f"length(list_distinct(flatten(list({q}))))::BIGINT"
+            stats = ["NULL::DOUBLE"] * 5 + [count]
         else:
             stats = ["NULL::DOUBLE"] * 5 + [f"count(DISTINCT {q})"]
         selects.extend([*stats, f"count(*) - count({q})"])
