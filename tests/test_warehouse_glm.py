@@ -50,7 +50,21 @@ def test_line_search_doubles_a_too_small_initial_rate(wh: Warehouse) -> None:
     wh.sql("CREATE MODEL ls OPTIONS(model_type='logistic_reg', input_label_cols=['label'], ls_init_learn_rate=0.001, "
            "max_iterations=6, early_stop=FALSE) AS SELECT x1, x2, label FROM people")
     rates = [r["learning_rate"] for r in info(wh, "ls")]
-    assert rates == [0.001, 0.002, 0.004, 0.008, 0.016, 0.032]
+    assert rates == [0.002, 0.004, 0.008, 0.016, 0.032, 0.064]
+
+
+def test_line_search_keeps_the_best_of_four_rates(wh: Warehouse) -> None:
+    # BigQuery's ML.TRAINING_INFO reference: with ls_init_learn_rate=0.1 the first iteration
+    # compares the models trained with rates 0.2, 0.1, 0.05 and 0.025 and keeps the best.
+    wh.sql("CREATE MODEL ls OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT', "
+           "optimize_strategy='BATCH_GRADIENT_DESCENT', max_iterations=1) AS SELECT x1, x2, y FROM people")
+    data = wh.sql("SELECT x1, x2, y FROM people")
+    x, y = standardized(data, "x1", "x2"), data.column("y").to_numpy()
+    grad_w, grad_b = -2 * x.T @ y / len(y), -2 * y.mean()  # the gradient at zero weights
+    losses = {r: np.mean((x @ (-r * grad_w) - r * grad_b - y) ** 2) for r in (0.2, 0.1, 0.05, 0.025)}
+    best = min(losses, key=losses.get)
+    row = info(wh, "ls")[0]
+    assert row["learning_rate"] == best and row["loss"] == pytest.approx(losses[best])
 
 
 def test_default_training_stops_early_and_reports_every_iteration(wh: Warehouse) -> None:
@@ -101,7 +115,7 @@ def test_l2_reg_gradient_descent_converges_to_the_normal_equation(wh: Warehouse)
 def test_auto_strategy_uses_gradient_descent_when_rows_are_few_for_the_features(wh: Warehouse) -> None:
     # 40 rows, 5 encoded features: fewer than 10 rows per feature, so BigQuery ML's rule picks BGD.
     wh.sql("CREATE MODEL few OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, color, y FROM people WHERE id < 40")
-    assert info(wh, "few")[0]["learning_rate"] == 0.1
+    assert info(wh, "few")[0]["learning_rate"] is not None
     wh.sql("CREATE MODEL many OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, color, y FROM people WHERE id < 50")
     assert info(wh, "many")[0]["learning_rate"] is None
 
@@ -133,7 +147,7 @@ def test_invalid_solver_combinations_are_errors(wh: Warehouse, options: str, mes
 
 
 def test_diverging_constant_rate_is_an_error(wh: Warehouse) -> None:
-    with pytest.raises(ModelError, match="training diverged .* lower LEARN_RATE"):
+    with pytest.raises(ModelError, match="training diverged with learn_rate=1000000.0; lower LEARN_RATE"):
         wh.sql("CREATE MODEL boom OPTIONS(model_type='linear_reg', input_label_cols=['y'], optimize_strategy='BATCH_GRADIENT_DESCENT', "
                "learn_rate_strategy='CONSTANT', learn_rate=1e6, max_iterations=200, early_stop=FALSE) AS SELECT x1, x2, y FROM people")
 
@@ -403,3 +417,17 @@ def test_feature_info_describes_the_query_columns_before_transform(wh: Warehouse
     rows = {r["input"]: r for r in wh.sql("SELECT * FROM ML.FEATURE_INFO(MODEL tags)").to_pylist()}
     assert rows["tags"]["category_count"] == 3  # distinct elements, the multi-hot categories
     assert rows["v"]["category_count"] is None and rows["v"]["null_count"] == 0
+
+
+def test_kmeans_training_info_has_cluster_info_and_no_eval_loss(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL km OPTIONS(model_type='kmeans', num_clusters=3) AS SELECT x1, x2 FROM people")
+    rows = info(wh, "km")
+    assert "eval_loss" not in rows[0]
+    last = rows[-1]["cluster_info"]
+    assert [c["centroid_id"] for c in last] == [1, 2, 3] and sum(c["cluster_size"] for c in last) == 1000
+    # the sizes are those ML.PREDICT assigns with the final centroids
+    counted = wh.sql("SELECT CENTROID_ID AS c, count(*) AS n FROM ML.PREDICT(MODEL km, TABLE people) GROUP BY 1").to_pylist()
+    sizes = {r["c"]: r["n"] for r in counted}
+    assert {c["centroid_id"]: c["cluster_size"] for c in last} == sizes
+    # radius: root mean squared distance; the size-weighted squares give back the loss
+    assert sum(c["cluster_size"] * c["cluster_radius"] ** 2 for c in last) / 1000 == pytest.approx(rows[-1]["loss"])

@@ -85,10 +85,10 @@ def fit(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = N
     model = KMeansModel(centroids, options["distance_type"])
     points = _unit(x) if model.distance_type == "COSINE" else x
     info: list[dict[str, Any]] = []
-    previous = float(np.mean(model.transform(x).min(axis=1) ** 2))
+    nearest, distance = _nearest(model, x)
+    previous = float(np.mean(distance ** 2))
     started = time.time()
     for iteration in range(options["max_iterations"]):
-        nearest = model.predict(x)
         centers = model.cluster_centers_.copy()
         counts = np.bincount(nearest, minlength=model.n_clusters)
         sums = np.column_stack([np.bincount(nearest, weights=points[:, j], minlength=model.n_clusters)
@@ -96,11 +96,28 @@ def fit(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = N
         filled = counts > 0  # an empty cluster keeps its centroid
         centers[filled] = sums[filled] / counts[filled, None]
         model.cluster_centers_ = centers
-        loss = float(np.mean(model.transform(x).min(axis=1) ** 2))
-        info.append({"iteration": iteration, "loss": loss, "eval_loss": None, "learning_rate": None,
-                     "duration_ms": int((time.time() - started) * 1000)})
+        nearest, distance = _nearest(model, x)
+        loss = float(np.mean(distance ** 2))
+        info.append({"iteration": iteration, "loss": loss, "learning_rate": None,
+                     "duration_ms": int((time.time() - started) * 1000), "cluster_info": _cluster_info(nearest, distance, model.n_clusters)})
         started = time.time()
         if options["early_stop"] and previous - loss < options["min_rel_progress"] * previous:
             break
         previous = loss
     return model, info
+
+
+def _nearest(model: KMeansModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's nearest centroid (0-based) and its distance to it."""
+    distances = model.transform(x)
+    nearest = distances.argmin(axis=1)
+    return nearest, distances[np.arange(len(x)), nearest]
+
+
+def _cluster_info(nearest: np.ndarray, distance: np.ndarray, k: int) -> list[dict[str, Any]]:
+    """ML.TRAINING_INFO's cluster_info: per centroid, its size and radius (the root mean
+    squared distance of its rows; BigQuery does not define the radius further)."""
+    sizes = np.bincount(nearest, minlength=k)
+    squared = np.bincount(nearest, weights=distance ** 2, minlength=k)
+    return [{"centroid_id": c + 1, "cluster_radius": float(np.sqrt(squared[c] / sizes[c])) if sizes[c] else 0.0,
+             "cluster_size": int(sizes[c])} for c in range(k)]

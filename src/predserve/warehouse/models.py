@@ -228,7 +228,8 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         model.estimator, model.training_info = kmeans.fit(options, x, init_rows, initial)
     run = previous.training_info[-1].get("training_run", 0) + 1 if previous else 0
     for row in model.training_info:
-        row.setdefault("eval_loss", None)
+        if model_type != "kmeans":  # BigQuery ML has no eval_loss column for kmeans
+            row.setdefault("eval_loss", None)
         row.setdefault("duration_ms", int((time.time() - started) * 1000))
         row["training_run"] = run
     if previous:  # ML.TRAINING_INFO lists every run, the warm starts after the first
