@@ -431,3 +431,53 @@ def test_kmeans_training_info_has_cluster_info_and_no_eval_loss(wh: Warehouse) -
     assert {c["centroid_id"]: c["cluster_size"] for c in last} == sizes
     # radius: root mean squared distance; the size-weighted squares give back the loss
     assert sum(c["cluster_size"] * c["cluster_radius"] ** 2 for c in last) / 1000 == pytest.approx(rows[-1]["loss"])
+
+
+# ---- boosted tree options ------------------------------------------------------------------------
+def test_boosted_tree_category_encodings(wh: Warehouse) -> None:
+    common = "input_label_cols=['y'], data_split_method='NO_SPLIT', max_iterations=3"
+    wh.sql(f"CREATE MODEL lab OPTIONS(model_type='boosted_tree_regressor', {common}) AS SELECT x1, color, y FROM people")
+    assert wh.model("lab").encoder.output_names == ["x1", "color"]  # LABEL_ENCODING, the default
+    wh.sql(f"CREATE MODEL oh OPTIONS(model_type='boosted_tree_regressor', {common}, category_encoding_method='ONE_HOT_ENCODING') "
+           "AS SELECT x1, color, y FROM people")
+    assert wh.model("oh").encoder.output_names == ["x1", "color_blue", "color_green", "color_red"]
+    wh.sql(f"CREATE MODEL te OPTIONS(model_type='boosted_tree_regressor', {common}, category_encoding_method='TARGET_ENCODING') "
+           "AS SELECT x1, color, y FROM people")
+    means = {r["color"]: r["m"] for r in wh.sql("SELECT color, avg(y)::DOUBLE AS m FROM people GROUP BY color").to_pylist()}
+    overall = wh.sql("SELECT avg(y)::DOUBLE AS m FROM people").to_pylist()[0]["m"]
+    encoded = wh.model("te").encoder.encode(pa.table({"x1": [1.0, 1.0, 1.0], "color": ["red", "blue", "purple"]}))
+    assert encoded[:, 1].tolist() == pytest.approx([means["red"], means["blue"], overall])  # unseen: the overall mean
+    # binary classification: the share of the positive (greater) label in each category
+    wh.sql("CREATE MODEL tec OPTIONS(model_type='boosted_tree_classifier', input_label_cols=['label'], max_iterations=2, "
+           "data_split_method='NO_SPLIT', category_encoding_method='TARGET_ENCODING') AS SELECT color, label FROM people")
+    share = wh.sql("SELECT avg(label)::DOUBLE AS s FROM people WHERE color = 'green'").to_pylist()[0]["s"]
+    assert wh.model("tec").encoder.encode(pa.table({"color": ["green"]}))[0, 0] == pytest.approx(share)
+    with pytest.raises(ModelError, match="TARGET_ENCODING' needs a regression or binary label"):
+        wh.sql("CREATE MODEL tem OPTIONS(model_type='boosted_tree_classifier', input_label_cols=['kind'], "
+               "category_encoding_method='TARGET_ENCODING') AS SELECT color, kind FROM people")
+
+
+def test_instance_weight_col_weighs_rows_and_is_not_a_feature(wh: Warehouse) -> None:
+    common = "model_type='boosted_tree_regressor', input_label_cols=['y'], data_split_method='NO_SPLIT', max_iterations=5, max_tree_depth=1"
+    # rows with x1 > 5 weigh 0: the model learns only from the others
+    wh.sql(f"CREATE MODEL w OPTIONS({common}, instance_weight_col='wt') AS SELECT x1, y, IF(x1 > 5, 0.0, 1.0) AS wt FROM people")
+    wh.sql(f"CREATE MODEL low OPTIONS({common}) AS SELECT x1, y FROM people WHERE x1 <= 5")
+    assert wh.model("w").encoder.input_names == ["x1"]
+    probe = "(SELECT x1 FROM people WHERE x1 <= 5 ORDER BY id)"
+    a = wh.sql(f"SELECT predicted_y FROM ML.PREDICT(MODEL w, {probe})").column(0).to_numpy()
+    b = wh.sql(f"SELECT predicted_y FROM ML.PREDICT(MODEL low, {probe})").column(0).to_numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    with pytest.raises(ModelError, match="must be zero or more in every row"):
+        wh.sql(f"CREATE MODEL bad OPTIONS({common}, instance_weight_col='wt') AS SELECT x1, y, x1 - 5 AS wt FROM people")
+    with pytest.raises(ModelError, match="cannot be combined with auto_class_weights"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='boosted_tree_classifier', input_label_cols=['label'], auto_class_weights=TRUE, "
+               "instance_weight_col='wt') AS SELECT x1, label, 1.0 AS wt FROM people")
+
+
+def test_dart_options_reach_xgboost(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL dart OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], booster_type='DART', "
+           "dropout=0.3, dart_normalize_type='FOREST', max_iterations=3) AS SELECT x1, y FROM people")
+    params = wh.model("dart").estimator.get_params()
+    assert (params["booster"], params["rate_drop"], params["normalize_type"]) == ("dart", 0.3, "forest")
+    with pytest.raises(ModelError, match="dropout only applies with booster_type='DART'"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], dropout=0.3) AS SELECT x1, y FROM people")

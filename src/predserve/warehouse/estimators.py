@@ -46,14 +46,16 @@ def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, flo
 
 
 def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, classes: list[Any],
-                   held_out: HeldOut = None, initial: Any = None) -> tuple[Any, Info]:
-    """``initial``: for a warm start, the (coef, intercept) to continue from."""
+                   held_out: HeldOut = None, initial: Any = None, instance_weight: np.ndarray | None = None) -> tuple[Any, Info]:
+    """``initial``: for a warm start, the (coef, intercept) to continue from.
+    ``instance_weight``: boosted trees' INSTANCE_WEIGHT_COL values."""
     weights = _class_weights(options, classes)
     if model_type == "logistic_reg":
         # BigQuery ML trains logistic regression with batch gradient descent only.
         return gradient_descent.fit("logistic", options, x, y, len(classes), _sample_weights(weights, y, len(classes)),
                                     held_out, initial)
-    return _fit_xgboost(options, x, y, held_out, classifier=True, num_classes=len(classes), class_weight=weights)
+    return _fit_xgboost(options, x, y, held_out, classifier=True, num_classes=len(classes), class_weight=weights,
+                        instance_weight=instance_weight)
 
 
 def _sample_weights(class_weight: dict[int, float] | str | None, y: np.ndarray, num_classes: int) -> np.ndarray | None:
@@ -83,9 +85,9 @@ def linear_strategy(options: dict[str, Any], rows: int, features: int) -> str:
 
 
 def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                  held_out: HeldOut = None, initial: Any = None) -> tuple[Any, Info]:
+                  held_out: HeldOut = None, initial: Any = None, instance_weight: np.ndarray | None = None) -> tuple[Any, Info]:
     if model_type != "linear_reg":
-        return _fit_xgboost(options, x, y, held_out, classifier=False)
+        return _fit_xgboost(options, x, y, held_out, classifier=False, instance_weight=instance_weight)
     if linear_strategy(options, *x.shape) == "BATCH_GRADIENT_DESCENT":
         return gradient_descent.fit("linear", options, x, y, held_out=held_out, initial=initial)
     # The least-squares solution (with l2_reg as the ridge penalty), in one step.
@@ -110,7 +112,7 @@ def _relative_progress_stop(min_rel_progress: float, watched: str) -> Any:
 
 
 def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out: HeldOut, classifier: bool,
-                 num_classes: int = 0, class_weight: Any = None) -> tuple[Any, Info]:
+                 num_classes: int = 0, class_weight: Any = None, instance_weight: np.ndarray | None = None) -> tuple[Any, Info]:
     import xgboost as xgb
 
     params = dict(
@@ -127,6 +129,8 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
         colsample_bynode=options["colsample_bynode"],
         num_parallel_tree=options["num_parallel_tree"],
         booster=options["booster_type"].lower(),
+        **({"rate_drop": options["dropout"], "normalize_type": options["dart_normalize_type"].lower()}
+           if options["booster_type"] == "DART" else {}),
         tree_method="hist" if options["tree_method"] == "AUTO" else options["tree_method"].lower(),
         random_state=0,
         n_jobs=2,
@@ -134,7 +138,8 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
     if options["early_stop"]:
         # Watch the evaluation rows when there are some (eval_set's last entry), else the training rows.
         params["callbacks"] = [_relative_progress_stop(options["min_rel_progress"], "validation_1" if held_out else "validation_0")]
-    sample_weight = _sample_weights(class_weight, y, num_classes) if classifier else None
+    sample_weight = instance_weight if instance_weight is not None else (
+        _sample_weights(class_weight, y, num_classes) if classifier else None)
     est: Any = xgb.XGBClassifier(**params) if classifier else xgb.XGBRegressor(**params)
     eval_set = [(x, y)] + ([held_out] if held_out else [])
     est.fit(x, y, sample_weight=sample_weight, eval_set=eval_set, verbose=False)

@@ -131,6 +131,35 @@ class CategoricalFeature:
 
 
 @dataclass
+class TargetEncodedFeature:
+    """TARGET_ENCODING (boosted trees): a category becomes the mean target of its training
+    rows (the mean label for regression, the share of the positive class for binary
+    classification); NULL is a category when seen in training; unseen values get the
+    overall training mean."""
+
+    name: str
+    categories: CategoricalFeature  # the vocabulary, for the category index of each row
+    means: list[float]
+    default: float
+
+    @property
+    def output_names(self) -> list[str]:
+        return [self.name]
+
+    def encode(self, col: pa.Array) -> np.ndarray:
+        idx = self.categories._indices(col)
+        return np.where(idx >= 0, np.asarray(self.means + [self.default])[idx], self.default)
+
+    @classmethod
+    def fit(cls, name: str, col: pa.Array | pa.ChunkedArray, value_type: pa.DataType, target: np.ndarray) -> "TargetEncodedFeature":
+        vocabulary = _fit_categorical(name, col, False, value_type, dummy=False)
+        idx = vocabulary._indices(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        sums = np.bincount(idx, weights=target, minlength=len(vocabulary.categories))
+        counts = np.bincount(idx, minlength=len(vocabulary.categories))
+        return cls(name, vocabulary, (sums / np.maximum(counts, 1)).tolist(), float(target.mean()))
+
+
+@dataclass
 class MultiHotFeature:
     """A non-numeric ARRAY column: one feature per distinct element seen in training."""
 
@@ -264,7 +293,7 @@ class TimestampFeature:
         return cls(name, unix, parts)
 
 
-Feature = NumericFeature | CategoricalFeature | MultiHotFeature | NumericArrayFeature | TimestampFeature
+Feature = NumericFeature | CategoricalFeature | TargetEncodedFeature | MultiHotFeature | NumericArrayFeature | TimestampFeature
 
 
 def _fit_numeric(name: str, col: pa.Array | pa.ChunkedArray, standardize: bool) -> NumericFeature:
@@ -318,10 +347,12 @@ class FeatureEncoder:
 
     @classmethod
     def fit(cls, table: pa.Table, columns: list[str], standardize: bool, one_hot: bool,
-            timestamp_parts: bool = False, dummy: bool = False, dropped: dict[str, Any] | None = None) -> "FeatureEncoder":
+            timestamp_parts: bool = False, dummy: bool = False, dropped: dict[str, Any] | None = None,
+            target: np.ndarray | None = None) -> "FeatureEncoder":
         """``one_hot`` False: label encoding (boosted trees). ``timestamp_parts``: expand
         TIMESTAMPs into calendar parts (linear models). ``dummy``: DUMMY_ENCODING.
-        ``dropped``: column -> the category to encode as all zeros (from TRANSFORM)."""
+        ``dropped``: column -> the category to encode as all zeros (from TRANSFORM).
+        ``target``: TARGET_ENCODING of categories, with this per-row target."""
         features: list[Feature] = []
         for name in columns:
             col = table.column(name)
@@ -344,7 +375,10 @@ class FeatureEncoder:
                 features.append(MultiHotFeature(name, categories, element))
             elif (pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
                   or pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_timestamp(t)):
-                features.append(_fit_categorical(name, col, one_hot, t, dummy, (dropped or {}).get(name)))
+                if target is not None:
+                    features.append(TargetEncodedFeature.fit(name, col, t, target))
+                else:
+                    features.append(_fit_categorical(name, col, one_hot, t, dummy, (dropped or {}).get(name)))
             else:
                 raise ModelError(
                     f"feature column {name!r} has type {t}, which predserve cannot use as a feature yet; "

@@ -167,7 +167,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         table = fitted_transform.apply(table)
     table = expand_structs(table)
     label = _label_column(name, options, table)
-    exclude = {label, options.get("data_split_col"), options.get("kmeans_init_col")} - {None}
+    exclude = {label, options.get("data_split_col"), options.get("kmeans_init_col"), options.get("instance_weight_col")} - {None}
     feature_cols = [c for c in table.schema.names if c not in exclude]
     if not feature_cols:
         raise ModelError(f"CREATE MODEL {name}: the training query has no feature columns besides the label")
@@ -181,10 +181,13 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
                              f"this query gives {feature_cols}. A warm start needs the same training schema.")
         encoder = previous.encoder
     else:
+        encoding = options.get("category_encoding_method")
         encoder = FeatureEncoder.fit(
-            train_table.select(feature_cols), feature_cols, standardize=standardize, one_hot=not trees,
-            timestamp_parts=linear, dummy=linear and options["category_encoding_method"] == "DUMMY_ENCODING",
+            train_table.select(feature_cols), feature_cols, standardize=standardize,
+            one_hot=not trees or encoding == "ONE_HOT_ENCODING",
+            timestamp_parts=linear, dummy=linear and encoding == "DUMMY_ENCODING",
             dropped=fitted_transform.dropped if fitted_transform else None,
+            target=_target_for_encoding(name, model_type, train_table, label) if encoding == "TARGET_ENCODING" else None,
         )
     x = encoder.encode(train_table)
     # The evaluation rows (already transformed), encoded once: for eval_loss and ML.EVALUATE.
@@ -197,6 +200,7 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     from predserve.warehouse import estimators, kmeans
 
     initial = _warm_start_state(previous)
+    weights = _instance_weights(options.get("instance_weight_col"), train_table)
 
     if model_type in CLASSIFIERS:
         y_col = train_table.column(label)
@@ -210,14 +214,16 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
 
         held_out = (x_eval, targets(eval_table)) if eval_table is not None else None
         model.estimator, model.training_info = estimators.fit_classifier(
-            model_type, options, x, targets(train_table), model.classes, held_out, initial
+            model_type, options, x, targets(train_table), model.classes, held_out, initial, weights
         )
     elif model_type in REGRESSORS:
         def values(t: pa.Table) -> np.ndarray:
             return t.column(label).cast(pa.float64()).to_numpy()
 
         held_out = (x_eval, values(eval_table)) if eval_table is not None else None
-        model.estimator, model.training_info = estimators.fit_regressor(model_type, options, x, values(train_table), held_out, initial)
+        model.estimator, model.training_info = estimators.fit_regressor(
+            model_type, options, x, values(train_table), held_out, initial, weights
+        )
     else:
         init_col = options.get("kmeans_init_col")
         init_rows = None
@@ -243,6 +249,30 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     else:  # no split: BigQuery ML evaluates on the training rows, already encoded
         model.evaluation = model._evaluate_encoded(x, train_table)
     return model
+
+
+def _target_for_encoding(name: str, model_type: str, table: pa.Table, label: str) -> np.ndarray:
+    """TARGET_ENCODING's per-row target: the label (regression) or 1 for the positive class."""
+    y = table.column(label)
+    if model_type in REGRESSORS:
+        return y.cast(pa.float64()).to_numpy()
+    classes = sorted(pc.unique(y).to_pylist())
+    if len(classes) != 2:
+        raise ModelError(f"CREATE MODEL {name}: category_encoding_method='TARGET_ENCODING' needs a regression or binary "
+                         f"label here; {label!r} has {len(classes)} classes")
+    return pc.equal(y, pa.scalar(classes[1], type=y.type)).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _instance_weights(column: str | None, table: pa.Table) -> np.ndarray | None:
+    """INSTANCE_WEIGHT_COL: a numeric, non-NULL, non-negative weight per training row."""
+    if not column:
+        return None
+    if column not in table.schema.names or not is_numeric(table.column(column).type):
+        raise ModelError(f"instance_weight_col {column!r} must name a numeric column of the training query")
+    weights = table.column(column)
+    if weights.null_count or (pc.min(weights).as_py() or 0) < 0:
+        raise ModelError(f"instance_weight_col {column!r} must be zero or more in every row (it has NULLs or negatives)")
+    return weights.cast(pa.float64()).to_numpy()
 
 
 def _warm_start_state(previous: TrainedModel | None) -> Any:

@@ -88,6 +88,12 @@ TREES: dict[str, Option] = {
     "l2_reg": Option(float, 1.0, _non_negative, help="zero or more"),
     "learn_rate": Option(float, 0.3, _positive, help="positive"),
     "enable_global_explain": Option(bool, False),
+    "approx_global_feature_contrib": Option(bool, False),
+    "category_encoding_method": Option(str, "LABEL_ENCODING", choices=("LABEL_ENCODING", "TARGET_ENCODING", "ONE_HOT_ENCODING")),
+    "dart_normalize_type": Option(str, "TREE", choices=("TREE", "FOREST")),
+    "dropout": Option(float, 0.0, lambda v: 0 <= v <= 1, help="between 0 and 1"),
+    "instance_weight_col": Option(str, None),
+    "xgboost_version": Option(str, "0.9", choices=("0.9", "1.1")),
 }
 
 KMEANS: dict[str, Option] = {
@@ -171,7 +177,17 @@ def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     resolved["model_type"] = model_type
     if model_type in ("linear_reg", "logistic_reg"):
         _check_glm(resolved)
+    if model_type.startswith("boosted_tree"):
+        _check_trees(resolved)
     return resolved
+
+
+def _check_trees(options: dict[str, Any]) -> None:
+    """Combinations BigQuery ML's boosted tree reference rejects."""
+    if options["dropout"] and options["booster_type"] != "DART":
+        raise ModelError("option dropout only applies with booster_type='DART'")
+    if options["instance_weight_col"] and (options.get("auto_class_weights") or options.get("class_weights")):
+        raise ModelError("instance_weight_col cannot be combined with auto_class_weights or class_weights")
 
 
 def _check_glm(options: dict[str, Any]) -> None:
