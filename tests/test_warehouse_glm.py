@@ -481,3 +481,11 @@ def test_dart_options_reach_xgboost(wh: Warehouse) -> None:
     assert (params["booster"], params["rate_drop"], params["normalize_type"]) == ("dart", 0.3, "forest")
     with pytest.raises(ModelError, match="dropout only applies with booster_type='DART'"):
         wh.sql("CREATE MODEL bad OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], dropout=0.3) AS SELECT x1, y FROM people")
+
+
+def test_service_only_options_are_named_in_the_error(wh: Warehouse) -> None:
+    with pytest.raises(ModelError, match="'num_trials' belongs to BigQuery ML's hyperparameter tuning"):
+        wh.sql("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], num_trials=10) AS SELECT x1, y FROM people")
+    with pytest.raises(ModelError, match="'kms_key_name' belongs to BigQuery ML's Cloud KMS"):
+        wh.sql("CREATE MODEL m OPTIONS(model_type='kmeans', kms_key_name='k') AS SELECT x1 FROM people")
+    wh.sql("CREATE MODEL ok OPTIONS(model_type='linear_reg', input_label_cols=['y'], enable_global_explain=FALSE) AS SELECT x1, y FROM people")

@@ -65,6 +65,7 @@ LINEAR: dict[str, Option] = {
     "fit_intercept": Option(bool, True),
     "warm_start": Option(bool, False),
     "calculate_p_values": Option(bool, False),
+    "enable_global_explain": Option(bool, False),
     "category_encoding_method": Option(str, "ONE_HOT_ENCODING", choices=("ONE_HOT_ENCODING", "DUMMY_ENCODING")),
 }
 
@@ -107,6 +108,16 @@ KMEANS: dict[str, Option] = {
     "min_rel_progress": Option(float, 0.01, _non_negative, help="zero or more"),
     "warm_start": Option(bool, False),
     "model_type": COMMON["model_type"],
+}
+
+# Options BigQuery ML has that need its service (tuning, Vertex AI, Cloud KMS): named, not "unknown".
+UNSUPPORTED = {
+    "num_trials": "hyperparameter tuning", "max_parallel_trials": "hyperparameter tuning",
+    "hparam_tuning_algorithm": "hyperparameter tuning", "hparam_tuning_objectives": "hyperparameter tuning",
+    "data_split_test_fraction": "hyperparameter tuning (the test split)",
+    "model_registry": "the Vertex AI Model Registry", "vertex_ai_model_id": "the Vertex AI Model Registry",
+    "vertex_ai_model_version_aliases": "the Vertex AI Model Registry",
+    "kms_key_name": "Cloud KMS encryption of the model",
 }
 
 SPECS: dict[str, dict[str, Option]] = {
@@ -168,6 +179,8 @@ def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     resolved: dict[str, Any] = {}
     for name, value in lowered.items():
         option = spec.get(name)
+        if option is None and name in UNSUPPORTED:
+            raise ModelError(f"option {name!r} belongs to BigQuery ML's {UNSUPPORTED[name]}, which predserve does not offer; remove it")
         if option is None:
             known = ", ".join(sorted(spec))
             raise ModelError(f"option {name!r} is not valid for model_type '{model_type}'. Valid options: {known}")
