@@ -489,3 +489,26 @@ def test_service_only_options_are_named_in_the_error(wh: Warehouse) -> None:
     with pytest.raises(ModelError, match="'kms_key_name' belongs to BigQuery ML's Cloud KMS"):
         wh.sql("CREATE MODEL m OPTIONS(model_type='kmeans', kms_key_name='k') AS SELECT x1 FROM people")
     wh.sql("CREATE MODEL ok OPTIONS(model_type='linear_reg', input_label_cols=['y'], enable_global_explain=FALSE) AS SELECT x1, y FROM people")
+
+
+def test_more_transform_scalers_match_bigquerys_examples(wh: Warehouse) -> None:
+    # The examples on BigQuery ML's reference pages, as training data.
+    wh.sql("CREATE TABLE nums AS SELECT * FROM (VALUES (1, NULL), (2, -3), (3, 1), (4, 2), (5, 3), (6, 4), (7, 5)) t(id, f)")
+    wh.sql("CREATE MODEL sc OPTIONS(model_type='linear_reg', input_label_cols=['id'], data_split_method='NO_SPLIT') "
+           "TRANSFORM(ML.ROBUST_SCALER(f) OVER() AS robust, ML.MAX_ABS_SCALER(f) OVER() AS max_abs, "
+           "ML.ROBUST_SCALER(f, [10, 90], FALSE) OVER() AS robust_wide, id) AS SELECT f, id FROM nums")
+    out = wh.model("sc").transform.apply(wh.sql("SELECT f FROM nums ORDER BY id"), skip={"id"}).to_pylist()
+    assert [r["robust"] for r in out] == pytest.approx([None, -5 / 3, -1 / 3, 0.0, 1 / 3, 2 / 3, 1.0], nan_ok=True)
+    assert [r["max_abs"] for r in out] == pytest.approx([None, -0.6, 0.2, 0.4, 0.6, 0.8, 1.0], nan_ok=True)
+    assert out[2]["robust_wide"] == pytest.approx(1 / 8)  # not centred; divided by q90 - q10 = 5 - (-3)
+    wh.sql("CREATE TABLE gaps AS SELECT * FROM (VALUES (1, NULL, NULL), (2, -3, NULL), (3, -3, NULL), (4, -3, NULL), (5, 1, 'a'), "
+           "(6, 2, 'a'), (7, 3, 'b'), (8, 4, 'b'), (9, 5, 'c'), (10, NULL, 'c'), (11, NULL, 'c')) t(id, f, s)")
+    wh.sql("CREATE MODEL imp OPTIONS(model_type='linear_reg', input_label_cols=['id'], data_split_method='NO_SPLIT') "
+           "TRANSFORM(ML.IMPUTER(f, 'mean') OVER() AS mean_f, ML.IMPUTER(f, 'median') OVER() AS median_f, "
+           "ML.IMPUTER(s, 'most_frequent') OVER() AS s, id) AS SELECT f, s, id FROM gaps")
+    row = wh.model("imp").transform.apply(pa.table({"f": pa.array([None], pa.int32()), "s": pa.array([None], pa.string())}),
+                                          skip={"id"}).to_pylist()[0]
+    assert row == {"mean_f": 0.75, "median_f": 1.0, "s": "c"}
+    with pytest.raises(ModelError, match="needs strategy 'mean', 'median' or 'most_frequent'"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['id']) "
+               "TRANSFORM(ML.IMPUTER(f, 'mode') OVER() AS g, id) AS SELECT f, id FROM gaps")

@@ -9,7 +9,8 @@ BigQuery ML documents the knobs, not the code, so this follows the documented be
   and is then the rate kept in the previous iteration (so a too-small initial rate doubles
   every iteration). ``'CONSTANT'`` steps with ``learn_rate`` every time.
 - ``early_stop`` (default TRUE) stops after the first iteration whose relative loss
-  improvement is below ``min_rel_progress`` (default 0.01). The loss watched is the
+  improvement is below ``min_rel_progress`` (default 0.01); iteration 0 is compared with the
+  starting weights. The loss watched is the
   evaluation split's when there is one (BigQuery ML uses the evaluation data "to avoid
   overfitting by using early stopping"), else the training loss.
 - The objective is the mean loss (squared error, or weighted cross entropy) plus
@@ -31,7 +32,6 @@ import numpy as np
 from scipy.special import expit, log_softmax, softmax
 
 from predserve.errors import ModelError
-
 
 
 @dataclass

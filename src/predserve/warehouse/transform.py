@@ -8,8 +8,10 @@ SQL holding those numbers as constants, e.g. ``ML.STANDARD_SCALER(x) OVER()`` be
 ``((x) - 41.5) / 12.3``. The fitted expressions are stored with the model; applying them is
 one DuckDB query over each Arrow batch.
 
-Supported: ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE,
-ML.ONE_HOT_ENCODER, ML.LABEL_ENCODER, and any scalar SQL expression.
+Supported: ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.MAX_ABS_SCALER, ML.ROBUST_SCALER,
+ML.IMPUTER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE, ML.ONE_HOT_ENCODER, ML.LABEL_ENCODER, and any
+scalar SQL expression. Medians and quantiles are discrete (a value of the data), which is
+what BigQuery's reference examples show.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
 
-FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "BUCKETIZE", "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER")
+FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER", "BUCKETIZE",
+             "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER")
 
 
 def _quote(name: str) -> str:
@@ -133,6 +136,46 @@ def _vocabulary(con: duckdb.DuckDBPyConnection, value: str, top_k: int, threshol
     ).fetchall()
 
 
+def _bool_arg(args: list[exp.Expression], index: int, function: str, what: str) -> bool:
+    if len(args) <= index:
+        return True
+    if not isinstance(args[index], exp.Boolean):
+        raise ModelError(f"ML.{function}: {what} must be TRUE or FALSE, got {args[index].sql('bigquery')}")
+    return bool(args[index].this)
+
+
+def _robust_scaler(value: str, args: list[exp.Expression], stat: Any) -> str:
+    """ML.ROBUST_SCALER(x [, [low, high]] [, with_median] [, with_quantile_range]) OVER()."""
+    low, high = 25, 75
+    if len(args) > 1:
+        bounds = args[1].expressions if isinstance(args[1], exp.Array) else []
+        if len(bounds) != 2 or not all(isinstance(b, exp.Literal) and str(b.this).isdigit() for b in bounds) \
+                or not 0 < int(bounds[0].this) < int(bounds[1].this) < 100:
+            raise ModelError(f"ML.ROBUST_SCALER: quantile_range must be [low, high] with 0 < low < high < 100, got {args[1].sql('bigquery')}")
+        low, high = int(bounds[0].this), int(bounds[1].this)
+    median, q_low, q_high = stat(f"quantile_disc({value}, 0.5)::DOUBLE, quantile_disc({value}, {low / 100})::DOUBLE, "
+                                 f"quantile_disc({value}, {high / 100})::DOUBLE")
+    sql = f"(({value}) - {median!r})" if _bool_arg(args, 2, "ROBUST_SCALER", "with_median") else f"({value})"
+    if _bool_arg(args, 3, "ROBUST_SCALER", "with_quantile_range"):
+        sql = f"{sql} / {((q_high - q_low) or 1.0)!r}"
+    return f"CAST({sql} AS DOUBLE)"
+
+
+def _imputer(value: str, args: list[exp.Expression], stat: Any) -> str:
+    """ML.IMPUTER(x, 'mean' | 'median' | 'most_frequent') OVER(): NULL -> the training statistic."""
+    strategy = args[1].name.lower() if len(args) > 1 and isinstance(args[1], exp.Literal) and args[1].is_string else None
+    if strategy == "mean":
+        (fill,) = stat(f"avg({value})::DOUBLE")
+    elif strategy == "median":
+        (fill,) = stat(f"quantile_disc({value}, 0.5)::DOUBLE")
+    elif strategy == "most_frequent":  # ties: the smallest value
+        (fill,) = stat(f"(SELECT v FROM (SELECT {value} AS v, count(*) AS n FROM training WHERE v IS NOT NULL "
+                       "GROUP BY v ORDER BY n DESC, v LIMIT 1))")
+    else:
+        raise ModelError("ML.IMPUTER(expression, strategy) needs strategy 'mean', 'median' or 'most_frequent'")
+    return f"COALESCE({value}, {_literal(fill)})"
+
+
 def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[str]) -> exp.Expression:
     call = _ml_call(node)
     if call is None:
@@ -157,6 +200,13 @@ def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[
         low, high = stat(f"min({value})::DOUBLE, max({value})::DOUBLE")
         span = (high - low) or 1.0
         sql = f"LEAST(GREATEST((({value}) - {low!r}) / {span!r}, 0.0), 1.0)"
+    elif function == "MAX_ABS_SCALER":
+        (high,) = stat(f"max(abs({value}))::DOUBLE")
+        sql = f"({value}) / {(high or 1.0)!r}"
+    elif function == "ROBUST_SCALER":
+        sql = _robust_scaler(value, args, stat)
+    elif function == "IMPUTER":
+        sql = _imputer(value, args, stat)
     elif function == "BUCKETIZE":
         if len(args) < 2 or not isinstance(args[1], exp.Array):
             raise ModelError("ML.BUCKETIZE(expression, [split points]) needs an array of split points")
