@@ -512,3 +512,22 @@ def test_more_transform_scalers_match_bigquerys_examples(wh: Warehouse) -> None:
     with pytest.raises(ModelError, match="needs strategy 'mean', 'median' or 'most_frequent'"):
         wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['id']) "
                "TRANSFORM(ML.IMPUTER(f, 'mode') OVER() AS g, id) AS SELECT f, id FROM gaps")
+
+
+def test_polynomial_expand_and_feature_cross_make_struct_features(wh: Warehouse) -> None:
+    wh.sql("CREATE MODEL px OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
+           "TRANSFORM(ML.POLYNOMIAL_EXPAND(STRUCT(x1 AS f1, x2 AS f2)) AS p, ML.FEATURE_CROSS(STRUCT(color, kind, "
+           "IF(x1 > 5, 'hi', 'lo') AS band), 3) AS fc, y) AS SELECT x1, x2, color, kind, y FROM people")
+    model = wh.model("px")
+    # BigQuery's documented examples: STRUCT(2 AS f1, 3 AS f2) and STRUCT('a' AS f1, 'b' AS f2, 'c' AS f3)
+    row = model.transform.apply(pa.table({"x1": [2.0], "x2": [3.0], "color": ["a"], "kind": ["b"]}), skip={"y"}).to_pylist()[0]
+    assert row["p"] == {"f1": 2.0, "f1_f1": 4.0, "f1_f2": 6.0, "f2": 3.0, "f2_f2": 9.0}
+    # crosses of 2 and 3 distinct features, named and valued in the features' order
+    assert row["fc"] == {"color_band": "a_lo", "color_kind": "a_b", "color_kind_band": "a_b_lo", "kind_band": "b_lo"}
+    # the STRUCT outputs become p_<field> / fc_<field> model columns, as STRUCT expansion names them
+    names = model.encoder.input_names
+    assert names[:5] == ["p_f1", "p_f1_f1", "p_f1_f2", "p_f2", "p_f2_f2"] and "fc_color_kind" in names
+    assert wh.sql("SELECT * FROM ML.EVALUATE(MODEL px)").to_pylist()[0]["r2_score"] > 0.9
+    with pytest.raises(ModelError, match="degree must be an integer literal in \\[2, 5\\)"):
+        wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
+               "TRANSFORM(ML.FEATURE_CROSS(STRUCT(color, kind), 1) AS fc, y) AS SELECT color, kind, y FROM people")

@@ -9,8 +9,9 @@ SQL holding those numbers as constants, e.g. ``ML.STANDARD_SCALER(x) OVER()`` be
 one DuckDB query over each Arrow batch.
 
 Supported: ML.STANDARD_SCALER, ML.MIN_MAX_SCALER, ML.MAX_ABS_SCALER, ML.ROBUST_SCALER,
-ML.IMPUTER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE, ML.ONE_HOT_ENCODER, ML.LABEL_ENCODER, and any
-scalar SQL expression. Medians and quantiles are discrete (a value of the data), which is
+ML.IMPUTER, ML.BUCKETIZE, ML.QUANTILE_BUCKETIZE, ML.ONE_HOT_ENCODER, ML.LABEL_ENCODER,
+ML.POLYNOMIAL_EXPAND, ML.FEATURE_CROSS (both return a STRUCT, which the model expands into
+``{column}_{field}`` columns), and any scalar SQL expression. Medians and quantiles are discrete (a value of the data), which is
 what BigQuery's reference examples show.
 """
 
@@ -26,7 +27,7 @@ import sqlglot.expressions as exp
 from predserve.errors import ModelError
 
 FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER", "BUCKETIZE",
-             "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER")
+             "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "POLYNOMIAL_EXPAND", "FEATURE_CROSS")
 
 
 def _quote(name: str) -> str:
@@ -176,6 +177,39 @@ def _imputer(value: str, args: list[exp.Expression], stat: Any) -> str:
     return f"COALESCE({value}, {_literal(fill)})"
 
 
+def _combinations(function: str, args: list[exp.Expression]) -> str:
+    """ML.POLYNOMIAL_EXPAND(STRUCT(...) [, degree]): every product of 1..degree features (with
+    repeats); ML.FEATURE_CROSS(STRUCT(...) [, degree]): every '_'-joined cross of 2..degree
+    distinct features. Field names join the feature names with '_', sorted, as BigQuery shows."""
+    from itertools import combinations, combinations_with_replacement
+
+    if not isinstance(args[0], exp.Struct):
+        raise ModelError(f"ML.{function} takes a STRUCT of named features, e.g. STRUCT(a, b AS other)")
+    features: list[tuple[str, str]] = []
+    for field_node in args[0].expressions:
+        if isinstance(field_node, exp.PropertyEQ):
+            features.append((field_node.this.name, field_node.expression.sql(dialect="duckdb")))
+        elif isinstance(field_node, exp.Column):
+            features.append((field_node.name, field_node.sql(dialect="duckdb")))
+        else:
+            raise ModelError(f"ML.{function}: feature {field_node.sql('bigquery')} needs a name (AS name)")
+    names = [n for n, _ in features]
+    if len(set(names)) != len(names) or not 1 <= len(names) <= 10:
+        raise ModelError(f"ML.{function} takes 1 to 10 differently named features, got {names}")
+    polynomial = function == "POLYNOMIAL_EXPAND"
+    low = 1 if polynomial else 2
+    degree = _int_arg(args, 1, 2, function, "degree", low, 5)
+    fields = []
+    for size in range(low, degree + 1):
+        for combo in (combinations_with_replacement if polynomial else combinations)(features, size):
+            name = "_".join(n for n, _ in combo)
+            if polynomial:
+                fields.append((name, " * ".join(f"CAST({v} AS DOUBLE)" for _, v in combo)))
+            else:
+                fields.append((name, " || '_' || ".join(f"CAST({v} AS VARCHAR)" for _, v in combo)))
+    return "{" + ", ".join(f"{_literal(n)}: {v}" for n, v in sorted(fields)) + "}"
+
+
 def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[str]) -> exp.Expression:
     call = _ml_call(node)
     if call is None:
@@ -207,6 +241,8 @@ def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[
         sql = _robust_scaler(value, args, stat)
     elif function == "IMPUTER":
         sql = _imputer(value, args, stat)
+    elif function in ("POLYNOMIAL_EXPAND", "FEATURE_CROSS"):
+        sql = _combinations(function, args)
     elif function == "BUCKETIZE":
         if len(args) < 2 or not isinstance(args[1], exp.Array):
             raise ModelError("ML.BUCKETIZE(expression, [split points]) needs an array of split points")
