@@ -294,8 +294,8 @@ def test_encoders_follow_top_k_frequency_threshold_and_drop(wh: Warehouse) -> No
 def test_ml_functions_outside_their_place_are_clear_errors(wh: Warehouse) -> None:
     from predserve.errors import SQLError
 
-    with pytest.raises(SQLError, match=r"ML.STANDARD_SCALER at character 8 is not supported here.*inside CREATE MODEL ... TRANSFORM"):
-        wh.sql("SELECT ML.STANDARD_SCALER(x1) OVER() FROM people")
+    with pytest.raises(SQLError, match=r"ML.NGRAMS at character 8 is not supported here.*the preprocessing functions ML.STANDARD_SCALER"):
+        wh.sql("SELECT ML.NGRAMS(color, [1, 2]) FROM people")
     with pytest.raises(SQLError, match="ML.PREDICT at character 15 needs MODEL name"):
         wh.sql("SELECT * FROM ML.PREDICT(TABLE people)")
 
@@ -531,3 +531,47 @@ def test_polynomial_expand_and_feature_cross_make_struct_features(wh: Warehouse)
     with pytest.raises(ModelError, match="degree must be an integer literal in \\[2, 5\\)"):
         wh.sql("CREATE MODEL bad OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
                "TRANSFORM(ML.FEATURE_CROSS(STRUCT(color, kind), 1) AS fc, y) AS SELECT color, kind, y FROM people")
+
+
+# ---- preprocessing functions in a plain SELECT -------------------------------------------------
+@pytest.mark.parametrize("select, expected", [
+    # the examples on BigQuery ML's reference pages, with their documented outputs
+    ("SELECT f, ML.STANDARD_SCALER(f) OVER() AS out FROM UNNEST([1,2,3,4,5]) AS f ORDER BY f",
+     [-1.2649110640673518, -0.6324555320336759, 0.0, 0.6324555320336759, 1.2649110640673518]),
+    ("SELECT f, ML.MIN_MAX_SCALER(f) OVER() AS out FROM UNNEST([1,2,3,4,5]) AS f ORDER BY f", [0.0, 0.25, 0.5, 0.75, 1.0]),
+    ("SELECT f, ML.MAX_ABS_SCALER(f) OVER() AS out FROM UNNEST([NULL, -3, 1, 2, 3, 4, 5]) AS f ORDER BY f NULLS FIRST",
+     [None, -0.6, 0.2, 0.4, 0.6, 0.8, 1.0]),
+    ("SELECT f, ML.ROBUST_SCALER(f) OVER() AS out FROM UNNEST([NULL, -3, 1, 2, 3, 4, 5]) AS f ORDER BY f NULLS FIRST",
+     [None, -1.6666666666666667, -0.3333333333333333, 0.0, 0.3333333333333333, 0.6666666666666666, 1.0]),
+    ("SELECT f, ML.IMPUTER(f, 'mean') OVER() AS out FROM UNNEST([NULL, -3, -3, -3, 1, 2, 3, 4, 5]) AS f ORDER BY f NULLS FIRST",
+     [0.75, -3.0, -3.0, -3.0, 1.0, 2.0, 3.0, 4.0, 5.0]),
+    ("SELECT f, ML.IMPUTER(f, 'most_frequent') OVER() AS out "
+     "FROM UNNEST([NULL, NULL, NULL, NULL, 'a', 'a', 'b', 'b', 'c', 'c', 'c']) AS f ORDER BY f NULLS FIRST",
+     ["c", "c", "c", "c", "a", "a", "b", "b", "c", "c", "c"]),
+    ("SELECT f, ML.QUANTILE_BUCKETIZE(f, 3) OVER() AS out FROM UNNEST([1,2,3,4,5]) AS f ORDER BY f",
+     ["bin_1", "bin_2", "bin_2", "bin_3", "bin_3"]),
+    ("SELECT f, ML.QUANTILE_BUCKETIZE(f, 3, \"bucket_ranges\") OVER() AS out FROM UNNEST([1,2,3,4,5]) AS f ORDER BY f",
+     ["(-inf, 2)", "[2, 4)", "[2, 4)", "[4, +inf)", "[4, +inf)"]),
+    ("SELECT 1 AS f, [ML.BUCKETIZE(2.5, [1, 2, 3]), ML.BUCKETIZE(2.5, [1, 2, 3], TRUE), ML.BUCKETIZE(2.5, [1, 2, 3], FALSE, "
+     "\"bucket_ranges\"), ML.BUCKETIZE(2.5, [1, 2, 3], FALSE, \"bucket_ranges_json\")] AS out",
+     [["bin_3", "bin_2", "[2, 3)", '{"start": "2", "end": "3"}']]),
+    ("SELECT 1 AS f, ML.POLYNOMIAL_EXPAND(STRUCT(2 AS f1, 3 AS f2)) AS out",
+     [{"f1": 2.0, "f1_f1": 4.0, "f1_f2": 6.0, "f2": 3.0, "f2_f2": 9.0}]),
+    ("SELECT 1 AS f, ML.FEATURE_CROSS(STRUCT('a' AS f1, 'b' AS f2, 'c' AS f3)) AS out",
+     [{"f1_f2": "a_b", "f1_f3": "a_c", "f2_f3": "b_c"}]),
+])
+def test_preprocessing_functions_in_a_plain_select_match_bigquerys_examples(wh: Warehouse, select: str, expected: list) -> None:
+    got = wh.sql(select).column("out").to_pylist()
+    numeric = any(isinstance(v, float) for v in expected)
+    assert got == (pytest.approx(expected) if numeric else expected)
+
+
+def test_preprocessing_in_a_select_follows_the_window_and_reports_misuse(wh: Warehouse) -> None:
+    rows = wh.sql("SELECT kind, ML.MIN_MAX_SCALER(x1) OVER (PARTITION BY kind) AS m FROM people").to_pylist()
+    for kind in ("a", "b", "c"):
+        scaled = [r["m"] for r in rows if r["kind"] == kind]
+        assert min(scaled) == 0.0 and max(scaled) == 1.0  # scaled within each partition
+    with pytest.raises(ModelError, match="ML.STANDARD_SCALER\\(...\\) needs OVER\\(\\)"):
+        wh.sql("SELECT ML.STANDARD_SCALER(x1) FROM people")
+    with pytest.raises(ModelError, match="ML.LABEL_ENCODER works inside CREATE MODEL ... TRANSFORM"):
+        wh.sql("SELECT ML.LABEL_ENCODER(color) OVER() FROM people")

@@ -22,6 +22,7 @@ from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse import catalog
 from predserve.warehouse.models import TrainedModel, train, weights_table
 from predserve.warehouse.options import literal_value, resolve_options, warm_start_options
+from predserve.warehouse.preprocessing import window_expression
 from predserve.warehouse.parsing import MLCall, Statement, extract_ml_calls, object_name, split_statements
 
 PREDICT_BATCH_ROWS = 65_536
@@ -38,7 +39,8 @@ def transpile(sql: str) -> str:
         raise SQLError(f"syntax error{where}: {err.get('description', exc)}") from None
     if len(trees) != 1:
         raise SQLError(f"expected one statement, found {len(trees)}")
-    tree = trees[0]
+    # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
+    tree = trees[0].transform(window_expression)
     for table in tree.find_all(exp.Table):
         if table.args.get("catalog") is not None:
             table.set("catalog", None)

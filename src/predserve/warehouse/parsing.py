@@ -19,6 +19,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import Token, TokenType
 
 from predserve.errors import SQLError
+from predserve.warehouse.preprocessing import FUNCTIONS as PREPROCESSING_FUNCTIONS
 
 ML_FUNCTIONS = ("PREDICT", "EVALUATE", "TRAINING_INFO", "FEATURE_INFO", "WEIGHTS")
 _placeholder_ids = count(1)
@@ -116,8 +117,8 @@ def extract_ml_calls(sql: str) -> tuple[str, list[MLCall]]:
             raise SQLError(
                 f"ML.{tokens[i + 2].text.upper()} at character {tokens[i].start + 1} is not supported here. predserve runs "
                 + ", ".join(f"ML.{f}(MODEL ...)" for f in ML_FUNCTIONS)
-                + " as table functions, and BigQuery ML's preprocessing functions (ML.STANDARD_SCALER, ...) inside "
-                "CREATE MODEL ... TRANSFORM(...)"
+                + " as table functions, and the preprocessing functions "
+                + ", ".join(f"ML.{f}" for f in PREPROCESSING_FUNCTIONS)
             )
         if _is_ml_call(tokens, i):
             open_i = i + 3
@@ -135,12 +136,14 @@ def extract_ml_calls(sql: str) -> tuple[str, list[MLCall]]:
 
 
 def _is_unsupported_ml_function(tokens: list[Token], i: int) -> bool:
-    """``ML.<NAME>(`` that is not one of our table functions called with MODEL."""
+    """``ML.<NAME>(`` that is neither one of our table functions called with MODEL nor a
+    preprocessing function (those are rewritten into window aggregates by the engine)."""
     return (
         i + 3 < len(tokens)
         and tokens[i].text.upper() == "ML"
         and tokens[i + 1].token_type == TokenType.DOT
         and tokens[i + 3].token_type == TokenType.L_PAREN
+        and tokens[i + 2].text.upper() not in PREPROCESSING_FUNCTIONS
         and not _is_ml_call(tokens, i)
     )
 
