@@ -280,8 +280,8 @@ class TimestampFeature:
     def encode(self, col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         utc = _utc(col)
         blocks = [self.unix.encode(utc)[:, None]]
-        for part in self.parts:
-            blocks.append(part.encode(TIMESTAMP_PARTS[part.name[: -len(self.name)]](utc)))
+        for part, extract in zip(self.parts, TIMESTAMP_PARTS.values()):
+            blocks.append(part.encode(extract(utc)))
         return np.hstack(blocks)
 
     @classmethod

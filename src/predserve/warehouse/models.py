@@ -172,74 +172,22 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     if not feature_cols:
         raise ModelError(f"CREATE MODEL {name}: the training query has no feature columns besides the label")
     train_table = table if eval_idx is None else table.take(pa.array(train_idx))
-    trees = model_type.startswith("boosted_tree")
-    standardize = not trees and (model_type != "kmeans" or options["standardize_features"])
-    linear = model_type in ("linear_reg", "logistic_reg")
-    if previous:
-        if feature_cols != previous.encoder.input_names:
-            raise ModelError(f"warm_start: model {name} was trained on columns {previous.encoder.input_names}; "
-                             f"this query gives {feature_cols}. A warm start needs the same training schema.")
-        encoder = previous.encoder
-    else:
-        encoding = options.get("category_encoding_method")
-        encoder = FeatureEncoder.fit(
-            train_table.select(feature_cols), feature_cols, standardize=standardize,
-            one_hot=not trees or encoding == "ONE_HOT_ENCODING",
-            timestamp_parts=linear, dummy=linear and encoding == "DUMMY_ENCODING",
-            dropped=fitted_transform.dropped if fitted_transform else None,
-            target=_target_for_encoding(name, model_type, train_table, label) if encoding == "TARGET_ENCODING" else None,
-        )
-    x = encoder.encode(train_table)
+    encoder = _fit_encoder(name, options, train_table, feature_cols, label, fitted_transform, previous)
     # The evaluation rows (already transformed), encoded once: for eval_loss and ML.EVALUATE.
     eval_table = table.take(pa.array(eval_idx)) if eval_idx is not None and len(eval_idx) else None
-    x_eval = encoder.encode(eval_table) if eval_table is not None else None
     model = TrainedModel(
         name=name, model_type=model_type, options=options, label=label, encoder=encoder,
         estimator=None, created_at=started, training_rows=len(train_idx), transform=fitted_transform,
     )
-    from predserve.warehouse import estimators, kmeans
-
-    initial = _warm_start_state(previous)
-    weights = _instance_weights(options.get("instance_weight_col"), train_table)
-
     if model_type in CLASSIFIERS:
-        y_col = train_table.column(label)
-        model.label_type = y_col.type
+        model.label_type = train_table.column(label).type
         model.classes = sorted(pc.unique(table.column(label)).to_pylist())
         if previous and model.classes != previous.classes:
             raise ModelError(f"warm_start: model {name} was trained on labels {previous.classes}; this query has {model.classes}")
-
-        def targets(t: pa.Table) -> np.ndarray:
-            return _label_indices(t.column(label), model.classes, model.label_type)
-
-        held_out = (x_eval, targets(eval_table)) if eval_table is not None else None
-        model.estimator, model.training_info = estimators.fit_classifier(
-            model_type, options, x, targets(train_table), model.classes, held_out, initial, weights
-        )
-    elif model_type in REGRESSORS:
-        def values(t: pa.Table) -> np.ndarray:
-            return t.column(label).cast(pa.float64()).to_numpy()
-
-        held_out = (x_eval, values(eval_table)) if eval_table is not None else None
-        model.estimator, model.training_info = estimators.fit_regressor(
-            model_type, options, x, values(train_table), held_out, initial, weights
-        )
-    else:
-        init_col = options.get("kmeans_init_col")
-        init_rows = None
-        if init_col and initial is None:  # a warm start begins from the stored centroids instead
-            if init_col not in train_table.schema.names or not pa.types.is_boolean(train_table.column(init_col).type):
-                raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
-            init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
-        model.estimator, model.training_info = kmeans.fit(options, x, init_rows, initial)
-    run = previous.training_info[-1].get("training_run", 0) + 1 if previous else 0
-    for row in model.training_info:
-        if model_type != "kmeans":  # BigQuery ML has no eval_loss column for kmeans
-            row.setdefault("eval_loss", None)
-        row.setdefault("duration_ms", int((time.time() - started) * 1000))
-        row["training_run"] = run
-    if previous:  # ML.TRAINING_INFO lists every run, the warm starts after the first
-        model.training_info = previous.training_info + model.training_info
+    x = encoder.encode(train_table)
+    x_eval = encoder.encode(eval_table) if eval_table is not None else None
+    _fit_estimator(model, x, train_table, x_eval, eval_table, previous)
+    _number_the_run(model, previous, started)
     if fitted_transform is None:
         model.feature_info = feature_statistics(train_table, feature_cols)
     else:  # BigQuery ML describes the query's columns, before TRANSFORM
@@ -249,6 +197,74 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     else:  # no split: BigQuery ML evaluates on the training rows, already encoded
         model.evaluation = model._evaluate_encoded(x, train_table)
     return model
+
+
+def _fit_encoder(name: str, options: dict[str, Any], train_table: pa.Table, feature_cols: list[str], label: str | None,
+                 fitted_transform: Transform | None, previous: TrainedModel | None) -> FeatureEncoder:
+    """The automatic preprocessing the model type gets; a warm start reuses the first run's."""
+    if previous:
+        if feature_cols != previous.encoder.input_names:
+            raise ModelError(f"warm_start: model {name} was trained on columns {previous.encoder.input_names}; "
+                             f"this query gives {feature_cols}. A warm start needs the same training schema.")
+        return previous.encoder
+    model_type = options["model_type"]
+    trees = model_type.startswith("boosted_tree")
+    linear = model_type in ("linear_reg", "logistic_reg")
+    encoding = options.get("category_encoding_method")
+    return FeatureEncoder.fit(
+        train_table.select(feature_cols), feature_cols,
+        standardize=not trees and (model_type != "kmeans" or options["standardize_features"]),
+        one_hot=not trees or encoding == "ONE_HOT_ENCODING",
+        timestamp_parts=linear, dummy=linear and encoding == "DUMMY_ENCODING",
+        dropped=fitted_transform.dropped if fitted_transform else None,
+        target=_target_for_encoding(name, model_type, train_table, label) if encoding == "TARGET_ENCODING" else None,
+    )
+
+
+def _fit_estimator(model: TrainedModel, x: np.ndarray, train_table: pa.Table, x_eval: np.ndarray | None,
+                   eval_table: pa.Table | None, previous: TrainedModel | None) -> None:
+    """Train the model type's estimator; set ``model.estimator`` and ``model.training_info``."""
+    from predserve.warehouse import estimators, kmeans
+
+    options, label = model.options, model.label
+    initial = _warm_start_state(previous)
+    weights = _instance_weights(options.get("instance_weight_col"), train_table)
+    if model.model_type in CLASSIFIERS:
+        def targets(t: pa.Table) -> np.ndarray:
+            return _label_indices(t.column(label), model.classes, model.label_type)
+
+        held_out = (x_eval, targets(eval_table)) if eval_table is not None else None
+        model.estimator, model.training_info = estimators.fit_classifier(
+            model.model_type, options, x, targets(train_table), model.classes, held_out, initial, weights
+        )
+    elif model.model_type in REGRESSORS:
+        def values(t: pa.Table) -> np.ndarray:
+            return t.column(label).cast(pa.float64()).to_numpy()
+
+        held_out = (x_eval, values(eval_table)) if eval_table is not None else None
+        model.estimator, model.training_info = estimators.fit_regressor(
+            model.model_type, options, x, values(train_table), held_out, initial, weights
+        )
+    else:
+        init_col = options.get("kmeans_init_col")
+        init_rows = None
+        if init_col and initial is None:  # a warm start begins from the stored centroids instead
+            if init_col not in train_table.schema.names or not pa.types.is_boolean(train_table.column(init_col).type):
+                raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
+            init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
+        model.estimator, model.training_info = kmeans.fit(options, x, init_rows, initial)
+
+
+def _number_the_run(model: TrainedModel, previous: TrainedModel | None, started: float) -> None:
+    """Complete the ML.TRAINING_INFO rows; a warm start's rows follow the earlier runs'."""
+    run = previous.training_info[-1].get("training_run", 0) + 1 if previous else 0
+    for row in model.training_info:
+        if model.model_type != "kmeans":  # BigQuery ML has no eval_loss column for kmeans
+            row.setdefault("eval_loss", None)
+        row.setdefault("duration_ms", int((time.time() - started) * 1000))
+        row["training_run"] = run
+    if previous:
+        model.training_info = previous.training_info + model.training_info
 
 
 def _target_for_encoding(name: str, model_type: str, table: pa.Table, label: str) -> np.ndarray:
