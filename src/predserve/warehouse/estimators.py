@@ -64,7 +64,7 @@ def _sample_weights(class_weight: dict[int, float] | str | None, y: np.ndarray, 
         counts = np.bincount(y, minlength=num_classes)
         return (len(y) / (num_classes * np.maximum(counts, 1)))[y]
     if class_weight:
-        return np.array([class_weight.get(int(c), 1.0) for c in y])
+        return np.array([class_weight.get(i, 1.0) for i in range(num_classes)])[y]
     return None
 
 
