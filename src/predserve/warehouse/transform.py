@@ -5,7 +5,7 @@ Each TRANSFORM expression is a SQL expression over the training query's columns,
 calling BigQuery ML's preprocessing functions. Fitting computes each function's statistics
 on the training rows (one DuckDB aggregate per function) and replaces the call with plain
 SQL holding those numbers as constants, e.g. ``ML.STANDARD_SCALER(x) OVER()`` becomes
-``((x) - 41.5) / 12.3``. The fitted expressions are stored with the model; applying them is
+``((x) - 41.5) / COALESCE(NULLIF(12.3, 0), 1)``. The fitted expressions are stored with the model; applying them is
 one DuckDB query over each Arrow batch.
 
 Supported: the functions of preprocessing.py (scalers, imputer, bucketizers, and
