@@ -111,11 +111,12 @@ def extract_ml_calls(sql: str) -> tuple[str, list[MLCall]]:
     cursor = 0
     i = 0
     while i < len(tokens):
-        if _is_unsupported_ml_function(tokens, i) and tokens[i + 2].text.upper() in ML_FUNCTIONS:
-            raise SQLError(f"ML.{tokens[i + 2].text.upper()} at character {tokens[i].start + 1} needs MODEL name as its first argument")
         if _is_unsupported_ml_function(tokens, i):
+            function, where = tokens[i + 2].text.upper(), f"at character {tokens[i].start + 1}"
+            if function in ML_FUNCTIONS:
+                raise SQLError(f"ML.{function} {where} needs MODEL name as its first argument")
             raise SQLError(
-                f"ML.{tokens[i + 2].text.upper()} at character {tokens[i].start + 1} is not supported here. predserve runs "
+                f"ML.{function} {where} is not supported here. predserve runs "
                 + ", ".join(f"ML.{f}(MODEL ...)" for f in ML_FUNCTIONS)
                 + " as table functions, and the preprocessing functions "
                 + ", ".join(f"ML.{f}" for f in PREPROCESSING_FUNCTIONS)
