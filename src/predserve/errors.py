@@ -21,5 +21,11 @@ class StoreUnavailable(StoreError):
     """The store did not answer in time; callers may retry later."""
 
 
+class StoreDamaged(StoreUnavailable):
+    """The store's files are damaged (truncated, corrupted pages): refuse to read, name the store.
+
+    A subclass of StoreUnavailable so the API answers 503 and /readyz goes not-ready."""
+
+
 class ExportError(PredserveError):
     """The export job failed or a publish gate refused the snapshot."""
