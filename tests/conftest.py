@@ -268,6 +268,8 @@ def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQ
 
 
 class DaskCluster:
+    """A `dask scheduler` and its `dask worker` processes on loopback."""
+
     def __init__(self, address: str, procs: list[subprocess.Popen]) -> None:
         self.address, self.procs = address, procs
 
@@ -282,36 +284,47 @@ class DaskCluster:
             counts = client.run(lambda dask_worker: (dask_worker.name, dask_worker.state.executed_count))
         return dict(counts.values())
 
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop_emulator(proc)
 
-@pytest.fixture(scope="session")
-def dask_cluster(bigtable_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    """A real `dask scheduler` and two single-threaded `dask worker` processes on loopback.
 
-    Started after the Bigtable emulator, so the workers inherit BIGTABLE_EMULATOR_HOST as any
-    process writing to that store must.
-    """
+def start_dask_cluster(logs: Path, workers: int = 2) -> DaskCluster:
+    """A real scheduler and ``workers`` single-threaded worker processes (named worker-1, ...)."""
     from distributed import Client
 
-    logs = tmp_path_factory.mktemp("dask")
     port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    dask = [sys.executable, "-m", "dask"]
-    procs: list[subprocess.Popen] = []
+    cluster = DaskCluster(f"tcp://127.0.0.1:{port}", [])
 
     def spawn(name: str, args: list[str]) -> subprocess.Popen:
         with open(logs / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(dask + args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=logs)
-        procs.append(proc)
+            proc = subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, cwd=logs)
+        cluster.procs.append(proc)
         return proc
 
     try:
         wait_for_port(port, spawn("scheduler", ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"]))
-        for name in ("worker-1", "worker-2"):
-            spawn(name, ["worker", address, "--name", name, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
-                         "--no-dashboard", "--memory-limit", "2GiB"])
-        with Client(address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-        yield DaskCluster(address, procs)
+        for i in range(1, workers + 1):
+            spawn(f"worker-{i}", ["worker", cluster.address, "--name", f"worker-{i}", "--nworkers", "1", "--nthreads", "1",
+                                  "--host", "127.0.0.1", "--no-dashboard", "--memory-limit", "4GiB"])
+        with Client(cluster.address, timeout=30) as client:
+            client.wait_for_workers(workers, timeout=60)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(bigtable_emulator: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """A real `dask scheduler` and two `dask worker` processes for the session.
+
+    Started after the Bigtable emulator, so the workers inherit BIGTABLE_EMULATOR_HOST as any
+    process writing to that store must.
+    """
+    cluster = start_dask_cluster(tmp_path_factory.mktemp("dask"))
+    try:
+        yield cluster
     finally:
-        for proc in reversed(procs):
-            stop_emulator(proc)
+        cluster.stop()
