@@ -197,17 +197,25 @@ def test_gates_run_on_bigquery_rows(dataset: str, tmp_path: Path) -> None:
     assert export(dataset, url, query=nulls, policy=GatePolicy(allow_null_keys=True)).rows == ROWS - 6
 
 
-def test_the_missing_extra_is_named(dataset: str, tmp_path: Path) -> None:
+def cli_export(env: dict[str, str], *args: str, code: str = "from predserve.cli import main; main()") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", code, "export", "--model", "m", "--key", "user_id", "--table", "users", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_the_missing_extra_is_named(tmp_path: Path) -> None:
     """Without predserve[gcp] the export says which extra to install (a real process without the clients)."""
-    code = (
-        "import sys; sys.modules['google.cloud.bigquery'] = None\n"
-        "from predserve.cli import main; main()\n"
-    )
-    cmd = [sys.executable, "-c", code, "export", "-w", warehouse(dataset), "--model", "m", "--key", "user_id",
-           "--table", "users", "--store", str(tmp_path / "s")]
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=120)
+    hide_clients = "import sys; sys.modules['google.cloud.bigquery'] = None\nfrom predserve.cli import main; main()"
+    out = cli_export({**os.environ}, "-w", "bigquery://p/d", "--store", str(tmp_path / "s"), code=hide_clients)
     assert out.returncode == 1
-    assert "pip install 'predserve[gcp]'" in out.stderr and "Traceback" not in out.stderr
+    assert out.stderr.strip() == "error: reading from BigQuery needs its client libraries: pip install 'predserve[gcp]'"
+
+
+def test_without_credentials_the_error_says_how_to_get_them(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIGQUERY_")}
+    env["GOOGLE_APPLICATION_CREDENTIALS"] = str(tmp_path / "absent.json")
+    out = cli_export(env, "-w", "bigquery://p/d", "--store", str(tmp_path / "s"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: no Google Cloud credentials for BigQuery: run `gcloud auth application-default login`")
 
 
 def test_bigquery_to_beam_to_bigtable_to_the_api(bigquery_emulator: BigQueryEmulator, bigtable_emulator: str, dataset: str,

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import uuid
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import apache_beam as beam
@@ -51,6 +52,25 @@ def _gcp_libraries() -> tuple[Any, Any]:
     except ImportError:
         raise ExportError("reading from BigQuery needs its client libraries: pip install 'predserve[gcp]'") from None
     return bigquery, bigquery_storage_v1
+
+
+@contextmanager
+def google_errors(what: str) -> Iterator[None]:
+    """Google client errors as ExportErrors that say what was refused and why."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exceptions
+
+    try:
+        yield
+    except auth_exceptions.DefaultCredentialsError:
+        raise ExportError(
+            "no Google Cloud credentials for BigQuery: run `gcloud auth application-default login` or set "
+            f"GOOGLE_APPLICATION_CREDENTIALS (for an emulator, set {REST_EMULATOR} and {STORAGE_EMULATOR})"
+        ) from None
+    except gexc.GoogleAPICallError as exc:
+        raise ExportError(f"{what}: {exc.message}") from None
+    except gexc.RetryError as exc:
+        raise ExportError(f"{what}: BigQuery did not answer within {API_TIMEOUT:.0f} s ({exc.cause})") from None
 
 
 def _emulator_endpoint(variable: str) -> str | None:
@@ -112,7 +132,7 @@ class ReadStream(beam.DoFn):
     def teardown(self) -> None:
         client = getattr(self, "_client", None)
         if client is not None:
-            client._transport.close()
+            client.transport.close()
 
 
 class BigQuerySource:
@@ -132,7 +152,8 @@ class BigQuerySource:
 
     def prepare(self) -> SourceStats:
         self._bigquery, _ = _gcp_libraries()
-        self._client = rest_client(self.project)
+        with google_errors("cannot reach BigQuery"):
+            self._client = rest_client(self.project)
         self._created = True  # from here on, cleanup drops the table (a no-op if it never came to be)
         config = self._bigquery.QueryJobConfig(default_dataset=f"{self.project}.{self.dataset}")
         self._run(
@@ -154,30 +175,32 @@ class BigQuerySource:
         """One Storage Read session on the temporary table: its streams are the work items."""
         from google.cloud.bigquery_storage_v1 import types
 
-        rows = self._client.get_table(self.table, timeout=API_TIMEOUT).num_rows or 0
         project, dataset, table = self.table.split(".")
-        session = read_client(_emulator_endpoint(STORAGE_EMULATOR)).create_read_session(
-            parent=f"projects/{self.project}",
-            read_session=types.ReadSession(
-                table=f"projects/{project}/datasets/{dataset}/tables/{table}", data_format=types.DataFormat.ARROW,
-            ),
-            max_stream_count=min(MAX_STREAMS, max(1, math.ceil(rows / ROW_GROUP_ROWS))),
-            timeout=API_TIMEOUT,
-        )
+        with google_errors(f"BigQuery refused a read session on {self.table}"):
+            rows = self._client.get_table(self.table, timeout=API_TIMEOUT).num_rows or 0
+            client = read_client(_emulator_endpoint(STORAGE_EMULATOR))
+        try:
+            with google_errors(f"BigQuery refused a read session on {self.table}"):
+                session = client.create_read_session(
+                    parent=f"projects/{self.project}",
+                    read_session=types.ReadSession(
+                        table=f"projects/{project}/datasets/{dataset}/tables/{table}", data_format=types.DataFormat.ARROW,
+                    ),
+                    max_stream_count=min(MAX_STREAMS, max(1, math.ceil(rows / ROW_GROUP_ROWS))),
+                    timeout=API_TIMEOUT,
+                )
+        finally:
+            client.transport.close()
         self.streams = [s.name for s in session.streams]
         self.arrow_schema = bytes(session.arrow_schema.serialized_schema)
         schema = pa.ipc.read_schema(pa.py_buffer(self.arrow_schema))
         return schema.remove_metadata()
 
     def _run(self, sql: str, config: Any = None) -> list[Any]:
-        from google.api_core import exceptions as gexc
-
-        try:
+        with google_errors("BigQuery refused the export query"):
             retry = self._bigquery.DEFAULT_RETRY.with_timeout(API_TIMEOUT)
             job = self._client.query(sql, job_config=config, retry=retry, timeout=API_TIMEOUT)
             return list(job.result(retry=retry))
-        except gexc.GoogleAPICallError as exc:
-            raise ExportError(f"BigQuery refused the export query: {exc.message}") from None
 
     def read(self) -> beam.PTransform:
         return ReadWorkItems(self.streams, ReadStream(self.arrow_schema, _emulator_endpoint(STORAGE_EMULATOR)))

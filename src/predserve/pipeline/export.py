@@ -7,9 +7,11 @@
     store.rows_accepted()     the rows written, as the store counted them (no runner metrics)
     gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed?
     store.publish()           one atomic pointer switch; then GC keeps the last K snapshots
+    source.cleanup()          always: the staging directory or temporary BigQuery table goes
 
 Anything that fails before the publish discards the new snapshot; the current one keeps
-serving. A driver killed outright leaves an unfinished snapshot that the next GC collects.
+serving. A driver killed outright leaves an unfinished snapshot and a staging directory that
+the next GC (or export) collects, or a temporary BigQuery table that expires.
 """
 
 from __future__ import annotations
@@ -88,12 +90,8 @@ def run_export(
         stats = source.prepare()
         schema = [(f.name, str(f.type)) for f in stats.schema if f.name != key] if stats.schema is not None else []
         snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}).id
-        if stats.rows:
-            with _Progress(store, model, snapshot, stats.rows, started, progress):
-                _run_pipeline(source, options, runner, ExportToSnapshot(store_url, model, snapshot, key))
-        written = store.rows_accepted(model, snapshot)
-        if progress is not None:
-            progress(written, stats.rows, time.time() - started)
+        written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),
+                              stats.rows, started, progress)
         store.finish_snapshot(model, snapshot, written)
         current = store.current(model)
         gates = check_gates(stats, written, schema, current, policy)
@@ -149,6 +147,18 @@ def build_pipeline(source: Source, options: PipelineOptions, runner: PipelineRun
     pipeline = beam.Pipeline(runner=runner, options=options)
     _ = pipeline | "Read" >> source.read() | "Export" >> sink
     return pipeline
+
+
+def _write_rows(source: Source, options: PipelineOptions, runner: PipelineRunner, store: Any, sink: ExportToSnapshot,
+                expected: int, started: float, progress: Progress | None) -> int:
+    """Run the pipeline (unless there is nothing to read); return the rows the store accepted."""
+    if expected:
+        with _Progress(store, sink.model, sink.snapshot, expected, started, progress):
+            _run_pipeline(source, options, runner, sink)
+    written = int(store.rows_accepted(sink.model, sink.snapshot))
+    if progress is not None:
+        progress(written, expected, time.time() - started)
+    return written
 
 
 def _run_pipeline(source: Source, options: PipelineOptions, runner: PipelineRunner, sink: beam.PTransform) -> None:
