@@ -296,10 +296,14 @@ def start_dask_cluster(logs: Path, workers: int = 2) -> DaskCluster:
     port = free_port()
     cluster = DaskCluster(f"tcp://127.0.0.1:{port}", [])
 
+    # Workers get the BigQuery emulator's address from the driver, with their work: keep it out
+    # of their environment so the tests show that.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BIGQUERY_")}
+
     def spawn(name: str, args: list[str]) -> subprocess.Popen:
         with open(logs / f"{name}.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=logs)
+                                    start_new_session=True, cwd=logs, env=env)
         cluster.procs.append(proc)
         return proc
 

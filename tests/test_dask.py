@@ -109,3 +109,30 @@ def test_opening_a_database_after_another_process_grew_the_map(tmp_path: Path) -
         env.open_db(b"data")
     assert _open_db(env, b"data") is not None  # adopts the grown map size, then opens
     env.close()
+
+
+def test_bigquery_read_streams_are_spread_over_dask_workers(bigquery_emulator, dask_cluster: DaskCluster, tmp_path: Path) -> None:
+    """The BigQuery source's work items (Storage Read streams) run on the workers too; the
+    workers get the emulator's address from the driver, not from their own environment."""
+    from google.cloud import bigquery
+
+    from tests.conftest import BQ_PROJECT
+
+    dataset = f"dask_{os.getpid()}"
+    client = bigquery_emulator.client()
+    client.create_dataset(dataset)
+    client.query("CREATE TABLE scores AS SELECT x AS user_id, x / 4 AS score, [x, x + 1] AS pair "
+                 "FROM UNNEST(GENERATE_ARRAY(1, 120000)) AS x",
+                 job_config=bigquery.QueryJobConfig(default_dataset=f"{BQ_PROJECT}.{dataset}")).result()
+    client.close()
+    hashes = []
+    before = dask_cluster.tasks_run_per_worker()
+    for name, beam_args in (("direct", []), ("dask", dask_cluster.beam_args())):
+        url = str(tmp_path / name)
+        summary = run_export(warehouse=f"bigquery://{BQ_PROJECT}/{dataset}", model="churn", key="user_id", store_url=url,
+                             table="scores", beam_args=beam_args)
+        assert summary.rows == 120_000 and summary.snapshot == 1
+        hashes.append(content_hash(url, summary.snapshot))
+    after = dask_cluster.tasks_run_per_worker()
+    assert hashes[0] == hashes[1]
+    assert all(after[name] > before[name] for name in ("worker-1", "worker-2")), (before, after)
