@@ -247,6 +247,16 @@ def test_a_bad_option_on_the_command_line_is_one_line_not_a_traceback(trained_wa
     assert not (tmp_path / "s").exists()  # refused before any work
 
 
+def test_without_dask_the_extra_is_named() -> None:
+    """A real process in which dask cannot be imported."""
+    code = ("import sys; sys.modules['dask.distributed'] = None\n"
+            "from predserve.pipeline.options import pipeline_options\n"
+            "from predserve.errors import ExportError\n"
+            "try:\n    pipeline_options(['--runner', 'dask'])\nexcept ExportError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "--runner dask needs Dask: pip install 'predserve[dask]'"
+
+
 @pytest.mark.parametrize("alias", ["dask", "DaskRunner", "daskrunner"])
 def test_dask_aliases_name_beams_dask_runner(alias: str) -> None:
     options, runner = pipeline_options([f"--runner={alias}", "--dask_client_address", "tcp://127.0.0.1:1"])

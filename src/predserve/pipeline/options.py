@@ -44,10 +44,6 @@ def pipeline_options(beam_args: Sequence[str]) -> tuple[PipelineOptions, Pipelin
     return options, runner
 
 
-def is_dask(options: PipelineOptions) -> bool:
-    return options.view_as(StandardOptions).runner == DASK_RUNNER
-
-
 def _runner_name(args: list[str]) -> str | None:
     for i, arg in enumerate(args):
         if arg == "--runner" and i + 1 < len(args):
