@@ -68,8 +68,8 @@ def _with_runner_alias(args: list[str]) -> list[str]:
 def _import_dask_runner() -> None:
     """Importing Beam's DaskRunner registers its options (--dask_client_address, ...)."""
     try:
+        import dask.distributed  # noqa: F401  (first: Beam's module half-imports without it)
         import apache_beam.runners.dask.dask_runner  # noqa: F401
-        import dask.distributed  # noqa: F401
     except ImportError:
         raise ExportError("--runner dask needs Dask: pip install 'predserve[dask]'") from None
 
