@@ -156,7 +156,7 @@ def test_the_query_runs_once_into_a_temporary_table_that_is_dropped(bigquery_emu
     marker = 987654321  # a literal only this test's query holds, to find its jobs in the emulator's job list
     export(dataset, str(tmp_path / "store"), query=f"SELECT user_id, score FROM users WHERE user_id <> {marker}")
     client = bigquery_emulator.client()
-    jobs = [j.query for j in client.list_jobs(max_results=200) if str(marker) in (getattr(j, "query", "") or "")]
+    jobs = [j.query for j in client.list_jobs() if str(marker) in (getattr(j, "query", "") or "")]
     client.close()
     assert len(jobs) == 1, jobs
     assert jobs[0].startswith(f"CREATE TABLE `{BQ_PROJECT}.{dataset}.{TEMP_TABLE_PREFIX}")
