@@ -1,22 +1,25 @@
 # predserve: the two commands of the README's quickstart, and the steps they need.
 #   make demo   the whole flow on generated data, then serve on http://127.0.0.1:8000
-#   make test   the test suite (builds the Bigtable emulator the tests start)
+#   make test   the test suite (builds the Bigtable emulator and installs the BigQuery emulator the tests start)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EMULATOR := .cache/bin/bigtable-emulator
+BQ_VENV := .cache/bqemulator
+BQ_EMULATOR := $(BQ_VENV)/.installed
 GOPATH_DEBIAN := /usr/share/gocode
 DEMO_ARGS ?=
 
-.PHONY: demo test install emulator bench clean
+.PHONY: demo test install emulator bqemulator bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/predserve demo $(DEMO_ARGS)
 
-test: $(STAMP) $(EMULATOR)
-	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) -m pytest $(PYTEST_ARGS)
+test: $(STAMP) $(EMULATOR) $(BQ_EMULATOR)
+	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
+		$(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
 
@@ -41,12 +44,22 @@ $(EMULATOR): tools/bigtable-emulator/main.go
 	cd tools/bigtable-emulator && GO111MODULE=off GOPATH=$(GOPATH_DEBIAN) GOCACHE=$(CURDIR)/.cache/go-build \
 		go build -o $(CURDIR)/$@ main.go
 
+# The BigQuery emulator (PyPI's bqemulator), in its own virtualenv because it pins another
+# sqlglot; tools/bqemulator/launch.py starts it offline.
+bqemulator: $(BQ_EMULATOR)
+$(BQ_EMULATOR): tools/bqemulator/requirements.txt | $(STAMP)
+	test -x $(BQ_VENV)/bin/python || $(PYTHON) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BQ_VENV)/bin/python -m pip install -q -r tools/bqemulator/requirements.txt
+	touch $@
+
 # Every benchmark (about 25 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
-bench: $(STAMP) $(EMULATOR)
+bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/train.py
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/store.py
-	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/export.py --big 10000000
+	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
+		$(PY) bench/export.py --big 10000000
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py --duration 8
 
 clean:

@@ -4,6 +4,11 @@ baseline: a plain single-process Python loop that reads the same Parquet shards 
 same bytes (orjson-rendered bodies) into LMDB. Each measurement runs in its own process, so
 its peak RSS is its own.
 
+Beside the DirectRunner, in the same run: the same export on Beam's DaskRunner (a local
+`dask scheduler` and two single-threaded `dask worker` processes, warmed up by a small export
+first), and an export of a same-shaped table from the BigQuery emulator (bqemulator; CTAS,
+Storage Read streams) into LMDB.
+
     .venv/bin/python bench/export.py [--rows 1000000] [--stores lmdb,bigtable] [--big 10000000]
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,13 +28,14 @@ from common import OUT, Emulator, peak_rss_mb, prepared_warehouse
 QUERY = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL churn, TABLE users)"
 
 
-def run_pipeline(rows: int, store: str, beam_args: list[str]) -> dict:
+def run_pipeline(rows: int, store: str, beam_args: list[str], warehouse: str | None = None, table: str | None = None) -> dict:
     from predserve.pipeline import run_export
 
-    warehouse = prepared_warehouse(rows)
+    warehouse = warehouse or str(prepared_warehouse(rows))
+    source = {"table": table} if table else {"query": QUERY}
     sampler = AnonPeak()
     started = time.perf_counter()
-    summary = run_export(warehouse=str(warehouse), model="churn", key="user_id", store_url=store, query=QUERY, beam_args=beam_args)
+    summary = run_export(warehouse=warehouse, model="churn", key="user_id", store_url=store, beam_args=beam_args, **source)
     seconds = time.perf_counter() - started
     sampler.stop()
     assert summary.published and summary.rows == rows
@@ -100,6 +107,54 @@ def run_baseline(rows: int) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_rss_mb": peak_rss_mb()}
 
 
+def run_dask(rows: int, store: str, workers: int = 2) -> dict:
+    """The same export on Beam's DaskRunner: a scheduler and ``workers`` single-threaded workers."""
+    from tests.conftest import start_dask_cluster
+
+    logs = OUT / "dask-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    cluster = start_dask_cluster(logs, workers)
+    try:
+        # Warm-up: each worker imports Beam, DuckDB and predserve on its first task.
+        from predserve.pipeline import run_export
+
+        run_export(warehouse=str(prepared_warehouse(rows)), model="churn", key="user_id", store_url=store + "-warmup",
+                   query=QUERY + " WHERE user_id <= 200000", beam_args=cluster.beam_args())
+        shutil.rmtree(store + "-warmup", ignore_errors=True)
+        return run_pipeline(rows, store, cluster.beam_args())
+    finally:
+        cluster.stop()
+
+
+# The shape of the warehouse path's ML.PREDICT rows (id, label, ARRAY<STRUCT<label, prob>>).
+BQ_PREDICTIONS_SQL = """
+CREATE TABLE predictions AS
+SELECT x AS user_id, IF(MOD(x * 7919, 1000) >= 500, 1, 0) AS predicted_churned,
+       [STRUCT(1 AS label, MOD(x * 7919, 1000) / 1000.0 AS prob), STRUCT(0 AS label, 1 - MOD(x * 7919, 1000) / 1000.0 AS prob)]
+         AS predicted_churned_probs
+FROM UNNEST(GENERATE_ARRAY(1, {rows})) AS x
+"""
+
+
+def run_bigquery(rows: int, store: str) -> dict:
+    """BigQuery emulator -> LMDB: a table of ``rows`` predictions, exported through the Storage Read API."""
+    from google.cloud import bigquery
+
+    from predserve.pipeline.bigquery import rest_client
+    from tests.conftest import BQ_PROJECT, start_bigquery_emulator, stop_emulator
+
+    emulator = start_bigquery_emulator(OUT / "bqemulator.log")
+    os.environ.update(emulator.environment())
+    try:
+        client = rest_client(BQ_PROJECT)
+        client.create_dataset("bench")
+        client.query(BQ_PREDICTIONS_SQL.format(rows=rows), job_config=bigquery.QueryJobConfig(default_dataset=f"{BQ_PROJECT}.bench")).result()
+        client.close()
+        return run_pipeline(rows, store, [], warehouse=f"bigquery://{BQ_PROJECT}/bench", table="predictions")
+    finally:
+        stop_emulator(emulator.proc)
+
+
 def run_beam_bigtableio(rows: int, store: str) -> dict:
     """The same export, but writing with Beam's own WriteToBigTable instead of the store's writer."""
     import apache_beam as beam
@@ -128,6 +183,7 @@ def run_beam_bigtableio(rows: int, store: str) -> dict:
 
     with beam.Pipeline() as p:
         _ = p | source.read() | beam.FlatMap(to_rows) | WriteToBigTable(project, instance, table)
+    source.cleanup()
     seconds = time.perf_counter() - started
     assert st.count("churn", snap) == rows
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_rss_mb": peak_rss_mb()}
@@ -136,6 +192,10 @@ def run_beam_bigtableio(rows: int, store: str) -> dict:
 def child(mode: str, rows: int, store: str, beam_args: list[str]) -> None:
     if mode == "baseline":
         result = run_baseline(rows)
+    elif mode == "dask":
+        result = run_dask(rows, store)
+    elif mode == "bigquery":
+        result = run_bigquery(rows, store)
     elif mode == "beam_bigtableio":
         emulator = Emulator()
         try:
@@ -193,6 +253,8 @@ def main() -> None:
             results["lmdb"] = measure("pipeline", args.rows, str(path), repeat=args.repeat)
             results["lmdb_multiprocess"] = measure("pipeline", args.rows, str(path),
                                                    ("--direct_num_workers=2", "--direct_running_mode=multi_processing"))
+            results["lmdb_dask_2_workers"] = measure("dask", args.rows, str(path))
+            results["bigquery_emulator_to_lmdb"] = measure("bigquery", args.rows, str(path))
         else:
             bt_rows = min(args.rows, 200_000)
             results["bigtable_emulator"] = measure("pipeline", bt_rows, "bigtable://bench/bench/export")
@@ -209,6 +271,8 @@ def main() -> None:
         if name == "baseline_loop":
             continue
         extra = f", store {r['store_mb']} MB = {r['store_vs_raw']}x the {r['raw_mb']} MB of ids+bodies" if "store_mb" in r else ""
+        if name in ("lmdb_multiprocess", "lmdb_dask_2_workers", "bigquery_emulator_to_lmdb") and "lmdb" in results:
+            extra += f"; {r['rows_per_s'] / results['lmdb']['rows_per_s']:.2f}x the DirectRunner's"
         print(f"{name:<40} {r['rows']:>10,} rows in {r['seconds']:>6}s = {r['rows_per_s']:>8,} rows/s "
               f"({r['rows_per_s'] / base:.2f}x baseline), peak RSS {r['peak_rss_mb']} MB (heap {r.get('peak_anon_mb')} MB){extra}")
 

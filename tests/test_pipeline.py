@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,11 @@ from predserve import Warehouse
 from predserve.datagen import PREDICT_SQL
 from predserve.errors import ExportError
 from predserve.pipeline import ExportToSnapshot, GatePolicy, GateRefused, run_export
+from predserve.pipeline.export import build_pipeline
+from predserve.pipeline.options import DASK_RUNNER, pipeline_options
+from predserve.pipeline.render import BodyRenderer
+from predserve.pipeline.sources import WarehouseSource
+from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
 from predserve.store import open_store
 
 QUERY = PREDICT_SQL.format(model="churn")
@@ -154,7 +160,10 @@ def test_killed_export_leaves_the_current_snapshot_serving(tmp_path: Path) -> No
     first = export(wh_path, url, QUERY + " WHERE user_id <= 1000", policy=GatePolicy(max_row_drop=1.0))
     cmd = [sys.executable, "-m", "predserve.cli", "export", "-w", str(wh_path), "--model", "churn", "--key", "user_id",
            "--query", QUERY, "--store", url]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    staging_parent = tmp_path / "tmp"
+    staging_parent.mkdir()
+    env = {**os.environ, "TMPDIR": str(staging_parent)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     reader = open_store(url, readonly=True)
     deadline = time.monotonic() + 120
     partial = None
@@ -174,3 +183,132 @@ def test_killed_export_leaves_the_current_snapshot_serving(tmp_path: Path) -> No
     with open_store(url) as store:
         assert ("churn", partial) in store.gc("churn")
         assert store.count("churn", partial) == 0
+    # The killed export's Parquet staging directory is still there, named after its dead process;
+    # `predserve gc` removes it (and the next export would).
+    staged = list(staging_parent.glob("predserve-export-*"))
+    assert [d.name.split("-")[2] for d in staged] == [str(proc.pid)] and list(staged[0].glob("*.parquet"))
+    out = subprocess.run([sys.executable, "-m", "predserve.cli", "gc", "--store", url], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0 and f"removed abandoned export staging directory {staged[0]}" in out.stdout
+    assert not staged[0].exists()
+
+
+def test_staging_directories_of_live_exports_are_kept(tmp_path: Path) -> None:
+    live = create_staging_dir(tmp_path)  # owned by this (running) process
+    unowned = tmp_path / "predserve-export-abc123"  # the name exports used before owners were recorded
+    unowned.mkdir()
+    assert remove_abandoned_staging(tmp_path) == [] and live.exists()
+    os.utime(unowned, (time.time() - 7200, time.time() - 7200))
+    assert remove_abandoned_staging(tmp_path, stale_after=3600) == [unowned] and live.exists()
+
+
+# ---- the pipeline's shape and options --------------------------------------------------------
+def test_the_pipeline_is_one_line_with_a_single_leaf(trained_warehouse: Path, tmp_path: Path) -> None:
+    """DaskRunner computes only the last transform's output: a second leaf would never run there."""
+    source = WarehouseSource(str(trained_warehouse), QUERY, "user_id")
+    source.prepare()
+    try:
+        options, runner = pipeline_options([])
+        pipeline = build_pipeline(source, options, runner, ExportToSnapshot(str(tmp_path / "s"), "churn", 1, "user_id"))
+        produced, consumed, names = {}, set(), []
+
+        class Leaves(beam.pipeline.PipelineVisitor):
+            def visit_transform(self, node):  # type: ignore[no-untyped-def]
+                names.append(node.full_label)
+                consumed.update(id(i) for i in node.inputs)
+                produced[node.full_label] = [id(o) for o in node.outputs.values()]
+
+        pipeline.visit(Leaves())
+    finally:
+        source.cleanup()
+    leaves = [name for name, outs in produced.items() if not any(o in consumed for o in outs)]
+    assert leaves == [names[-1]] and leaves[0].startswith("Export/")
+    assert len(source.items) >= 1 and all(isinstance(i, tuple) for i in source.items)  # Create's work items: row groups
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--runner", "Nope"], "unknown --runner Nope"),
+    (["--direct_num_workers=two"], "bad pipeline option: argument --direct_num_workers: invalid int value: 'two'"),
+    (["--runer", "dask"], "unknown pipeline option --runer"),
+    (["--direct_running_mode", "fast"], "argument --direct_running_mode: invalid choice: 'fast'"),
+    (["--project"], "argument --project: expected one argument"),
+])
+def test_bad_pipeline_options_are_export_errors_naming_the_option(args: list[str], message: str) -> None:
+    with pytest.raises(ExportError, match=re.escape(message)):
+        pipeline_options(args)
+
+
+def test_a_bad_option_on_the_command_line_is_one_line_not_a_traceback(trained_warehouse: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "predserve.cli", "export", "-w", str(trained_warehouse), "--model", "churn", "--key", "user_id",
+           "--query", QUERY, "--store", str(tmp_path / "s"), "--runner", "apache_beam.runners.nothing.Runner"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ}, timeout=120)
+    assert out.returncode == 1 and out.stderr.strip() == (
+        "error: unknown --runner apache_beam.runners.nothing.Runner: use DirectRunner, DataflowRunner, "
+        "dask (Beam's DaskRunner) or a PipelineRunner's class path")
+    assert not (tmp_path / "s").exists()  # refused before any work
+
+
+def test_without_dask_the_extra_is_named() -> None:
+    """A real process in which dask cannot be imported."""
+    code = ("import sys; sys.modules['dask.distributed'] = None\n"
+            "from predserve.pipeline.options import pipeline_options\n"
+            "from predserve.errors import ExportError\n"
+            "try:\n    pipeline_options(['--runner', 'dask'])\nexcept ExportError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "--runner dask needs Dask: pip install 'predserve[dask]'"
+
+
+@pytest.mark.parametrize("alias", ["dask", "DaskRunner", "daskrunner"])
+def test_dask_aliases_name_beams_dask_runner(alias: str) -> None:
+    options, runner = pipeline_options([f"--runner={alias}", "--dask_client_address", "tcp://127.0.0.1:1"])
+    assert options.get_all_options()["runner"] == DASK_RUNNER and type(runner).__name__ == "DaskRunner"
+    assert options.get_all_options()["partition_size"] == 1  # one work item per Dask partition
+    assert options.get_all_options()["address"] == "tcp://127.0.0.1:1"
+
+
+# ---- counting and rendering ------------------------------------------------------------------
+def test_the_store_counts_what_it_accepted_per_writer(store_url: str) -> None:
+    """The rows-written count the gates use comes from the store: every bundle's writer, no metrics."""
+    with open_store(store_url) as store:
+        snap = store.create_snapshot("m").id
+        for start in (0, 100):  # two bundles, as two workers would write them
+            writer = store.writer("m", snap)
+            writer.write_columns([b"%d" % i for i in range(start, start + 100)], [b"{}"] * 100)
+            writer.close()
+        assert store.rows_accepted("m", snap) == 200 == store.count("m", snap)
+        store.discard("m", snap)
+        assert store.rows_accepted("m", snap) == 0
+
+
+def test_lmdb_does_not_count_an_id_twice(tmp_path: Path) -> None:
+    with open_store(str(tmp_path / "s")) as store:
+        snap = store.create_snapshot("m").id
+        writer = store.writer("m", snap)
+        assert writer.write_columns([b"a", b"b"], [b"1", b"2"]) == 0
+        assert writer.write_columns([b"b", b"c"], [b"3", b"4"]) == 1  # "b" is kept, not counted again
+        writer.close()
+        assert store.rows_accepted("m", snap) == 3
+
+
+def test_nested_values_render_as_valid_json() -> None:
+    """NaN inside an ARRAY, timestamps inside a STRUCT, BIGNUMERIC's 38 decimals: valid, exact JSON."""
+    import datetime as dt
+    import decimal
+
+    import pyarrow as pa
+
+    big = decimal.Decimal("12345678901234567890.12345678901234567890123456789012345678")
+    table = pa.table({
+        "k": [1, 2],
+        "probs": pa.array([[0.25, float("nan")], None], pa.list_(pa.float64())),
+        "info": pa.array([{"at": dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc), "days": [dt.date(2024, 5, 2)]}, None],
+                         pa.struct([("at", pa.timestamp("us", tz="UTC")), ("days", pa.list_(pa.date32()))])),
+        "big": pa.array([big, None], pa.decimal256(76, 38)),
+        "amount": pa.array([decimal.Decimal("1.5"), None], pa.decimal128(38, 9)),
+    })
+    ids, bodies = BodyRenderer("m", 1, "k").render(table)
+    first, second = (json.loads(b) for b in bodies)
+    assert ids == [b"1", b"2"]
+    assert first["prediction"] == {"probs": [0.25, None], "info": {"at": "2024-05-01T00:00:00.000000Z", "days": ["2024-05-02"]},
+                                   "big": str(big), "amount": 1.5}
+    assert second["prediction"] == {"probs": None, "info": None, "big": None, "amount": None}
+    assert b'"amount":1.500000000' in bodies[0]  # NUMERIC keeps its scale's digits, as DuckDB's DECIMAL does

@@ -150,9 +150,11 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     """Export predictions into a new store snapshot with an Apache Beam pipeline, then publish it.
 
     Extra arguments are Beam pipeline options, e.g. --runner DataflowRunner --project P
-    --region R --temp_location gs://B/tmp, or --direct_num_workers 2
-    --direct_running_mode multi_processing. The default runner is the local DirectRunner.
+    --region R --temp_location gs://B/tmp; --runner dask --dask_client_address tcp://HOST:PORT;
+    or --direct_num_workers 2 --direct_running_mode multi_processing. The default runner is
+    the local DirectRunner.
     """
+    _quiet_beam_logging()
     from predserve.pipeline import GatePolicy, GateRefused, run_export
 
     policy = GatePolicy(allow_empty, allow_null_keys, allow_duplicates, max_row_drop, allow_schema_change)
@@ -187,6 +189,24 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     )
     if summary.collected:
         click.echo(f"garbage-collected snapshots: {', '.join(map(str, summary.collected))}")
+
+
+def _quiet_beam_logging() -> None:
+    """Beam logs a failed step with its traceback, and warns at import about optional file
+    systems predserve does not use; the export reports its own failures in one line."""
+    import logging
+
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
+    root.addHandler(guard)
+    logging.disable(logging.WARNING)
+    try:
+        import apache_beam  # noqa: F401
+        import predserve.pipeline  # noqa: F401
+    finally:
+        logging.disable(logging.NOTSET)
+        root.removeHandler(guard)
 
 
 def _progress_printer() -> Any:
@@ -257,15 +277,20 @@ def rollback(store: str, model: str, snapshot: int | None) -> None:
 @click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
 @click.argument("model", required=False)
 def gc(store: str, keep: int, stale_after: float, model: str | None) -> None:
-    """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones."""
+    """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones, and the
+    staging directories of exports that were killed."""
+    from predserve.pipeline.staging import remove_abandoned_staging
     from predserve.store import open_store
 
     with open_store(store) as st:
         deleted = st.gc(model, keep=keep, stale_after=stale_after)
-    if not deleted:
+    staging = remove_abandoned_staging(stale_after=stale_after)
+    if not deleted and not staging:
         click.echo("nothing to collect")
     for name, sid in deleted:
         click.echo(f"deleted {name} snapshot {sid}")
+    for path in staging:
+        click.echo(f"removed abandoned export staging directory {path}")
 
 
 # ---- serving --------------------------------------------------------------------------------

@@ -1,13 +1,17 @@
 """The export job: warehouse predictions -> a new store snapshot -> gates -> publish.
 
-    source.prepare()          query -> staged shards + key statistics (rows, NULL/duplicate keys)
+    pipeline_options()        Beam options and runner, checked before any work is done
+    source.prepare()          run the query once -> work items + key statistics (rows, NULL/duplicate keys)
     store.create_snapshot()   a new, invisible snapshot id
-    Beam pipeline             read Arrow batches -> render JSON bodies -> write into the snapshot
+    Beam pipeline             work items -> Arrow tables -> JSON bodies -> rows in the snapshot
+    store.rows_accepted()     the rows written, as the store counted them (no runner metrics)
     gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed?
     store.publish()           one atomic pointer switch; then GC keeps the last K snapshots
+    source.cleanup()          always: the staging directory or temporary BigQuery table goes
 
 Anything that fails before the publish discards the new snapshot; the current one keeps
-serving. A driver killed outright leaves an unfinished snapshot that the next GC collects.
+serving. A driver killed outright leaves an unfinished snapshot and a staging directory that
+the next GC (or export) collects, or a temporary BigQuery table that expires.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineRunner
 
 from predserve.errors import ExportError
 from predserve.pipeline.gates import GatePolicy, GateResult, check_gates
-from predserve.pipeline.sinks import NAMESPACE, ExportToSnapshot
-from predserve.pipeline.sources import open_source
+from predserve.pipeline.options import pipeline_options
+from predserve.pipeline.sinks import ExportToSnapshot
+from predserve.pipeline.sources import Source, open_source
 from predserve.store import open_store
 from predserve.store.base import DEFAULT_KEEP
 
@@ -74,9 +79,10 @@ def run_export(
     """Export one model's predictions into a new snapshot and publish it if every gate passes."""
     if (query is None) == (table is None):
         raise ExportError("give exactly one of --query SQL or --table NAME")
-    query = query if query is not None else f"SELECT * FROM {table}"
+    query = query if query is not None else _table_query(warehouse, table or "")
     policy = policy or GatePolicy()
     started = time.time()
+    options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, key)
     store = open_store(store_url)
     snapshot = None
@@ -84,7 +90,8 @@ def run_export(
         stats = source.prepare()
         schema = [(f.name, str(f.type)) for f in stats.schema if f.name != key] if stats.schema is not None else []
         snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}).id
-        written = _run_pipeline(source, store_url, model, snapshot, key, beam_args, stats.rows, store, progress, started)
+        written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),
+                              stats.rows, started, progress)
         store.finish_snapshot(model, snapshot, written)
         current = store.current(model)
         gates = check_gates(stats, written, schema, current, policy)
@@ -127,38 +134,74 @@ def _discard_quietly(store: Any, model: str, snapshot: int) -> None:
         log.warning("could not discard unpublished snapshot %s of %s (%s); `predserve gc` will", snapshot, model, exc)
 
 
-def _run_pipeline(
-    source: Any, store_url: str, model: str, snapshot: int, key: str, beam_args: Sequence[str],
-    expected: int, store: Any, progress: Progress | None, started: float,
-) -> int:
-    pipeline = beam.Pipeline(options=PipelineOptions(list(beam_args)))
-    _ = pipeline | "Read" >> source.read() | "Export" >> ExportToSnapshot(store_url, model, snapshot, key)
-    stop = threading.Event()
-    watcher = None
-    # Live progress needs a cheap count of rows written (LMDB's entry count); other
-    # backends report once, at the end.
-    if progress is not None and hasattr(store, "entries"):
-        watcher = threading.Thread(target=_watch, args=(store.entries, expected, started, progress, stop), daemon=True)
-        watcher.start()
-    try:
-        result = pipeline.run()
-        result.wait_until_finish()
-    except Exception as exc:
-        raise ExportError(f"the export pipeline failed: {exc}") from exc
-    finally:
-        stop.set()
-        if watcher is not None:
-            watcher.join()
-    counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    totals = {c.key.metric.name: (c.committed if c.committed is not None else c.attempted) for c in counters}
-    written = int(totals.get("rows_written", 0))
+def _table_query(warehouse: str, table: str) -> str:
+    """``--table NAME``: every row of it (BigQuery table paths are quoted whole, as a project may hold a '-')."""
+    if warehouse.startswith("bigquery://") and not table.startswith("`"):
+        table = f"`{table}`"
+    return f"SELECT * FROM {table}"
+
+
+def build_pipeline(source: Source, options: PipelineOptions, runner: PipelineRunner, sink: beam.PTransform) -> beam.Pipeline:
+    """One straight line from source to sink, with a single leaf: the DaskRunner computes only
+    the last step's output, so a second branch would silently never run there."""
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    _ = pipeline | "Read" >> source.read() | "Export" >> sink
+    return pipeline
+
+
+def _write_rows(source: Source, options: PipelineOptions, runner: PipelineRunner, store: Any, sink: ExportToSnapshot,
+                expected: int, started: float, progress: Progress | None) -> int:
+    """Run the pipeline (unless there is nothing to read); return the rows the store accepted."""
+    if expected:
+        with _Progress(store, sink.model, sink.snapshot, expected, started, progress):
+            _run_pipeline(source, options, runner, sink)
+    written = int(store.rows_accepted(sink.model, sink.snapshot))
     if progress is not None:
         progress(written, expected, time.time() - started)
     return written
 
 
-def _watch(entries: Callable[[], int], expected: int, started: float, progress: Progress, stop: threading.Event) -> None:
-    """Report rows written every half second, from the store's entry count."""
-    base = entries()
-    while not stop.wait(0.5):
-        progress(entries() - base, expected, time.time() - started)
+def _run_pipeline(source: Source, options: PipelineOptions, runner: PipelineRunner, sink: beam.PTransform) -> None:
+    result = None
+    try:
+        result = build_pipeline(source, options, runner, sink).run()
+        result.wait_until_finish()
+    except Exception as exc:
+        raise ExportError(f"the export pipeline failed: {exc}") from exc
+    finally:
+        _close_runner_client(result)
+
+
+def _close_runner_client(result: Any) -> None:
+    """The DaskRunner leaves its ``distributed.Client`` connected to the scheduler; close it."""
+    client = getattr(result, "client", None)
+    if client is not None:
+        client.close()
+
+
+class _Progress:
+    """Reports rows written every half second from the store's own count, while the pipeline runs."""
+
+    def __init__(self, store: Any, model: str, snapshot: int, expected: int, started: float, report: Progress | None) -> None:
+        self.store, self.model, self.snapshot, self.expected, self.started, self.report = store, model, snapshot, expected, started, report
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "_Progress":
+        if self.report is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        assert self.report is not None
+        while not self._stop.wait(0.5):
+            try:
+                written = self.store.rows_accepted(self.model, self.snapshot)
+            except Exception:  # progress is best effort; the export's own errors are reported elsewhere
+                continue
+            self.report(written, self.expected, time.time() - self.started)

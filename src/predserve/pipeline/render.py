@@ -4,7 +4,9 @@ API returns for it. The API then serves the stored bytes without decoding or re-
 Body: ``{"model": M, "id": "<key as text>", "snapshot": N, "prediction": {<other columns>}}``.
 Rendering is vectorized: an in-process DuckDB turns a whole Arrow batch into JSON with
 ``to_json`` (doubles round-trip exactly). NaN and +/-Inf, which JSON cannot carry, become
-null; timestamps become ISO-8601 strings.
+null; timestamps become ISO-8601 strings and dates YYYY-MM-DD, inside ARRAY and STRUCT values
+too. NUMERIC (decimal128) is a JSON number with its scale's digits; BIGNUMERIC (decimal256),
+which no JSON parser reads exactly as a number, is a string of its exact digits.
 """
 
 from __future__ import annotations
@@ -21,17 +23,59 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _value_sql(name: str, t: pa.DataType) -> str:
-    col = _quote(name)
+def _needs_rewrite(t: pa.DataType) -> bool:
+    """Whether a value of this type, at any depth, must be rewritten before ``to_json``."""
+    if pa.types.is_floating(t) or pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_needs_rewrite(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return _needs_rewrite(t.value_type)
+    return False
+
+
+def _value_sql(expr: str, t: pa.DataType, depth: int = 0) -> str:
+    """SQL that turns ``expr`` into what the body shows: finite numbers or null, ISO-8601 times,
+    at the top level and inside ARRAY and STRUCT values alike."""
     if pa.types.is_floating(t):
-        return f"CASE WHEN isfinite({col}) THEN {col} END"
+        return f"CASE WHEN isfinite({expr}) THEN {expr} END"
     if pa.types.is_timestamp(t):
         fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if t.tz else "%Y-%m-%dT%H:%M:%S.%f"
-        cast = f"{col}::TIMESTAMPTZ AT TIME ZONE 'UTC'" if t.tz else col
+        cast = f"{expr}::TIMESTAMPTZ AT TIME ZONE 'UTC'" if t.tz else expr
         return f"strftime({cast}, '{fmt}')"
     if pa.types.is_date(t):
-        return f"strftime({col}, '%Y-%m-%d')"
-    return col
+        return f"strftime({expr}, '%Y-%m-%d')"
+    if not _needs_rewrite(t):
+        return expr
+    if pa.types.is_struct(t):
+        fields = [t.field(i) for i in range(t.num_fields)]
+        packed = ", ".join(f"{_quote(f.name)} := {_value_sql(f'{expr}.{_quote(f.name)}', f.type, depth)}" for f in fields)
+        return f"CASE WHEN {expr} IS NOT NULL THEN struct_pack({packed}) END"
+    element = f"x{depth}"
+    return f"list_transform({expr}, lambda {element}: {_value_sql(element, t.value_type, depth + 1)})"
+
+
+def _without_decimal256(t: pa.DataType) -> pa.DataType:
+    """BIGNUMERIC (decimal256) has no DuckDB type: it becomes text holding its exact digits."""
+    if isinstance(t, pa.Decimal256Type):
+        return pa.string()
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_without_decimal256(f.type)) for f in (t.field(i) for i in range(t.num_fields))])
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_without_decimal256(t.value_type)))
+    if pa.types.is_large_list(t):
+        return pa.large_list(t.value_field.with_type(_without_decimal256(t.value_type)))
+    return t
+
+
+def duckdb_compatible(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """The table with every type DuckDB can read (decimal256 -> exact text); unchanged if it already is."""
+    target = pa.schema([f.with_type(_without_decimal256(f.type)) for f in table.schema])
+    if target.equals(table.schema, check_metadata=False):
+        return table
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    return table.cast(target)
 
 
 class BodyRenderer:
@@ -46,7 +90,7 @@ class BodyRenderer:
         if self.key not in schema.names:
             raise ExportError(f"key column {self.key!r} is not in the export query's columns: {', '.join(schema.names)}")
         fields = [f for f in schema if f.name != self.key]
-        struct = ", ".join(f"{_quote(f.name)} := {_value_sql(f.name, f.type)}" for f in fields)
+        struct = ", ".join(f"{_quote(f.name)} := {_value_sql(_quote(f.name), f.type)}" for f in fields)
         head = ('{"model":' + json.dumps(self.model) + ',"id":').replace("'", "''")
         key_text = f"CAST({_quote(self.key)} AS VARCHAR)"
         return (
@@ -60,6 +104,7 @@ class BodyRenderer:
         """Return (ids, bodies) for every row with a non-NULL key."""
         if self._con is None:
             self._con = duckdb.connect()
+        table = duckdb_compatible(table)
         sql = self._sql_by_schema.get(table.schema)
         if sql is None:
             sql = self._sql_by_schema[table.schema] = self._sql(table.schema)

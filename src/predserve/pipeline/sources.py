@@ -1,25 +1,37 @@
-"""Where the export reads prediction rows from.
+"""Where the export reads prediction rows from, and the one shape every source reads in.
 
-- ``WarehouseSource`` (local): DuckDB runs the query (typically over ML.PREDICT) and writes
-  Parquet shards; Beam reads them with ``ReadFromParquetBatched`` as Arrow tables. Key
-  statistics (rows, NULL keys, duplicate keys) come from one DuckDB aggregate over the shards.
-- ``BigQuerySource`` (``bigquery://PROJECT/DATASET``): Beam's ``ReadFromBigQuery`` with
-  DIRECT_READ; the statistics are the same aggregate run in BigQuery. Not exercised in CI
-  (no BigQuery here); see docs/pipeline.md.
+A source prepares on the driver (runs the query once, counts rows and NULL/duplicate keys,
+lists small *work items*) and then reads in the pipeline as
+
+    Create(work items) | Reshuffle | ParDo(item -> Arrow tables)
+
+which every Beam runner can execute: the DaskRunner, for one, translates no Beam ``Read``
+(``ReadFromParquet`` and ``ReadFromBigQuery`` would read nothing there).
+
+- ``WarehouseSource`` (a DuckDB file): DuckDB runs the query (typically over ML.PREDICT) into
+  Parquet shards in a staging directory; a work item is one Parquet row group.
+- ``BigQuerySource`` (``bigquery://PROJECT/DATASET``, in ``pipeline/bigquery.py``): the query
+  is materialised once into a temporary table; a work item is one Storage Read API stream.
 """
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import apache_beam as beam
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from predserve.errors import ExportError
+from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
+
+# Rows per Parquet row group, so per work item: small enough that a 100k-row export still
+# gives every worker something to do, large enough that per-item overhead stays negligible.
+ROW_GROUP_ROWS = 50_000
 
 
 @dataclass
@@ -31,103 +43,103 @@ class SourceStats:
     schema: pa.Schema | None = None
 
 
-def _stats_sql(relation: str, key: str) -> str:
-    k = '"' + key.replace('"', '""') + '"'
+class Source(Protocol):
+    def prepare(self) -> SourceStats:
+        """Run the query once; statistics of exactly the rows ``read`` will yield."""
+
+    def read(self) -> beam.PTransform:
+        """PBegin -> PCollection of ``pa.Table``."""
+
+    def cleanup(self) -> None:
+        """Remove what ``prepare`` created; called whether the export succeeded or not."""
+
+
+class ReadWorkItems(beam.PTransform):
+    """``Create(items) | Reshuffle | ParDo(read)``: the source shape that runs on every runner."""
+
+    def __init__(self, items: Sequence[Any], read: beam.DoFn | Callable[[Any], Iterator[pa.Table]]) -> None:
+        super().__init__()
+        self.items, self.read = list(items), read
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        read = beam.ParDo(self.read) if isinstance(self.read, beam.DoFn) else beam.FlatMap(self.read)
+        return (
+            pbegin
+            | "WorkItems" >> beam.Create(self.items, reshuffle=False)
+            | "Spread" >> beam.Reshuffle()
+            | "ReadItems" >> read
+        )
+
+
+def quote_ident(name: str, quote: str = '"') -> str:
+    return quote + name.replace(quote, quote * 2) + quote
+
+
+def stats_sql(relation: str, key: str, quote: str = '"') -> str:
+    """Rows, NULL keys and duplicate keys of ``relation`` in one aggregate (DuckDB or BigQuery)."""
+    k = quote_ident(key, quote)
     return f"SELECT count(*), count(*) - count({k}), count({k}) - count(DISTINCT {k}) FROM {relation}"
 
 
-def _duplicates_sql(relation: str, key: str) -> str:
-    k = '"' + key.replace('"', '""') + '"'
+def duplicates_sql(relation: str, key: str, quote: str = '"') -> str:
+    k = quote_ident(key, quote)
     return f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 ORDER BY {k} LIMIT 5"
 
 
-class WarehouseSource:
-    """Prediction rows from a local DuckDB warehouse, staged as Parquet shards."""
+def check_key(schema: pa.Schema, key: str) -> None:
+    if key not in schema.names:
+        raise ExportError(f"key column {key!r} is not among the query's columns: {', '.join(schema.names)}")
 
-    def __init__(self, warehouse: str, query: str, key: str, workdir: str | None = None) -> None:
+
+def read_row_group(item: tuple[str, int]) -> Iterator[pa.Table]:
+    """One work item of the warehouse source: a Parquet row group as an Arrow table."""
+    path, index = item
+    yield pq.ParquetFile(path).read_row_group(index)
+
+
+class WarehouseSource:
+    """Prediction rows from a local DuckDB warehouse, staged as Parquet shards.
+
+    Workers read the shards from the staging directory, so they must share the driver's file
+    system (DirectRunner, or Dask workers on the same machine).
+    """
+
+    def __init__(self, warehouse: str, query: str, key: str) -> None:
         self.warehouse, self.query, self.key = warehouse, query, key
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="predserve-export-"))
-        self.pattern = str(self.workdir / "*.parquet")
+        self.workdir: Path | None = None
+        self.items: list[tuple[str, int]] = []
 
     def prepare(self) -> SourceStats:
         from predserve.warehouse import Warehouse
 
         if not Path(self.warehouse).exists():
             raise ExportError(f"warehouse {self.warehouse} does not exist; create it with `predserve sql -w {self.warehouse} ...`")
+        remove_abandoned_staging()  # left by exports that were killed outright
+        self.workdir = create_staging_dir()
         with Warehouse(self.warehouse, read_only=True) as wh:
-            shards = wh.copy_to_parquet(self.query, self.workdir)
-        con = duckdb.connect()
-        relation = "read_parquet('{}')".format(self.pattern.replace("'", "''"))
+            shards = wh.copy_to_parquet(self.query, self.workdir, rows_per_file=ROW_GROUP_ROWS)
         if not shards:
             return SourceStats(0, 0, 0)
+        self.items = [(str(s), i) for s in shards for i in range(pq.ParquetFile(s).num_row_groups)]
+        con = duckdb.connect()
+        relation = "read_parquet('{}')".format(str(self.workdir / "*.parquet").replace("'", "''"))
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-        if self.key not in schema.names:
-            raise ExportError(f"key column {self.key!r} is not among the query's columns: {', '.join(schema.names)}")
-        rows, nulls, dups = con.sql(_stats_sql(relation, self.key)).fetchall()[0]
-        examples = [r[0] for r in con.sql(_duplicates_sql(relation, self.key)).fetchall()] if dups else []
+        check_key(schema, self.key)
+        rows, nulls, dups = con.sql(stats_sql(relation, self.key)).fetchall()[0]
+        examples = [r[0] for r in con.sql(duplicates_sql(relation, self.key)).fetchall()] if dups else []
         return SourceStats(rows, nulls, dups, examples, schema)
 
     def read(self) -> beam.PTransform:
-        return beam.io.ReadFromParquetBatched(self.pattern)
+        return ReadWorkItems(self.items, read_row_group)
 
     def cleanup(self) -> None:
-        for shard in self.workdir.glob("*.parquet"):
-            shard.unlink()
-        try:
-            self.workdir.rmdir()
-        except OSError:
-            pass
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class BigQuerySource:
-    """Prediction rows from BigQuery (``bigquery://PROJECT/DATASET``)."""
-
-    def __init__(self, url: str, query: str, key: str) -> None:
-        rest = url.removeprefix("bigquery://").strip("/").split("/")
-        if len(rest) != 2 or not all(rest):
-            raise ExportError(f"bad BigQuery warehouse URL {url!r}: use bigquery://PROJECT/DATASET")
-        self.project, self.dataset = rest
-        self.query, self.key = query, key
-
-    def prepare(self) -> SourceStats:
-        try:
-            from google.cloud import bigquery
-        except ImportError:
-            raise ExportError("the BigQuery source needs `pip install 'predserve[gcp]'`") from None
-        client = bigquery.Client(project=self.project)
-        config = bigquery.QueryJobConfig(default_dataset=f"{self.project}.{self.dataset}")
-        relation = f"({self.query})"
-        rows, nulls, dups = list(client.query(_stats_sql(relation, self.key).replace('"', "`"), job_config=config).result())[0]
-        examples = []
-        if dups:
-            examples = [r[0] for r in client.query(_duplicates_sql(relation, self.key).replace('"', "`"), job_config=config).result()]
-        return SourceStats(rows, nulls, dups, examples, None)
-
-    def read(self) -> beam.PTransform:
-        return _ReadBigQueryAsArrow(self.project, self.dataset, self.query)
-
-    def cleanup(self) -> None:
-        pass
-
-
-class _ReadBigQueryAsArrow(beam.PTransform):
-    def __init__(self, project: str, dataset: str, query: str) -> None:
-        super().__init__()
-        self.project, self.dataset, self.query = project, dataset, query
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        return (
-            pbegin
-            | "ReadFromBigQuery" >> beam.io.ReadFromBigQuery(
-                query=self.query, use_standard_sql=True, method=beam.io.ReadFromBigQuery.Method.DIRECT_READ,
-                project=self.project,
-            )
-            | "Batch" >> beam.BatchElements(min_batch_size=1000, max_batch_size=50_000)
-            | "ToArrow" >> beam.Map(pa.Table.from_pylist)
-        )
-
-
-def open_source(warehouse: str, query: str, key: str) -> WarehouseSource | BigQuerySource:
+def open_source(warehouse: str, query: str, key: str) -> Source:
     if warehouse.startswith("bigquery://"):
+        from predserve.pipeline.bigquery import BigQuerySource
+
         return BigQuerySource(warehouse, query, key)
     return WarehouseSource(warehouse, query, key)

@@ -3,6 +3,8 @@
 Row keys
     state row   ``#state#<model>``: family ``m``, columns ``state`` (JSON) and ``v`` (version)
     data rows   ``<model>#<snapshot, 8 hex>#<bucket, 2 hex>#<id>``: family ``p``, column ``v``
+    tallies     ``#accepted#<model>#<snapshot, 8 hex>#<writer>``: family ``m``, column ``n``, the
+                rows one writer (one Beam bundle) had accepted when it flushed (8 bytes, big-endian)
 
 Every snapshot is one contiguous key range (``model#snapshot#``), so deleting it is one
 DropRowRange. Inside it a 2-hex-digit hash bucket spreads sequential ids (1, 2, 3, ...) over
@@ -18,6 +20,8 @@ emulator; otherwise Application Default Credentials are used.
 from __future__ import annotations
 
 import json
+import struct
+import uuid
 import zlib
 from typing import Any, Iterable, Sequence
 
@@ -40,6 +44,7 @@ from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 DATA_FAMILY, META_FAMILY = "p", "m"
 STATE_PREFIX = b"#state#"
+ACCEPTED_PREFIX = b"#accepted#"
 CAS_ATTEMPTS = 50
 WRITE_BATCH = 2000
 UNAVAILABLE = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError)
@@ -53,6 +58,10 @@ except ImportError:  # pragma: no cover - older clients
 
 def snapshot_prefix(model: str, snapshot: int) -> bytes:
     return f"{model}#{snapshot:08x}#".encode()
+
+
+def accepted_prefix(model: str, snapshot: int) -> bytes:
+    return ACCEPTED_PREFIX + snapshot_prefix(model, snapshot)
 
 
 def data_key(prefix: bytes, entity_id: bytes) -> bytes:
@@ -71,7 +80,10 @@ class BigtableSnapshotWriter(SnapshotWriter):
     """Batched MutateRows into one snapshot; the client retries transient errors."""
 
     def __init__(self, store: "BigtableStore", model: str, snapshot: int) -> None:
+        self._store = store
         self._prefix = snapshot_prefix(model, snapshot)
+        self._tally_key = accepted_prefix(model, snapshot) + uuid.uuid4().hex.encode()
+        self._rows = 0
         self._batcher = store.table.mutations_batcher(flush_limit_mutation_count=WRITE_BATCH, flush_interval=1)
 
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
@@ -80,14 +92,20 @@ class BigtableSnapshotWriter(SnapshotWriter):
         for entity_id, value in zip(ids, values):
             # A fixed timestamp makes a retried write overwrite its own cell, not add a version.
             self._batcher.append(RowMutationEntry(data_key(prefix, entity_id), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
+        self._rows += len(ids)
         # Bigtable overwrites silently; duplicate keys are caught by the export's source check.
         return 0
 
     def close(self) -> None:
+        """Flush, then record how many rows this writer had accepted (only once they all were)."""
         try:
             self._batcher.close()
         except Exception as exc:
             raise StoreError(f"writing to Bigtable failed: {exc}") from exc
+        if self._rows:
+            tally = SetCell(META_FAMILY, b"n", struct.pack(">Q", self._rows), timestamp_micros=0)
+            self._store._call(self._store.table.mutate_row, self._tally_key, tally)
+            self._rows = 0
 
 
 class BigtableStore(SnapshotStore):
@@ -167,7 +185,10 @@ class BigtableStore(SnapshotStore):
         raise StoreError(f"could not update model {model!r}: {CAS_ATTEMPTS} concurrent writers collided; retry")
 
     def _delete_data(self, model: str, snapshot: int) -> None:
-        prefix = snapshot_prefix(model, snapshot)
+        self._delete_prefix(snapshot_prefix(model, snapshot))
+        self._delete_prefix(accepted_prefix(model, snapshot))
+
+    def _delete_prefix(self, prefix: bytes) -> None:
         try:
             self._admin_table().drop_by_prefix(prefix)
             return
@@ -212,6 +233,10 @@ class BigtableStore(SnapshotStore):
         rows = self._call(self.table.read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._deadline)
         found = {row.row_key: row.cells[0].value for row in rows if row.cells}
         return [found.get(k) for k in keys]
+
+    def rows_accepted(self, model: str, snapshot: int) -> int:
+        query = ReadRowsQuery(row_ranges=[_prefix_range(accepted_prefix(model, snapshot))], row_filter=LATEST)
+        return sum(struct.unpack(">Q", row.cells[0].value)[0] for row in self._call(self.table.read_rows, query) if row.cells)
 
     def count(self, model: str, snapshot: int) -> int:
         query = ReadRowsQuery(row_ranges=[_prefix_range(snapshot_prefix(model, snapshot))],

@@ -26,6 +26,7 @@ from predserve.store.base import ModelState, SnapshotWriter, check_columns
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
+ACCEPTED_DB = b"accepted"  # snapshot prefix -> rows the store accepted into it (8 bytes, big-endian)
 DELETE_BATCH = 50_000
 WRITE_CHUNK = 50_000
 
@@ -76,16 +77,25 @@ def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, o
             raise StoreError(f"cannot open LMDB store at {path}: {exc}") from exc
         if readonly:
             try:  # in a read-only environment py-lmdb opens the handles with a read transaction
-                models_db = env.open_db(b"models", create=False)
-                data_db = env.open_db(b"data", create=False)
+                models_db = _open_db(env, b"models", create=False)
+                data_db = _open_db(env, b"data", create=False)
             except lmdb.NotFoundError:
                 env.close()
                 raise StoreError(f"{path} is not a predserve store (no models/data databases)") from None
         else:
-            models_db = env.open_db(b"models")
-            data_db = env.open_db(b"data")
+            models_db = _open_db(env, b"models")
+            data_db = _open_db(env, b"data")
         _ENVIRONMENTS[key] = [env, models_db, data_db, readonly, 1]
         return env, models_db, data_db
+
+
+def _open_db(env: lmdb.Environment, name: bytes, create: bool = True) -> object:
+    """Open a named database; if another process grew the map meanwhile, adopt its size first."""
+    try:
+        return env.open_db(name, create=create)
+    except lmdb.MapResizedError:
+        env.set_mapsize(0)
+        return env.open_db(name, create=create)
 
 
 def _release_environment(path: Path) -> None:
@@ -114,7 +124,7 @@ class LmdbSnapshotWriter(SnapshotWriter):
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
         check_columns(ids, values)
         prefix = self._prefix
-        return self._store._put_rows([prefix + i for i in ids], values)
+        return self._store._put_rows([prefix + i for i in ids], values, tally=prefix)
 
     def close(self) -> None:
         pass
@@ -140,6 +150,7 @@ class LmdbStore(SnapshotStore):
     # ---- environment ----------------------------------------------------------------------
     def _open(self) -> None:
         self._env, self._models_db, self._data_db = _shared_environment(self.path, self.readonly)
+        self._accepted_db = None if self.readonly else _open_db(self._env, ACCEPTED_DB)
         self._pid = os.getpid()
 
     @property
@@ -187,8 +198,11 @@ class LmdbStore(SnapshotStore):
 
         return self._write(work)
 
-    def _put_rows(self, keys: list[bytes], values: list[bytes]) -> int:
+    def _put_rows(self, keys: list[bytes], values: list[bytes], tally: bytes | None = None) -> int:
         """Insert rows, refusing to overwrite; returns how many keys already existed.
+
+        With ``tally`` (a snapshot's prefix), the rows added are also counted under it, in the
+        same transaction: the count is exactly what the store holds, whichever worker wrote it.
 
         Large batches go in chunks of WRITE_CHUNK rows per transaction: past ~100k dirty
         pages LMDB starts spilling a transaction's pages to disk, which is far slower. Rows
@@ -200,6 +214,8 @@ class LmdbStore(SnapshotStore):
 
             def work(txn: lmdb.Transaction) -> int:
                 consumed, added = txn.cursor(db=self._data_db).putmulti(zip(keys[start:end], values[start:end]), overwrite=False)
+                if tally is not None and added:
+                    self._add_accepted(txn, tally, added)
                 return consumed - added
 
             duplicates += self._write(work)
@@ -220,6 +236,18 @@ class LmdbStore(SnapshotStore):
 
         while self._write(work) == DELETE_BATCH:
             pass
+        self._write(lambda txn: txn.delete(prefix, db=self._accepted_db))
+
+    def _add_accepted(self, txn: lmdb.Transaction, prefix: bytes, rows: int) -> None:
+        raw = txn.get(prefix, db=self._accepted_db)
+        txn.put(prefix, struct.pack(">Q", (struct.unpack(">Q", raw)[0] if raw else 0) + rows), db=self._accepted_db)
+
+    def rows_accepted(self, model: str, snapshot: int) -> int:
+        if self._accepted_db is None:  # read-only: the writers' counter may not exist yet
+            return self.count(model, snapshot)
+        with self._read_txn() as txn:
+            raw = txn.get(data_prefix(model, snapshot), db=self._accepted_db)
+        return struct.unpack(">Q", raw)[0] if raw else 0
 
     def state(self, model: str) -> ModelState | None:
         with self._read_txn() as txn:

@@ -34,7 +34,11 @@ def _owner() -> dict[str, Any]:
 
 def _owner_is_dead(info: SnapshotInfo) -> bool:
     """True when the process that created an unfinished snapshot is gone (same host only)."""
-    owner = info.metadata.get("writer") or {}
+    return owner_is_dead(info.metadata.get("writer") or {})
+
+
+def owner_is_dead(owner: dict[str, Any]) -> bool:
+    """True when ``{"host", "pid"}`` names a process on this host that no longer exists."""
     if owner.get("host") != socket.gethostname() or not owner.get("pid"):
         return False
     try:
@@ -87,6 +91,15 @@ class SnapshotStore(ABC):
 
     def count(self, model: str, snapshot: int) -> int:
         return sum(1 for _ in self.items(model, snapshot))
+
+    def rows_accepted(self, model: str, snapshot: int) -> int:
+        """Rows the store has accepted into a snapshot, counted by the store as writers commit.
+
+        The export's gates use this count rather than Beam metrics, which not every runner
+        reports (DaskRunner has none). Backends override it with a counter the writers keep;
+        this fallback counts the rows.
+        """
+        return self.count(model, snapshot)
 
     # ---- shared logic ------------------------------------------------------------------
     def _require_writable(self, action: str) -> None:
