@@ -160,11 +160,9 @@ class Warehouse:
 
     def _alter_model(self, tree: AlterModel, script: Script) -> pa.Table:
         name = model_name(tree.this)
-        if not catalog.exists(self.con, name):
-            if tree.args.get("exists"):
-                return EMPTY
-            self._load_model(name)  # raises, listing the models that exist
-        model = self._load_model(name)
+        if tree.args.get("exists") and not catalog.exists(self.con, name):
+            return EMPTY
+        model = catalog.load(self.con, name)  # an expired model can still be given a new expiration
         values = {}
         for prop in tree.expressions:
             key = _option_name(prop)

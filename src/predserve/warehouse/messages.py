@@ -34,7 +34,7 @@ REWRITES = [
     (re.compile(r"^Could not convert string '(.*)' to (\w+)"), r"cannot cast '\1' to \2"),
     (re.compile(r"^Could not choose a best candidate function for the function call \"([^\"]+)\".*", re.S),
      r"no function matches \1; add explicit casts (CAST(x AS type))"),
-    (re.compile(r"^Candidate bindings: "), "columns that exist: "),
+    (re.compile(r"^Candidate bindings: "), "similar columns: "),
 ]
 
 

@@ -114,12 +114,18 @@ class Script:
         if not self.variables:
             return tree
         for column in list(tree.find_all(exp.Column)):
-            variable = self.variables.get(column.name.lower()) if not column.table else None
-            if variable is None or (scopes is not None and scopes.resolve(column)[0]):
+            field_of = column.table and not column.args.get("db")  # s.b: field b of STRUCT variable s
+            variable = self.variables.get((column.table if field_of else column.name).lower())
+            if variable is None or (column.table and not field_of) or (scopes is not None and scopes.resolve(column)[0]):
                 continue
+            literal = variable.literal()
+            if field_of:
+                literal = exp.Dot(this=exp.Paren(this=literal), expression=exp.to_identifier(column.name))
             if column is tree:
-                return variable.literal()
-            column.replace(variable.literal())
+                return literal
+            if isinstance(column.parent, exp.Select) and column.arg_key == "expressions":
+                literal = exp.alias_(literal, column.name)  # SELECT x: the column is named after the variable
+            column.replace(literal)
         return tree
 
     # ---- helpers --------------------------------------------------------------------------------
