@@ -18,6 +18,7 @@ is an error naming it, instead of being passed on.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -109,6 +110,15 @@ class PredserveParser(BigQueryParser):
             self.raise_error("ALTER MODEL name SET OPTIONS(...) is the only ALTER MODEL BigQuery has")
         return self.expression(AlterModel(this=name, exists=exists, expressions=self._parse_options()))
 
+    def _parse_ddl_select(self) -> exp.Expression | None:
+        """CREATE MODEL ... AS query: BigQuery requires the AS that sqlglot lets go."""
+        creating_model = self._tokens[0].token_type == TokenType.CREATE and any(
+            t.token_type == TokenType.MODEL for t in self._tokens[1:5])
+        if creating_model and self._curr is not None and self._prev.token_type != TokenType.ALIAS \
+                and self._curr.token_type in self.DDL_SELECT_TOKENS:
+            self.raise_error("CREATE MODEL needs AS before its training query: CREATE MODEL name OPTIONS(...) AS SELECT ...")
+        return super()._parse_ddl_select()
+
     def _warn_unsupported(self) -> None:
         """sqlglot logs a warning when it keeps a statement as an opaque Command; the engine
         refuses Commands with a message of its own, so the warning would only be noise."""
@@ -184,6 +194,9 @@ DIALECT = Predserve()
 
 
 # ---- scripts -------------------------------------------------------------------------------
+# sqlglot's own words for a clause missing its body, e.g. "WHERE" at the end of a statement
+_INCOMPLETE = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
+
 @dataclass
 class Statement:
     tree: exp.Expression
@@ -203,8 +216,9 @@ def parse_script(sql: str) -> list[Statement]:
     semicolons as sqlglot's parser itself does, so each statement keeps its text."""
     try:
         tokens = DIALECT.tokenize(sql)
-    except TokenError as exc:
-        raise SQLError(f"cannot read the SQL: {exc}") from None
+    except TokenError:
+        whole = Statement(exp.Command(this=""), sql, 1, 1)
+        raise SQLError(f"{whole.describe()}: syntax error: a string, quoted name or comment is not closed") from None
     chunks: list[list[Token]] = [[]]
     for token in tokens:
         if token.token_type == TokenType.SEMICOLON:
@@ -228,7 +242,8 @@ def _parse_tokens(tokens: list[Token], sql: str, statement: Statement) -> exp.Ex
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         where = f" at line {err.get('line')}, column {err.get('col')}" if err.get("line") else ""
-        raise SQLError(f"{statement.describe()}: syntax error{where}: {err.get('description', exc)}") from None
+        description = _INCOMPLETE.sub(lambda m: f"the {m.group(1).upper()} clause is incomplete", str(err.get("description", exc)))
+        raise SQLError(f"{statement.describe()}: syntax error{where}: {description}") from None
     if len(trees) != 1 or trees[0] is None:
         raise SQLError(f"{statement.describe()}: expected one statement")
     return trees[0]

@@ -264,9 +264,10 @@ def transpile(tree: exp.Expression) -> str:
 
 
 GEOGRAPHY_MESSAGE = (
-    "geography ({what}) is not available in predserve's warehouse: BigQuery's GEOGRAPHY functions need DuckDB's "
-    "spatial extension, which is not published for the DuckDB version predserve uses and cannot be downloaded "
-    "offline. Compute the spatial features in BigQuery, or store them as FLOAT64 columns (e.g. latitude, longitude)"
+    "geography ({what}) is not available in predserve's warehouse: BigQuery's GEOGRAPHY functions need the "
+    "embedded engine's spatial extension, which is not published for the engine version predserve uses and cannot "
+    "be downloaded offline. Compute the spatial features in BigQuery, or store them as FLOAT64 columns "
+    "(e.g. latitude, longitude)"
 )
 
 

@@ -20,21 +20,22 @@ TYPE_NAMES = [
     ("DOUBLE", "FLOAT64"), ("FLOAT", "FLOAT64"), ("BOOLEAN", "BOOL"), ("DECIMAL", "NUMERIC"),
 ]
 _TYPES = re.compile(r"\b(" + "|".join(re.escape(d) for d, _ in TYPE_NAMES) + r")\b")
-_PREFIX = re.compile(r"^[A-Za-z ]*(Error|Exception):\s*")
+_PREFIX = re.compile(r"\b([A-Z][a-z]+ )+(Error|Exception):\s*")  # "Binder Error: ", also mid-message
 _INTERNAL_SUGGESTION = re.compile(r'\s*Did you mean "(pg_|duckdb_|sqlite_|information_schema|__predserve)[^"]*"\?')
 
 # DuckDB's phrasing -> ours. Applied in order to the message without its prefix.
 REWRITES = [
-    (re.compile(r"^Table with name (\S+) does not exist!"), r"table \1 does not exist."),
-    (re.compile(r'^Referenced column "([^"]+)" not found in FROM clause!'), r"column \1 is not in the FROM clause."),
-    (re.compile(r'^Referenced table "([^"]+)" not found!'), r"table or alias \1 is not in the FROM clause."),
-    (re.compile(r"^Scalar Function with name (\S+) does not exist!"), r"function \1 does not exist."),
-    (re.compile(r"^Aggregate Function with name (\S+) does not exist!"), r"aggregate function \1 does not exist."),
-    (re.compile(r"^Table Function with name (\S+) does not exist!"), r"table function \1 does not exist."),
-    (re.compile(r"^Could not convert string '(.*)' to (\w+)"), r"cannot cast '\1' to \2"),
-    (re.compile(r"^Could not choose a best candidate function for the function call \"([^\"]+)\".*", re.S),
+    (re.compile(r"Table with name (\S+) does not exist!"), r"table \1 does not exist."),
+    (re.compile(r'Referenced column "([^"]+)" not found in FROM clause!'), r"column \1 is not in the FROM clause."),
+    (re.compile(r'Referenced table "([^"]+)" not found!'), r"table or alias \1 is not in the FROM clause."),
+    (re.compile(r"Scalar Function with name (\S+) does not exist!"), r"function \1 does not exist."),
+    (re.compile(r"Aggregate Function with name (\S+) does not exist!"), r"aggregate function \1 does not exist."),
+    (re.compile(r"Table Function with name (\S+) does not exist!"), r"table function \1 does not exist."),
+    (re.compile(r"Could not convert string '(.*)' to (\w+)"), r"cannot cast '\1' to \2"),
+    (re.compile(r"Could not choose a best candidate function for the function call \"([^\"]+)\".*", re.S),
      r"no function matches \1; add explicit casts (CAST(x AS type))"),
-    (re.compile(r"^Candidate bindings: "), "similar columns: "),
+    (re.compile(r"Candidate bindings: "), "similar columns: "),
+    (re.compile(r"Candidate tables: "), "tables in the FROM clause: "),
 ]
 
 
@@ -50,11 +51,11 @@ def engine_message(error: BaseException, placeholders: dict[str, str] | None = N
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if not lines:
         return "the statement failed"
-    lines[0] = _PREFIX.sub("", lines[0])
     out = []
     for line in lines:
         if line.startswith("Candidate functions") or line.startswith('"'):
             continue  # DuckDB's list of overloads
+        line = _PREFIX.sub("", line)
         for pattern, replacement in REWRITES:
             line = pattern.sub(replacement, line)
         out.append(line)
