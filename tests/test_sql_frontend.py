@@ -183,3 +183,14 @@ def test_one_quoting_helper_for_identifiers(wh: Warehouse) -> None:
     odd = 'we"ird col'
     wh.sql(f"CREATE TABLE q AS SELECT 1 AS `{odd}`")
     assert wh.con.sql(f"SELECT {quote_identifier(odd)} FROM q").fetchall() == [(1,)]
+
+
+def test_docs_list_every_ml_table_function_and_scripting_statement() -> None:
+    from pathlib import Path
+
+    sql_md = (Path(__file__).resolve().parent.parent / "docs" / "sql.md").read_text()
+    ml_section = sql_md[sql_md.index("## ML functions"):sql_md.index("## Known differences")]
+    for name in ML_TABLE_FUNCTIONS:
+        assert f"`ML.{name}(MODEL m" in ml_section, f"docs/sql.md does not document ML.{name}"
+    for statement in ("DECLARE", "SET", "ALTER MODEL", "DROP MODEL"):
+        assert statement in sql_md
