@@ -93,6 +93,9 @@ def ml_function_name(node: exp.Expression) -> str:
 
 # ---- parser --------------------------------------------------------------------------------
 class PredserveParser(BigQueryParser):
+    # ML.<NAME>(MODEL ...) is read by _parse_ml_table_function alone; sqlglot's own PREDICT
+    # parser would also take a bare PREDICT(...), which BigQuery does not have.
+    FUNCTION_PARSERS: ClassVar = {k: v for k, v in BigQueryParser.FUNCTION_PARSERS.items() if k != "PREDICT"}
     PROPERTY_PARSERS: ClassVar = {**BigQueryParser.PROPERTY_PARSERS, "OPTIONS": lambda self: self._parse_options()}
     STATEMENT_PARSERS: ClassVar = {**BigQueryParser.STATEMENT_PARSERS, TokenType.ALTER: lambda self: self._parse_alter_model()}
 

@@ -237,6 +237,7 @@ class Warehouse:
     def _reported(self, statement: Statement) -> Iterator[None]:
         """Errors name the statement and say what went wrong in the user's terms."""
         self._failures.clear()
+        self._placeholders.clear()
         try:
             yield
         except PredserveError as exc:
