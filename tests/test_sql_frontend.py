@@ -46,7 +46,7 @@ def test_a_column_named_model_is_not_a_model_statement(wh: Warehouse) -> None:
 
 
 def test_model_names_resolve_like_table_names(tutorial: Warehouse) -> None:
-    for model in (CLF, f"my-project.{CLF}", f"`my-project.{CLF}`", f"`my-project`.bqml_tutorial.churn_model"):
+    for model in (CLF, f"my-project.{CLF}", f"`my-project.{CLF}`", "`my-project`.bqml_tutorial.churn_model"):
         for table in ("bqml_tutorial.people", "`my-project.bqml_tutorial.people`"):
             assert count(tutorial, f"SELECT count(*) AS n FROM ML.PREDICT(MODEL {model}, TABLE {table})") == 1000
     assert tutorial.model(f"`my-project.{CLF}`").name == CLF

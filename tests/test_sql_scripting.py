@@ -89,3 +89,9 @@ def test_variables_last_one_script(wh: Warehouse) -> None:
 def test_scripting_errors(wh: Warehouse, script: str, message: str) -> None:
     with pytest.raises(SQLError, match=message):
         wh.sql(script)
+
+
+def test_a_column_of_a_subquery_or_cte_also_wins(wh: Warehouse) -> None:
+    rows = wh.sql("DECLARE x1 FLOAT64 DEFAULT -1; "
+                  "WITH c AS (SELECT x1 FROM people WHERE id < 2) SELECT x1 FROM (SELECT x1 FROM c) ORDER BY x1")
+    assert rows.column("x1").to_pylist() == sorted(wh.sql("SELECT x1 FROM people WHERE id < 2").column("x1").to_pylist())

@@ -37,7 +37,7 @@ class Scopes:
         """(whether ``column`` names a column in scope, its DuckDB type if known)."""
         for select in _enclosing_selects(column):
             for source in _sources(select):
-                if source is column or column in source.find_all(exp.Column):
+                if _within(column, source):
                     continue  # an UNNEST's own argument is not one of its columns
                 if column.table and column.table.lower() != _alias(source).lower():
                     continue
@@ -127,6 +127,14 @@ def _enclosing_selects(node: exp.Expression) -> Iterator[exp.Select]:
                 yield parent
             in_unnest = False
         child, parent = parent, parent.parent
+
+
+def _within(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
 
 
 def _sources(select: exp.Select) -> list[exp.Expression]:
