@@ -16,12 +16,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from itertools import count
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 import pyarrow as pa
 import sqlglot.expressions as exp
-from duckdb.sqltypes import DuckDBPyType
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
@@ -35,6 +34,9 @@ from predserve.warehouse.options import alter_options, literal_value, resolve_op
 from predserve.warehouse.preprocessing import window_expression
 from predserve.warehouse.scopes import Scopes, visible_ctes
 from predserve.warehouse.scripting import Script
+
+if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType
 
 PREDICT_BATCH_ROWS = 65_536
 EMPTY = pa.table({})

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import sqlglot.expressions as exp
-from duckdb.sqltypes import DuckDBPyType
 
 from predserve.errors import SQLError
 from predserve.warehouse.scopes import Scopes
 
+if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType
+
 # Evaluates expressions in one SELECT: (value, DuckDB type) for each.
-Evaluate = Callable[[list[exp.Expression]], list[tuple[Any, DuckDBPyType]]]
+Evaluate = Callable[[list[exp.Expression]], list[tuple[Any, "DuckDBPyType"]]]
 
 _FAMILIES = [
     ("INT64", re.compile(r"^(U?TINYINT|U?SMALLINT|U?INTEGER|U?BIGINT|U?HUGEINT)$")),
