@@ -1,50 +1,46 @@
 """The warehouse: BigQuery ML SQL on an embedded DuckDB file.
 
-``Warehouse(path).sql(text)`` runs one statement or a script. Model statements (CREATE MODEL,
-DROP MODEL) are handled here; every other statement has its ML.* calls replaced by
-registered Arrow relations and is transpiled from BigQuery SQL to DuckDB by sqlglot.
+``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (dialect.py) and
+runs each statement by its node type: DECLARE and SET (scripting.py), CREATE / ALTER / DROP
+MODEL (here), and every other statement as a query. A query's ML table functions are
+computed first, outermost first, each registered as an Arrow relation under a placeholder
+name (ML.PREDICT as a reader that scores batch by batch, so it streams); the input query of
+an ML function carries the CTEs it uses from around the call. Then script variables are
+replaced by their values, BigQuery's UNNEST semantics applied, and sqlglot writes the tree as
+DuckDB SQL.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime, timezone
+from itertools import count
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 import pyarrow as pa
-import sqlglot
 import sqlglot.expressions as exp
-from sqlglot.errors import ParseError
-from sqlglot.tokens import TokenType
+from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse import catalog
-from predserve.warehouse.models import TrainedModel, train, weights_table
-from predserve.warehouse.options import literal_value, resolve_options, warm_start_options
+from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
+from predserve.warehouse.messages import engine_message
+from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
+from predserve.warehouse.models import TrainedModel, train
+from predserve.warehouse.names import model_name
+from predserve.warehouse.options import alter_options, literal_value, resolve_options, warm_start_options
 from predserve.warehouse.preprocessing import window_expression
-from predserve.warehouse.parsing import MLCall, Statement, extract_ml_calls, object_name, split_statements
+from predserve.warehouse.scopes import Scopes, visible_ctes
+from predserve.warehouse.scripting import Script
+
+if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType
 
 PREDICT_BATCH_ROWS = 65_536
 EMPTY = pa.table({})
-
-
-def transpile(sql: str) -> str:
-    """BigQuery SQL -> DuckDB SQL. ``project.dataset.table`` becomes ``dataset.table``."""
-    try:
-        trees = [t for t in sqlglot.parse(sql, read="bigquery") if t is not None]
-    except ParseError as exc:
-        err = exc.errors[0] if exc.errors else {}
-        where = f" at line {err.get('line')}, column {err.get('col')}" if err.get("line") else ""
-        raise SQLError(f"syntax error{where}: {err.get('description', exc)}") from None
-    if len(trees) != 1:
-        raise SQLError(f"expected one statement, found {len(trees)}")
-    # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
-    tree = trees[0].transform(window_expression)
-    for table in tree.find_all(exp.Table):
-        if table.args.get("catalog") is not None:
-            table.set("catalog", None)
-    return tree.sql(dialect="duckdb")
+_placeholder_ids = count(1)
 
 
 class Warehouse:
@@ -55,12 +51,13 @@ class Warehouse:
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
-            raise SQLError(f"cannot open warehouse {self.path}: {exc}") from None
+            raise SQLError(f"cannot open warehouse {self.path}: {engine_message(exc)}") from None
         if not read_only:
             catalog.ensure_catalog(self.con)
         # Errors raised while DuckDB pulls ML.PREDICT batches reach us wrapped in a DuckDB
-        # error with a Python traceback; the original is kept here to be raised instead.
-        self._stream_errors: list[PredserveError] = []
+        # error; the original is kept here to be raised instead.
+        self._failures: list[PredserveError] = []
+        self._placeholders: dict[str, str] = {}  # registered relation -> "ML.PREDICT(MODEL m)"
 
     def close(self) -> None:
         self.con.close()
@@ -74,74 +71,70 @@ class Warehouse:
     # ---- public API -------------------------------------------------------------------
     def sql(self, text: str) -> pa.Table:
         """Run one statement or a ``;``-separated script; return the last statement's result."""
-        statements = split_statements(text)
+        statements = parse_script(text)
         if not statements:
             raise SQLError("no SQL statement given")
+        script = Script()
         result = EMPTY
-        for number, statement in enumerate(statements, 1):
-            self._stream_errors.clear()
-            try:
-                result = self._run(statement)
-            except PredserveError as exc:
-                raise type(exc)(f"{_describe(statement, number, len(statements))}: {exc}") from None
-            except duckdb.Error as exc:
-                cause: Exception = self._stream_errors[0] if self._stream_errors else SQLError(str(exc))
-                raise type(cause)(f"{_describe(statement, number, len(statements))}: {cause}") from None
+        for statement in statements:
+            with self._reported(statement):
+                result = self._run(statement.tree, script)
         return result
 
     def model(self, name: str) -> TrainedModel:
-        return catalog.load(self.con, object_name(name))
+        return self._load_model(model_name(parse_table_name(name)))
 
     def copy_to_parquet(self, query: str, directory: str | Path, rows_per_file: int = 250_000) -> list[Path]:
         """Write a query's result as Parquet shards under ``directory`` (the export's local source)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with self._prepared(self.con, query) as duck_sql:
-            try:
-                target = str(directory).replace("'", "''")
-                self.con.execute(
-                    f"COPY ({duck_sql}) TO '{target}' (FORMAT PARQUET, FILE_SIZE_BYTES '16MB', "
-                    f"ROW_GROUP_SIZE {rows_per_file}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{{i}}')"
-                )
-            except duckdb.Error as exc:
-                raise SQLError(f"export query failed: {exc}") from None
+        statement = _one_query(query)
+        with self._reported(statement), self._prepared(self.con, statement.tree, Script()) as duck_sql:
+            target = str(directory).replace("'", "''")
+            self.con.execute(
+                f"COPY ({duck_sql}) TO '{target}' (FORMAT PARQUET, FILE_SIZE_BYTES '16MB', "
+                f"ROW_GROUP_SIZE {rows_per_file}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{{i}}')"
+            )
         return sorted(directory.glob("*.parquet"))
 
     def reader(self, query: str, batch_rows: int = PREDICT_BATCH_ROWS) -> pa.RecordBatchReader:
         """Stream a query's result as Arrow record batches."""
-        cursor = self.con.cursor()
-        duck_sql = self._register(cursor, query)
-        return cursor.sql(duck_sql).to_arrow_reader(batch_rows)
+        statement = _one_query(query)
+        with self._reported(statement):
+            return self._reader(statement.tree, Script(), batch_rows)
 
-    # ---- statements --------------------------------------------------------------------
-    def _run(self, statement: Statement) -> pa.Table:
-        words = [t.text.upper() for t in statement.tokens[:6]]
-        if words[:1] == ["CREATE"] and "MODEL" in words:
-            return self._create_model(statement)
-        if words[:2] == ["DROP", "MODEL"]:
-            return self._drop_model(statement)
-        return self._query(statement.text)
+    # ---- statements, by node type -----------------------------------------------------------
+    def _run(self, tree: exp.Expression, script: Script) -> pa.Table:
+        if isinstance(tree, exp.Declare):
+            script.declare(tree, lambda e: self._evaluate(e, script), _duckdb_type)
+            return EMPTY
+        if isinstance(tree, exp.Set):
+            script.set(tree, lambda e: self._evaluate(e, script))
+            return EMPTY
+        script.statement_started()
+        if isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() == "MODEL":
+            return self._create_model(tree, script)
+        if isinstance(tree, exp.Drop) and str(tree.args.get("kind", "")).upper() == "MODEL":
+            return self._drop_model(tree)
+        if isinstance(tree, AlterModel):
+            return self._alter_model(tree, script)
+        if isinstance(tree, exp.Command):
+            raise SQLError(f"predserve cannot run {tree.name.upper()} statements: of BigQuery's procedural language it "
+                           "runs DECLARE and SET (not IF, LOOP, BEGIN...END, CALL or EXECUTE IMMEDIATE)")
+        return self._query(tree, script)
 
-    def _query(self, sql: str) -> pa.Table:
-        with self._prepared(self.con, sql) as duck_sql:
+    def _query(self, tree: exp.Expression, script: Script) -> pa.Table:
+        with self._prepared(self.con, tree, script) as duck_sql:
             relation = self.con.sql(duck_sql)
             return relation.to_arrow_table() if relation is not None else EMPTY
 
-    def _create_model(self, statement: Statement) -> pa.Table:
-        head, query = _split_create_model(statement)
-        tree = sqlglot.parse_one(head + " AS SELECT 1", read="bigquery")
-        if not isinstance(tree, exp.Create) or str(tree.args.get("kind", "")).upper() != "MODEL":
-            raise SQLError("could not read the CREATE MODEL statement; expected CREATE [OR REPLACE] MODEL name OPTIONS(...) AS query")
-        name = ".".join(p.name for p in tree.this.parts) if isinstance(tree.this, exp.Table) else tree.this.sql()
-        properties = tree.args.get("properties")
-        raw: dict[str, Any] = {}
-        transform: list[exp.Expression] | None = None
-        for prop in properties.expressions if properties else []:
-            if isinstance(prop, exp.TransformModelProperty):
-                transform = list(prop.expressions)
-                continue
-            key = prop.this.name if hasattr(prop.this, "name") else str(prop.this)
-            raw[key] = literal_value(prop.args["value"], key)
+    def _create_model(self, tree: exp.Create, script: Script) -> pa.Table:
+        name = model_name(tree.this)
+        raw, transform = _model_options(tree)
+        query = tree.expression
+        if query is None:
+            raise SQLError(f"CREATE MODEL {name} needs a training query: ... OPTIONS(...) AS SELECT ... "
+                           "(imported and remote models are not supported)")
         options = resolve_options(raw)
         replace, if_not_exists = bool(tree.args.get("replace")), bool(tree.args.get("exists"))
         if replace and if_not_exists:
@@ -154,97 +147,213 @@ class Warehouse:
                 raise ModelError(f"warm_start=TRUE continues training model {name}, which does not exist; train it once without warm_start")
             if not replace:
                 raise ModelError(f"model {name} exists: a warm start is CREATE OR REPLACE MODEL {name} OPTIONS(warm_start=TRUE, ...)")
-            previous = catalog.load(self.con, name)
+            previous = self._load_model(name)
             options = warm_start_options(previous.options, raw)
-        table = self._query(query)
+        table = self._query(query, script)
         model = train(name, options, table, transform, previous)
         catalog.save(self.con, model, replace=replace)
         return EMPTY
 
-    def _drop_model(self, statement: Statement) -> pa.Table:
-        words = [t.text for t in statement.tokens[2:]]
-        if_exists = [w.upper() for w in words[:2]] == ["IF", "EXISTS"]
-        name = object_name("".join(words[2:] if if_exists else words))
-        if not name:
-            raise SQLError("DROP MODEL needs a model name")
-        catalog.drop(self.con, name, if_exists)
+    def _drop_model(self, tree: exp.Drop) -> pa.Table:
+        tables = tree.args.get("tables") or [tree.this]
+        for table in tables:
+            catalog.drop(self.con, model_name(table), bool(tree.args.get("exists")))
         return EMPTY
 
-    # ---- ML.* relations ----------------------------------------------------------------
+    def _alter_model(self, tree: AlterModel, script: Script) -> pa.Table:
+        name = model_name(tree.this)
+        if tree.args.get("exists") and not catalog.exists(self.con, name):
+            return EMPTY
+        model = catalog.load(self.con, name)  # an expired model can still be given a new expiration
+        values = {}
+        for prop in tree.expressions:
+            key = _option_name(prop)
+            value = prop.args["value"]
+            # expiration_timestamp is an expression (TIMESTAMP '...', TIMESTAMP_ADD(...)): evaluate it
+            values[key] = self._evaluate([value], script)[0][0] if key.lower() == "expiration_timestamp" \
+                else literal_value(value, key)
+        model.options.update(alter_options(values))
+        catalog.save(self.con, model, replace=True)
+        return EMPTY
+
+    def _load_model(self, name: str) -> TrainedModel:
+        model = catalog.load(self.con, name)
+        expires = model.options.get("expiration_timestamp")
+        if expires and datetime.fromisoformat(expires) <= datetime.now(timezone.utc):
+            raise ModelError(f"model {name} expired at {expires} (ALTER MODEL set its expiration_timestamp); "
+                             "train it again with CREATE OR REPLACE MODEL")
+        return model
+
+    # ---- queries ---------------------------------------------------------------------------
     @contextmanager
-    def _prepared(self, con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[str]:
-        """Register the statement's ML.* relations on ``con``; yield the DuckDB SQL."""
+    def _prepared(self, con: duckdb.DuckDBPyConnection, tree: exp.Expression, script: Script) -> Iterator[str]:
+        """Register the statement's ML relations on ``con``; yield its DuckDB SQL."""
         names: list[str] = []
         try:
-            yield self._register(con, sql, names)
+            yield self._to_duckdb(con, tree, script, names)
         finally:
             for name in names:
                 con.unregister(name)
 
-    def _register(self, con: duckdb.DuckDBPyConnection, sql: str, names: list[str] | None = None) -> str:
-        rewritten, calls = extract_ml_calls(sql)
-        duck_sql = transpile(rewritten)
-        for call in calls:
-            con.register(call.placeholder, self._ml_relation(call))
-            if names is not None:
-                names.append(call.placeholder)
-        return duck_sql
+    def _reader(self, tree: exp.Expression, script: Script, batch_rows: int = PREDICT_BATCH_ROWS) -> pa.RecordBatchReader:
+        """A query's rows as a stream, on a cursor of its own (its ML relations live with it)."""
+        cursor = self.con.cursor()
+        return cursor.sql(self._to_duckdb(cursor, tree, script, [])).to_arrow_reader(batch_rows)
 
-    def _settings(self, call: MLCall) -> dict[str, Any]:
-        if not call.settings_sql:
-            return {}
-        value = self.con.sql(transpile(f"SELECT {call.settings_sql} AS s")).fetchall()[0][0]
-        return {k.lower(): v for k, v in (value or {}).items()}
+    def _evaluate(self, expressions: list[exp.Expression], script: Script) -> list[tuple[Any, DuckDBPyType]]:
+        """Values of expressions (variables' values, ML settings), each with its DuckDB type."""
+        select = exp.Select(expressions=[e.copy().as_(f"v{i}") for i, e in enumerate(expressions)])
+        with self._prepared(self.con, select, script) as duck_sql:
+            relation = self.con.sql(duck_sql)
+            rows = relation.fetchall()
+            return list(zip(rows[0] if rows else (None,) * len(expressions), relation.types))
 
-    def _ml_relation(self, call: MLCall) -> pa.Table | pa.RecordBatchReader:
-        model = catalog.load(self.con, call.model)
-        settings = self._settings(call)
-        if call.function == "PREDICT":
-            if call.source_sql is None:
-                raise ModelError(f"ML.PREDICT(MODEL {call.model}, ...) needs input rows: TABLE name or (query)")
-            return self._predict_stream(model, call.source_sql, settings.get("threshold"))
-        if call.function == "EVALUATE":
-            if call.source_sql is None:
-                return model.evaluation_table()
-            table = self._query(call.source_sql)
-            return pa.Table.from_pylist([model.evaluate(table, settings.get("threshold"))])
-        if call.function == "TRAINING_INFO":
-            return pa.Table.from_pylist([{"training_run": 0, **row} for row in model.training_info])  # older models lack training_run
-        if call.function == "FEATURE_INFO":
-            return pa.Table.from_pylist(model.feature_info)
-        return weights_table(model, standardize=bool(settings.get("standardize", False)))
+    def _to_duckdb(self, con: duckdb.DuckDBPyConnection, tree: exp.Expression, script: Script, names: list[str]) -> str:
+        for node in [n for n in tree.find_all(*ML_NODES) if not _inside_ml_function(n)]:
+            placement = node.parent
+            if not isinstance(placement, exp.Table):
+                raise SQLError(f"ML.{ml_function_name(node)} is a table function: use it in FROM, as in "
+                               f"SELECT * FROM ML.{ml_function_name(node)}(MODEL ...)")
+            name = f"__predserve_ml_{next(_placeholder_ids)}"
+            con.register(name, self._ml_relation(node, script))
+            names.append(name)
+            self._placeholders[name] = f"ML.{ml_function_name(node)}(MODEL {node.this.sql('bigquery')})"
+            placement.replace(exp.Table(this=exp.to_identifier(name), alias=placement.args.get("alias")))
+        scopes = Scopes(con)
+        tree = script.substitute(tree, scopes)
+        scopes.explode_struct_unnests(tree)
+        return transpile(tree)
 
-    def _predict_stream(self, model: TrainedModel, source_sql: str, threshold: float | None) -> pa.RecordBatchReader:
-        source = self.reader(source_sql)
-        schema = model.predict_batch(pa.RecordBatch.from_pylist([], schema=source.schema), threshold).schema
+    def _ml_relation(self, node: exp.Expression, script: Script) -> pa.Table | pa.RecordBatchReader:
+        function = ml_function_name(node)
+        model = self._load_model(model_name(node.this))
+        settings = read_settings(function, node.args.get("params_struct"),
+                                 lambda values: [v for v, _ in self._evaluate(values, script)])
+        rows = None
+        if node.args.get("expression") is not None:
+            query = _input_query(node)
+            rows = lambda: self._reader(query, script)  # noqa: E731
+        return HANDLERS[type(node)](MLCall(function, model, settings, rows, self._failures))
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for batch in source:
-                try:
-                    yield model.predict_batch(batch, threshold)
-                except PredserveError as exc:
-                    self._stream_errors.append(exc)
-                    raise
-
-        return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def _split_create_model(statement: Statement) -> tuple[str, str]:
-    """Cut ``CREATE MODEL ... AS query`` at its top-level AS into (head, query)."""
-    depth = 0
-    for tok in statement.tokens:
-        if tok.token_type == TokenType.L_PAREN:
-            depth += 1
-        elif tok.token_type == TokenType.R_PAREN:
-            depth -= 1
-        elif tok.token_type == TokenType.ALIAS and depth == 0:
-            start = tok.start - statement.offset
-            return statement.text[:start], statement.text[tok.end + 1 - statement.offset:]
-    raise SQLError("CREATE MODEL needs a training query: CREATE MODEL name OPTIONS(...) AS SELECT ...")
+    @contextmanager
+    def _reported(self, statement: Statement) -> Iterator[None]:
+        """Errors name the statement and say what went wrong in the user's terms."""
+        self._failures.clear()
+        self._placeholders.clear()
+        try:
+            yield
+        except PredserveError as exc:
+            raise type(exc)(f"{statement.describe()}: {engine_message(exc, self._placeholders)}") from None
+        except duckdb.Error as exc:
+            cause: PredserveError = self._failures[0] if self._failures else SQLError(engine_message(exc, self._placeholders))
+            raise type(cause)(f"{statement.describe()}: {engine_message(cause, self._placeholders)}") from None
+        except pa.ArrowException as exc:
+            raise SQLError(f"{statement.describe()}: {engine_message(exc, self._placeholders)}") from None
 
 
-def _describe(statement: Statement, number: int, total: int) -> str:
-    snippet = " ".join(statement.text.split())
-    snippet = snippet if len(snippet) <= 80 else snippet[:77] + "..."
-    where = f"statement {number} of {total}" if total > 1 else "statement"
-    return f"{where} ({snippet!r})"
+# ---- trees ----------------------------------------------------------------------------------
+def transpile(tree: exp.Expression) -> str:
+    """A BigQuery tree (ML functions already replaced) as DuckDB SQL."""
+    _refuse_geography(tree)
+    # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
+    tree = tree.transform(window_expression)
+    for table in tree.find_all(exp.Table):
+        if table.args.get("catalog") is not None:
+            table.set("catalog", None)  # the project part: the warehouse file is the project
+    try:
+        return tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as exc:
+        raise SQLError(f"this statement cannot run on the local warehouse: {exc}") from None
+
+
+GEOGRAPHY_MESSAGE = (
+    "geography ({what}) is not available in predserve's warehouse: BigQuery's GEOGRAPHY functions need the "
+    "embedded engine's spatial extension, which is not published for the engine version predserve uses and cannot "
+    "be downloaded offline. Compute the spatial features in BigQuery, or store them as FLOAT64 columns "
+    "(e.g. latitude, longitude)"
+)
+
+
+def _refuse_geography(tree: exp.Expression) -> None:
+    for node in tree.walk():
+        if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.GEOGRAPHY, exp.DataType.Type.GEOMETRY):
+            raise SQLError(GEOGRAPHY_MESSAGE.format(what="the GEOGRAPHY type"))
+        if isinstance(node, exp.Func):
+            name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
+            if name.upper().startswith("ST_"):
+                raise SQLError(GEOGRAPHY_MESSAGE.format(what=f"{name.upper()}"))
+        if isinstance(node, exp.Parameter):
+            raise SQLError(f"query parameters ({node.sql('bigquery')}) are not supported; DECLARE a variable instead")
+
+
+def _inside_ml_function(node: exp.Expression) -> bool:
+    parent = node.parent
+    while parent is not None:
+        if isinstance(parent, ML_NODES):
+            return True
+        parent = parent.parent
+    return False
+
+
+def _input_query(node: exp.Expression) -> exp.Expression:
+    """An ML function's input as a query of its own, with the CTEs it uses from around the call."""
+    argument = node.args["expression"]
+    query = exp.Select(expressions=[exp.Star()], from_=exp.From(this=argument.copy())) if isinstance(argument, exp.Table) \
+        else argument.this.copy()
+    levels = list(visible_ctes(node))
+    visible: dict[str, exp.CTE] = {}
+    for ctes in levels:  # innermost WITH first: an inner CTE hides an outer one of the same name
+        for cte in ctes:
+            visible.setdefault(cte.alias.lower(), cte)
+    needed: set[str] = set()
+    pending = [query]
+    while pending:
+        for table in pending.pop().find_all(exp.Table):
+            key = table.name.lower()
+            if table.args.get("db") is None and key in visible and key not in needed:
+                needed.add(key)
+                pending.append(visible[key].this)
+    if not needed:
+        return query
+    ordered = [cte.copy() for ctes in reversed(levels) for cte in ctes
+               if visible.get(cte.alias.lower()) is cte and cte.alias.lower() in needed]
+    return exp.Select(expressions=[exp.Star()], from_=exp.From(this=exp.Subquery(this=query)),
+                      with_=exp.With(expressions=ordered))
+
+
+def _model_options(tree: exp.Create) -> tuple[dict[str, Any], list[exp.Expression] | None]:
+    """CREATE MODEL's OPTIONS as Python values, and its TRANSFORM expressions."""
+    raw: dict[str, Any] = {}
+    transform: list[exp.Expression] | None = None
+    properties = tree.args.get("properties")
+    for prop in properties.expressions if properties else []:
+        if isinstance(prop, exp.TransformModelProperty):
+            transform = list(prop.expressions)
+            continue
+        if not isinstance(prop, exp.Property):
+            raise SQLError(f"CREATE MODEL: {prop.sql('bigquery')} is not supported; the clauses are TRANSFORM(...) and OPTIONS(...)")
+        key = _option_name(prop)
+        if key.lower() in {k.lower() for k in raw}:
+            raise SQLError(f"OPTIONS gives {key} twice")
+        raw[key] = literal_value(prop.args["value"], key)
+    return raw, transform
+
+
+def _option_name(prop: exp.Expression) -> str:
+    return prop.this.name if hasattr(prop.this, "name") else str(prop.this)
+
+
+def _duckdb_type(kind: exp.DataType) -> DuckDBPyType:
+    _refuse_geography(kind)
+    try:
+        return duckdb.sqltype(kind.sql(dialect="duckdb"))
+    except duckdb.Error:
+        raise SQLError(f"type {kind.sql('bigquery')} is not supported for variables") from None
+
+
+def _one_query(query: str) -> Statement:
+    statements = parse_script(query)
+    if len(statements) != 1 or not isinstance(statements[0].tree, exp.Query):
+        raise SQLError("expected one query (SELECT ...), the rows to read")
+    return statements[0]
+

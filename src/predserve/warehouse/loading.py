@@ -8,7 +8,8 @@ import duckdb
 
 from predserve.errors import SQLError
 from predserve.warehouse.engine import Warehouse
-from predserve.warehouse.parsing import object_name
+from predserve.warehouse.dialect import parse_table_name
+from predserve.warehouse.names import name_parts, quote_identifier
 
 
 def load_file(warehouse: str, table: str, file: str, replace: bool = False) -> int:
@@ -20,15 +21,12 @@ def load_file(warehouse: str, table: str, file: str, replace: bool = False) -> i
         reader = "read_csv_auto"
     else:
         raise SQLError(f"cannot tell the format of {file}: name it *.csv or *.parquet")
-    name = object_name(table)  # strips backticks; keeps dataset.table
-    parts = name.split(".")
-    if len(parts) > 2:
-        parts = parts[-2:]  # project.dataset.table -> dataset.table
-    quoted = ".".join('"' + p.replace('"', '""') + '"' for p in parts)
+    parts = name_parts(parse_table_name(table))  # [dataset,] table: the project is dropped
+    quoted = ".".join(quote_identifier(p) for p in parts)
     with Warehouse(warehouse) as wh:
         try:
             if len(parts) == 2:
-                wh.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{parts[0]}"')
+                wh.con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_identifier(parts[0])}")
             verb = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE"
             wh.con.execute(f"{verb} {quoted} AS SELECT * FROM {reader}(?)", [str(path)])
             return int(wh.con.execute(f"SELECT count(*) FROM {quoted}").fetchall()[0][0])

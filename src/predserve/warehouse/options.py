@@ -7,6 +7,7 @@ type, or has a value of the wrong type or out of range, is an error, never ignor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timezone
 from typing import Any, Callable
 
 import sqlglot.expressions as exp
@@ -144,13 +145,16 @@ def literal_value(node: exp.Expression, name: str) -> Any:
         return float(text) if any(c in text for c in ".eE") else int(text)
     if isinstance(node, exp.Array):
         return [literal_value(e, name) for e in node.expressions]
+    if isinstance(node, exp.Tuple):  # ('key', 'value'): a STRUCT, as in labels=[('team', 'growth')]
+        return tuple(literal_value(e, name) for e in node.expressions)
     if isinstance(node, exp.Struct):
         if all(isinstance(e, exp.PropertyEQ) for e in node.expressions):
             return {e.this.name: literal_value(e.expression, name) for e in node.expressions}
         # Unnamed fields, as in class_weights=[STRUCT('label', 0.2)]: the values in order.
         return tuple(literal_value(e.this if isinstance(e, exp.PropertyEQ) else e, name) for e in node.expressions)
     if isinstance(node, (exp.Column, exp.Var, exp.Identifier)):
-        return node.name
+        raise ModelError(f"OPTIONS({name}=...) must be a literal value, got the name {node.sql('bigquery')}; "
+                         f"write a string: {name}='{node.name}'")
     raise ModelError(f"OPTIONS({name}=...) must be a literal value, got {node.sql('bigquery')!r}")
 
 
@@ -224,11 +228,10 @@ def _checked(name: str, value: Any, option: Option) -> Any:
     kind = option.kind
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if kind is list and isinstance(value, str):
-        value = [value]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         expected = {str: "a string", int: "an integer", float: "a number", bool: "TRUE or FALSE", list: "an array"}
-        raise ModelError(f"option {name} must be {expected.get(kind, kind)}, got {value!r}")  # type: ignore[call-overload]
+        example = f", e.g. {name}=[{_sql_literal(value)}]" if kind is list and not isinstance(value, list) else ""
+        raise ModelError(f"option {name} must be {expected.get(kind, kind)}{example}, got {_sql_literal(value)}")  # type: ignore[call-overload]
     if option.choices is not None:
         if value.upper() not in option.choices and value.lower() not in option.choices:
             raise ModelError(f"option {name}={value!r} is not one of: " + ", ".join(option.choices))
@@ -236,3 +239,53 @@ def _checked(name: str, value: Any, option: Option) -> Any:
     if option.check is not None and not option.check(value):
         raise ModelError(f"option {name}={value!r} is out of range: it must be {option.help}")
     return value
+
+
+def _sql_literal(value: Any) -> str:
+    """A Python option value as the SQL the user wrote."""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "\\'") + "'"
+    if isinstance(value, list):
+        return "[" + ", ".join(_sql_literal(v) for v in value) + "]"
+    return "NULL" if value is None else str(value)
+
+
+# ---- ALTER MODEL ---------------------------------------------------------------------------
+# ALTER MODEL ... SET OPTIONS: the model metadata BigQuery ML lets it change.
+ALTERABLE = ("description", "labels", "expiration_timestamp")
+ALTER_UNSUPPORTED = {
+    "vertex_ai_model_id": "the Vertex AI Model Registry", "kms_key_name": "Cloud KMS encryption of the model",
+    "deploy_model": "Vertex AI endpoints", "endpoint_idle_ttl": "Vertex AI endpoints",
+}
+
+
+def alter_options(values: dict[str, Any]) -> dict[str, Any]:
+    """ALTER MODEL's options, checked: description STRING, labels ARRAY<STRUCT<STRING, STRING>>,
+    expiration_timestamp TIMESTAMP (stored as ISO text, UTC). NULL clears an option."""
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.lower()
+        if name in ALTER_UNSUPPORTED:
+            raise ModelError(f"ALTER MODEL option {name} belongs to BigQuery ML's {ALTER_UNSUPPORTED[name]}, which predserve does not offer")
+        if name not in ALTERABLE:
+            raise ModelError(f"ALTER MODEL cannot set {name!r}; it sets {', '.join(ALTERABLE)} (retrain with "
+                             "CREATE OR REPLACE MODEL to change training options)")
+        if value is None:
+            checked[name] = None
+        elif name == "description":
+            if not isinstance(value, str):
+                raise ModelError(f"ALTER MODEL option description must be a string, got {_sql_literal(value)}")
+            checked[name] = value
+        elif name == "labels":
+            pairs = value if isinstance(value, list) else None
+            if pairs is None or not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, str) for v in p) for p in pairs):
+                raise ModelError("ALTER MODEL option labels must be an array of STRUCT(key, value) strings, "
+                                 "e.g. labels=[('team', 'growth')]")
+            checked[name] = {k: v for k, v in pairs}
+        else:
+            if not hasattr(value, "isoformat") or not getattr(value, "tzinfo", None):
+                raise ModelError(f"ALTER MODEL option expiration_timestamp must be a TIMESTAMP, got {value!r}")
+            checked[name] = value.astimezone(timezone.utc).isoformat()
+    return checked

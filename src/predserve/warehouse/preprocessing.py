@@ -20,7 +20,8 @@ from typing import Any, Callable
 import sqlglot
 import sqlglot.expressions as exp
 
-from predserve.errors import ModelError
+from predserve.errors import ModelError, SQLError
+from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
 
 FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER", "BUCKETIZE",
              "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "POLYNOMIAL_EXPAND", "FEATURE_CROSS")
@@ -225,6 +226,10 @@ def window_expression(node: exp.Expression) -> exp.Expression:
     if call is None:
         return node
     function, args = call
+    if function not in FUNCTIONS:
+        raise SQLError(f"ML.{function} is not supported here. predserve runs the table functions "
+                       + ", ".join(f"ML.{f}(MODEL ...)" for f in ML_TABLE_FUNCTIONS)
+                       + " and the preprocessing functions " + ", ".join(f"ML.{f}" for f in FUNCTIONS))
     if function in VOCABULARY_FUNCTIONS:
         raise ModelError(f"ML.{function} works inside CREATE MODEL ... TRANSFORM(...) only")
     built = recipe(function, args)
