@@ -266,6 +266,12 @@ def test_a_foreign_or_damaged_payload_gets_a_clear_error(payload: bytes, reason:
     (lambda m: m["encoder"]["features"][0].update(kind="lambda"), "unknown feature kind 'lambda'"),
     (lambda m: m["encoder"]["features"][0].update(mean="1e308"), "the field 'mean' should be a number"),
     (lambda m: m.pop("encoder"), "the field 'encoder' is missing"),
+    (lambda m: m.update(label=None), "a linear_reg model with label None"),
+    (lambda m: m.update(training_info=[{"loss": "high"}, {"loss": 0.5}]), "the field 'training_info' does not make a table"),
+    (lambda m: m["encoder"]["features"].__setitem__(0, {
+        "kind": "categorical", "name": "x1", "one_hot": True, "dropped": None,
+        "categories": {"type": {"name": "timestamp", "unit": "us", "tz": "../../etc/passwd"}, "values": []}}),
+     "'type' has the time zone '../../etc/passwd'"),
 ])
 def test_a_malformed_model_is_refused_before_anything_is_allocated(change: Callable, reason: str, wh: Warehouse) -> None:
     wh.sql("CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y']) AS SELECT x1, x2, y FROM people")

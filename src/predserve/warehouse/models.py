@@ -27,7 +27,7 @@ from predserve.warehouse.gradient_descent import LinearModel
 from predserve.warehouse.kmeans import KMeansModel
 from predserve.warehouse.split import split_rows
 from predserve.warehouse.storage import (StoredModelError, dict_field, float_field, int_field, optional_str_field,
-                                         records_field, str_field, values_field, values_to_data)
+                                         record_field, records_field, str_field, values_field, values_to_data)
 from predserve.warehouse.transform import Transform
 from predserve.warehouse.trees import BoostedTrees
 
@@ -81,15 +81,17 @@ class TrainedModel:
             classes, label_type = values_field(data, "classes")
             if not 2 <= len(classes) <= MAX_CLASSES:
                 raise StoredModelError(f"a classifier with {len(classes)} classes")
+        label = optional_str_field(data, "label")
+        if (label is None) != (model_type == "kmeans"):
+            raise StoredModelError(f"a {model_type} model with label {label!r}")
         encoder = FeatureEncoder.from_data(dict_field(data, "encoder"))
         transform = dict_field(data, "transform") if data.get("transform") is not None else None
-        evaluation = dict_field(data, "evaluation")
         return cls(
-            name=name, model_type=model_type, options=dict_field(data, "options"), label=optional_str_field(data, "label"),
-            encoder=encoder, estimator=_estimator_from_data(model_type, dict_field(data, "estimator"), encoder, len(classes)),
+            name=name, model_type=model_type, options=dict_field(data, "options"), label=label, encoder=encoder,
+            estimator=_estimator_from_data(model_type, dict_field(data, "estimator"), encoder, len(classes)),
             created_at=float_field(data, "created_at"), classes=classes, label_type=label_type,
             training_info=records_field(data, "training_info"), feature_info=records_field(data, "feature_info"),
-            evaluation=evaluation, training_rows=int_field(data, "training_rows"),
+            evaluation=record_field(data, "evaluation"), training_rows=int_field(data, "training_rows"),
             transform=Transform.from_data(transform) if transform is not None else None,
         )
 

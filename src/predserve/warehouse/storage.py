@@ -34,6 +34,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -139,11 +140,20 @@ def dict_field(data: Any, key: str) -> dict:
 
 
 def records_field(data: Any, key: str) -> list[dict[str, Any]]:
-    """A list of JSON objects (ML.TRAINING_INFO or ML.FEATURE_INFO rows)."""
+    """A list of JSON objects that make a table (ML.TRAINING_INFO or ML.FEATURE_INFO rows)."""
     rows = list_field(data, key)
     if not all(isinstance(row, dict) for row in rows):
         raise StoredModelError(f"the field {key!r} should hold objects only")
+    try:
+        pa.Table.from_pylist(rows)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise StoredModelError(f"the field {key!r} does not make a table ({exc})") from None
     return rows
+
+
+def record_field(data: Any, key: str) -> dict[str, Any]:
+    """A JSON object that makes a one-row table (the ML.EVALUATE metrics)."""
+    return records_field({key: [dict_field(data, key)]}, key)[0]
 
 
 # ---- numeric arrays ------------------------------------------------------------------------------
@@ -182,6 +192,8 @@ _SIMPLE_TYPES: dict[str, pa.DataType] = {
     str(t): t for t in (pa.bool_(), pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(),
                         pa.uint64(), pa.string(), pa.large_string(), pa.binary(), pa.large_binary(), pa.date32(), pa.date64())
 }
+# a UTC offset (+01:00) or a tz database name (Europe/Paris): never a path
+TIME_ZONE = re.compile(r"[+-]\d{2}:\d{2}|[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}")
 _TIME_UNITS = {"time32": ("s", "ms"), "time64": ("us", "ns"), "timestamp": ("s", "ms", "us", "ns")}
 
 
@@ -207,10 +219,9 @@ def type_field(data: Any, key: str) -> pa.DataType:
         raise StoredModelError(f"{key!r}: {name} has no unit {unit!r}")
     if name == "timestamp":
         tz = optional_str_field(stored, "tz")
-        try:
-            return pa.timestamp(unit, tz)
-        except (pa.ArrowException, ValueError) as exc:
-            raise StoredModelError(f"{key!r} has an unknown time zone {tz!r} ({exc})") from None
+        if tz is not None and not TIME_ZONE.fullmatch(tz):
+            raise StoredModelError(f"{key!r} has the time zone {tz[:50]!r}; expected an offset or a zone name")
+        return pa.timestamp(unit, tz)
     return pa.time32(unit) if name == "time32" else pa.time64(unit)
 
 
