@@ -265,6 +265,7 @@ def test_a_foreign_or_damaged_payload_gets_a_clear_error(payload: bytes, reason:
      r"the weights have shapes \(1, 3\) and \(1,\); the model needs \(1, 2\)"),
     (lambda m: m["encoder"]["features"][0].update(kind="lambda"), "unknown feature kind 'lambda'"),
     (lambda m: m["encoder"]["features"][0].update(mean="1e308"), "the field 'mean' should be a number"),
+    (lambda m: m["encoder"]["features"][0].update(mean=10**400), "its payload is malformed \\(OverflowError"),
     (lambda m: m.pop("encoder"), "the field 'encoder' is missing"),
     (lambda m: m.update(label=None), "a linear_reg model with label None"),
     (lambda m: m.update(training_info=[{"loss": "high"}, {"loss": 0.5}]), "the field 'training_info' does not make a table"),

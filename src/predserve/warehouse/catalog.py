@@ -85,7 +85,7 @@ def load(con: duckdb.DuckDBPyConnection, name: str) -> TrainedModel:
         return TrainedModel.from_data(name, storage.load(bytes(payload)))
     except storage.StoredModelError as exc:
         reason = str(exc)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
         reason = f"its payload is malformed ({type(exc).__name__}: {str(exc)[:200]})"
     raise ModelError(
         f"model {name} cannot be loaded: {reason}. Re-create it with CREATE OR REPLACE MODEL {name} "

@@ -176,7 +176,7 @@ def array_field(data: Any, key: str, ndim: int) -> np.ndarray:
         raise StoredModelError(f"array {key!r} has shape {shape!r}; expected {ndim} non-negative sizes")
     text = str_field(stored, "base64")
     nbytes = math.prod(shape) * ARRAY_DTYPES[dtype_name].itemsize
-    if len(text) != 4 * math.ceil(nbytes / 3):
+    if len(text) != 4 * ((nbytes + 2) // 3):  # base64 length, before decoding
         raise StoredModelError(f"array {key!r} claims shape {shape} but holds {len(text)} characters of data")
     try:
         raw = base64.b64decode(text, validate=True)

@@ -10,6 +10,7 @@ output per tree), sizes that agree with each other, and trees that are trees (ea
 children come after it, inside the tree, each node but the root has exactly one parent).
 XGBoost then reads the checked document as we re-serialise it, so it sees exactly what was
 checked.
+
 The same check runs when a model is saved, so a change in XGBoost's format shows at
 CREATE MODEL (and in the tests), not on a user's warehouse.
 """
@@ -34,6 +35,11 @@ TREE_FLOAT_ARRAYS = ("base_weights", "loss_changes", "split_conditions", "sum_he
 TREE_EMPTY_LISTS = ("categories", "categories_nodes", "categories_segments", "categories_sizes")
 
 
+def objective_for(num_classes: int) -> str:
+    """XGBoost's objective for a model of ``num_classes`` classes (0: regression)."""
+    return OBJECTIVES["regression" if not num_classes else "binary" if num_classes == 2 else "multiclass"]
+
+
 @dataclass
 class BoostedTrees:
     """A boosted_tree_classifier or _regressor: XGBoost's Booster (for predictions, and for
@@ -48,7 +54,7 @@ class BoostedTrees:
 
     @property
     def objective(self) -> str:
-        return OBJECTIVES["regression" if not self.num_classes else "binary" if self.num_classes == 2 else "multiclass"]
+        return objective_for(self.num_classes)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The regression value, or the positive class's probability (binary), as float32 (as
@@ -70,11 +76,9 @@ class BoostedTrees:
     def from_data(cls, data: dict[str, Any], num_classes: int, num_features: int) -> "BoostedTrees":
         if int_field(data, "num_classes", 0, 2**31) != num_classes:
             raise StoredModelError(f"the trees were stored for {data['num_classes']} classes, the model has {num_classes}")
-        trees = cls(None, num_classes)
         # orjson writes a non-finite number as null, which the check then refuses
         document = orjson.dumps(dict_field(data, "xgboost_model"))
-        trees.booster = _load_booster(document, trees.objective, num_classes, num_features)
-        return trees
+        return cls(_load_booster(document, objective_for(num_classes), num_classes, num_features), num_classes)
 
 
 @lru_cache(maxsize=32)
@@ -104,7 +108,7 @@ def _keys(obj: Any, keys: set[str], where: str) -> dict[str, Any]:
 
 def _count(text: Any, where: str, low: int, high: int) -> int:
     """XGBoost writes its counts as decimal strings."""
-    if not isinstance(text, str) or not text.isdigit() or not low <= int(text) <= high:
+    if not (isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 12) or not low <= int(text) <= high:
         raise StoredModelError(f"XGBoost model: {where} is {text!r}; expected an integer in [{low}, {high}]")
     return int(text)
 
