@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import kmeans_plusplus
 
 from predserve.errors import ModelError
 from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, str_field
@@ -91,6 +90,8 @@ def _initial_centroids(options: dict[str, Any], x: np.ndarray, init_rows: np.nda
     if k > len(x):
         raise ModelError(f"num_clusters={k} is more than the {len(x)} training rows")
     if method == "KMEANS++":
+        from sklearn.cluster import kmeans_plusplus  # imported when used: loading a model should not import it
+
         return kmeans_plusplus(x, k, random_state=SEED)[0]
     return x[np.random.default_rng(SEED).choice(len(x), size=k, replace=False)].copy()
 
