@@ -5,6 +5,7 @@ the preprocessing linear models get (TIMESTAMP parts, DUMMY_ENCODING, numeric ar
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,8 @@ from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 
 from predserve import Warehouse
 from predserve.errors import ModelError
+from predserve.warehouse.estimators import fit_regressor
+from predserve.warehouse.options import resolve_options
 from tests.test_warehouse import design_matrix
 
 
@@ -477,8 +480,15 @@ def test_instance_weight_col_weighs_rows_and_is_not_a_feature(wh: Warehouse) -> 
 def test_dart_options_reach_xgboost(wh: Warehouse) -> None:
     wh.sql("CREATE MODEL dart OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], booster_type='DART', "
            "dropout=0.3, dart_normalize_type='FOREST', max_iterations=3) AS SELECT x1, y FROM people")
-    params = wh.model("dart").estimator.get_params()
-    assert (params["booster"], params["rate_drop"], params["normalize_type"]) == ("dart", 0.3, "forest")
+    booster = wh.model("dart").estimator.get_booster()  # the stored model is a DART booster...
+    assert json.loads(booster.save_config())["learner"]["gradient_booster"]["name"] == "dart"
+    # ...trained with the options (training parameters are not part of XGBoost's saved model: fit one here)
+    options = resolve_options({"model_type": "boosted_tree_regressor", "booster_type": "DART", "dropout": 0.3,
+                               "dart_normalize_type": "FOREST", "max_iterations": 3})
+    data = wh.sql("SELECT x1, y FROM people")
+    trees, _ = fit_regressor("boosted_tree_regressor", options, data.column("x1").to_numpy()[:, None], data.column("y").to_numpy())
+    dart = json.loads(trees.get_booster().save_config())["learner"]["gradient_booster"]["dart_train_param"]
+    assert (float(dart["rate_drop"]), dart["normalize_type"]) == (pytest.approx(0.3), "forest")
     with pytest.raises(ModelError, match="dropout only applies with booster_type='DART'"):
         wh.sql("CREATE MODEL bad OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], dropout=0.3) AS SELECT x1, y FROM people")
 

@@ -1,19 +1,20 @@
 """Models live inside the warehouse file, in the ``_predserve.models`` table.
 
-One row per model name holds the pickled ``TrainedModel`` and a few readable columns, so
-``SELECT * FROM _predserve.models`` lists them. CREATE OR REPLACE swaps the row inside one
-transaction: readers see the old model or the new one.
+One row per model name holds the model as data (``payload``: storage.py's versioned format,
+never a pickle, so opening a downloaded warehouse file cannot run code) and a few readable
+columns, so ``SELECT name, model_type, options FROM _predserve.models`` lists them.
+CREATE OR REPLACE swaps the row inside one transaction: readers see the old model or the new one.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 from datetime import datetime, timezone
 
 import duckdb
 
 from predserve.errors import ModelError
+from predserve.warehouse import storage
 from predserve.warehouse.models import TrainedModel
 
 SCHEMA = "_predserve"
@@ -36,9 +37,12 @@ def ensure_catalog(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def save(con: duckdb.DuckDBPyConnection, model: TrainedModel, replace: bool) -> None:
-    options = json.dumps(model.options, default=str)
+    try:
+        payload = storage.dump(model.to_data())
+        options = json.dumps(model.options)
+    except (storage.StoredModelError, TypeError, ValueError) as exc:
+        raise ModelError(f"CREATE MODEL {model.name}: the trained model cannot be stored: {exc}") from None
     created = datetime.fromtimestamp(model.created_at, tz=timezone.utc)
-    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     con.execute("BEGIN TRANSACTION")
     try:
         if replace:
@@ -63,14 +67,30 @@ def exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def load(con: duckdb.DuckDBPyConnection, name: str) -> TrainedModel:
-    rows = con.execute(f"SELECT payload FROM {TABLE} WHERE name = ?", [name]).fetchall()
+    """The stored model ``name``. A row this predserve cannot read (an older predserve's
+    pickle, another format, damage, a payload over the size limit) is never executed: it is
+    a ModelError that says how to re-create the model."""
+    try:  # the payload leaves DuckDB only when its size is within the limit
+        rows = con.execute(f"SELECT octet_length(payload), CASE WHEN octet_length(payload) <= ? THEN payload END "
+                           f"FROM {TABLE} WHERE name = ?", [storage.MAX_PAYLOAD_BYTES, name]).fetchall()
+    except duckdb.Error as exc:
+        raise ModelError(f"cannot read model {name}: the table {TABLE} is not one predserve wrote ({exc})") from None
     if not rows:
         known = [r[0] for r in con.execute(f"SELECT name FROM {TABLE} ORDER BY name").fetchall()]
         hint = f" Known models: {', '.join(known)}." if known else " No models exist yet; create one with CREATE MODEL."
         raise ModelError(f"model {name} does not exist.{hint}")
-    model = pickle.loads(rows[0][0])
-    assert isinstance(model, TrainedModel)
-    return model
+    size, payload = rows[0]
+    try:
+        storage.check_size(size)
+        return TrainedModel.from_data(name, storage.load(bytes(payload)))
+    except storage.StoredModelError as exc:
+        reason = str(exc)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
+        reason = f"its payload is malformed ({type(exc).__name__}: {str(exc)[:200]})"
+    raise ModelError(
+        f"model {name} cannot be loaded: {reason}. Re-create it with CREATE OR REPLACE MODEL {name} "
+        f"OPTIONS(...) AS <training query> (or remove it with DROP MODEL {name})"
+    )
 
 
 def drop(con: duckdb.DuckDBPyConnection, name: str, if_exists: bool) -> None:

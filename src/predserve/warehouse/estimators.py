@@ -2,8 +2,9 @@
 
 Returns (fitted estimator, ML.TRAINING_INFO rows). Linear models train by batch gradient
 descent (gradient_descent.py) or, for linear_reg when optimize_strategy picks it, by the
-normal equation (scikit-learn's exact least squares); boosted trees by XGBoost. kmeans is
-in kmeans.py.
+normal equation (scikit-learn's exact least squares); either way the result is a
+``LinearModel`` (its weights). Boosted trees train with XGBoost and give ``BoostedTrees``
+(its Booster, trees.py). kmeans is in kmeans.py. Each result stores itself as plain data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from sklearn.metrics import mean_squared_error
 
 from predserve.errors import ModelError
 from predserve.warehouse import gradient_descent
+from predserve.warehouse.gradient_descent import LinearModel
+from predserve.warehouse.trees import XGBOOST_THREADS, BoostedTrees
 
 Info = list[dict[str, Any]]
 HeldOut = tuple[np.ndarray, np.ndarray] | None  # the evaluation rows (features, targets), for eval_loss
@@ -31,7 +34,8 @@ def _class_weights(options: dict[str, Any], classes: list[Any]) -> dict[int, flo
         return None
     weights = {}
     for entry in given:
-        fields = tuple(entry.values()) if isinstance(entry, dict) else entry
+        # STRUCT('label', weight): a tuple from the statement, a list once stored (warm start)
+        fields = tuple(entry.values()) if isinstance(entry, dict) else tuple(entry) if isinstance(entry, list) else entry
         if not isinstance(fields, tuple) or len(fields) != 2 or not isinstance(fields[1], (int, float)):
             raise ModelError(f"class_weights must be an array of STRUCT('label', weight), got {given!r}")
         label, weight = fields
@@ -94,8 +98,11 @@ def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np
     l2, intercept = options["l2_reg"], options["fit_intercept"]
     est: Any = Ridge(alpha=l2, fit_intercept=intercept) if l2 > 0 else LinearRegression(fit_intercept=intercept)
     est.fit(x, y)
-    eval_loss = float(mean_squared_error(held_out[1], est.predict(held_out[0]))) if held_out else None
-    return est, [{"iteration": 0, "loss": float(mean_squared_error(y, est.predict(x))), "eval_loss": eval_loss, "learning_rate": None}]
+    weights = LinearModel("linear", np.asarray(est.coef_, dtype=np.float64).reshape(1, -1),
+                          np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64)))
+    eval_loss = float(mean_squared_error(held_out[1], weights.predict(held_out[0]))) if held_out else None
+    return weights, [{"iteration": 0, "loss": float(mean_squared_error(y, weights.predict(x))), "eval_loss": eval_loss,
+                      "learning_rate": None}]
 
 
 def _relative_progress_stop(min_rel_progress: float, watched: str) -> Any:
@@ -133,7 +140,7 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
            if options["booster_type"] == "DART" else {}),
         tree_method="hist" if options["tree_method"] == "AUTO" else options["tree_method"].lower(),
         random_state=0,
-        n_jobs=2,
+        n_jobs=XGBOOST_THREADS,
     )
     if options["early_stop"]:
         # Watch the evaluation rows when there are some (eval_set's last entry), else the training rows.
@@ -143,10 +150,9 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
     est: Any = xgb.XGBClassifier(**params) if classifier else xgb.XGBRegressor(**params)
     eval_set = [(x, y)] + ([held_out] if held_out else [])
     est.fit(x, y, sample_weight=sample_weight, eval_set=eval_set, verbose=False)
-    est.set_params(callbacks=None)  # the callback is a local class: it would not pickle with the model
     results = est.evals_result()
     history = next(iter(results.get("validation_0", {}).values()), [])
     eval_history = next(iter(results.get("validation_1", {}).values()), [None] * len(history))
     info = [{"iteration": i, "loss": float(v), "eval_loss": None if e is None else float(e), "learning_rate": options["learn_rate"]}
             for i, (v, e) in enumerate(zip(history, eval_history))]
-    return est, info
+    return BoostedTrees(est.get_booster(), num_classes if classifier else 0), info

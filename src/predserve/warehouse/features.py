@@ -13,20 +13,23 @@
 - Non-numeric ARRAY: multi-hot encoded. Numeric ARRAY: no transformation, one feature per
   element position (every array must have the training length).
 
-The encoder is fitted once on the training rows, pickled with the model, and applied to
-every Arrow batch at prediction time.
+The encoder is fitted once on the training rows, stored with the model as plain data (each
+feature's ``to_data``/``from_data``; see storage.py), and applied to every Arrow batch at
+prediction time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from predserve.errors import ModelError
+from predserve.warehouse.storage import (StoredModelError, array_field, array_to_data, bool_field, dict_field, float_field,
+                                         list_field, optional_int_field, str_field, values_field, values_to_data)
 
 
 MAX_MATRIX_BYTES = 4 * 2**30  # the float64 training matrix
@@ -68,10 +71,18 @@ def _timestamp_divisor(t: pa.TimestampType) -> float:
 
 @dataclass
 class NumericFeature:
+    KIND: ClassVar[str] = "numeric"
     name: str
     mean: float
     stddev: float
     standardize: bool
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "name": self.name, "mean": self.mean, "stddev": self.stddev, "standardize": self.standardize}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "NumericFeature":
+        return cls(str_field(data, "name"), float_field(data, "mean"), float_field(data, "stddev"), bool_field(data, "standardize"))
 
     @property
     def output_names(self) -> list[str]:
@@ -93,11 +104,22 @@ def _category_names(categories: list) -> list[str]:
 
 @dataclass
 class CategoricalFeature:
+    KIND: ClassVar[str] = "categorical"
     name: str
     categories: list  # distinct training values, sorted; None (NULL) last when present
     one_hot: bool
     value_type: pa.DataType = field(default_factory=pa.string)
     dropped: int | None = None  # DUMMY_ENCODING: the index of the category encoded as all zeros
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "name": self.name, "categories": values_to_data(self.categories, self.value_type),
+                "one_hot": self.one_hot, "dropped": self.dropped}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "CategoricalFeature":
+        categories, value_type = values_field(data, "categories")
+        dropped = optional_int_field(data, "dropped", 0, len(categories) - 1)
+        return cls(str_field(data, "name"), categories, bool_field(data, "one_hot"), value_type, dropped)
 
     @property
     def category_names(self) -> list[str]:
@@ -137,10 +159,23 @@ class TargetEncodedFeature:
     classification); NULL is a category when seen in training; unseen values get the
     overall training mean."""
 
+    KIND: ClassVar[str] = "target"
     name: str
     categories: CategoricalFeature  # the vocabulary, for the category index of each row
     means: list[float]
     default: float
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "name": self.name, "categories": self.categories.to_data(),
+                "means": array_to_data(np.asarray(self.means, dtype=np.float64)), "default": self.default}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "TargetEncodedFeature":
+        vocabulary = CategoricalFeature.from_data(dict_field(data, "categories"))
+        means = array_field(data, "means", 1).tolist()
+        if len(means) != len(vocabulary.categories):
+            raise StoredModelError(f"feature {vocabulary.name!r} has {len(means)} target means for {len(vocabulary.categories)} categories")
+        return cls(str_field(data, "name"), vocabulary, means, float_field(data, "default"))
 
     @property
     def output_names(self) -> list[str]:
@@ -163,9 +198,18 @@ class TargetEncodedFeature:
 class MultiHotFeature:
     """A non-numeric ARRAY column: one feature per distinct element seen in training."""
 
+    KIND: ClassVar[str] = "multi_hot"
     name: str
     categories: list  # distinct elements, sorted; None (a NULL array) last when present
     value_type: pa.DataType = field(default_factory=pa.string)
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "name": self.name, "categories": values_to_data(self.categories, self.value_type)}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "MultiHotFeature":
+        categories, value_type = values_field(data, "categories")
+        return cls(str_field(data, "name"), categories, value_type)
 
     @property
     def category_names(self) -> list[str]:
@@ -198,8 +242,19 @@ class NumericArrayFeature:
     seen in training. A NULL array becomes the training mean of each position.
     """
 
+    KIND: ClassVar[str] = "numeric_array"
     name: str
     means: list[float]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "name": self.name, "means": array_to_data(np.asarray(self.means, dtype=np.float64))}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "NumericArrayFeature":
+        means = array_field(data, "means", 1).tolist()
+        if not means:
+            raise StoredModelError("a numeric ARRAY feature has no element means")
+        return cls(str_field(data, "name"), means)
 
     @property
     def category_names(self) -> list[str]:
@@ -269,9 +324,20 @@ def _utc(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 class TimestampFeature:
     """A TIMESTAMP column for linear models: Unix seconds plus one-hot calendar parts."""
 
+    KIND: ClassVar[str] = "timestamp"
     name: str
     unix: NumericFeature
     parts: list[CategoricalFeature]  # named _TS_DOM_<name>, ... in TIMESTAMP_PARTS order
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.KIND, "name": self.name, "unix": self.unix.to_data(), "parts": [p.to_data() for p in self.parts]}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "TimestampFeature":
+        parts = [CategoricalFeature.from_data(p) for p in list_field(data, "parts")]
+        if len(parts) != len(TIMESTAMP_PARTS):
+            raise StoredModelError(f"a TIMESTAMP feature has {len(parts)} calendar parts; expected {len(TIMESTAMP_PARTS)}")
+        return cls(str_field(data, "name"), NumericFeature.from_data(dict_field(data, "unix")), parts)
 
     @property
     def output_names(self) -> list[str]:
@@ -294,6 +360,8 @@ class TimestampFeature:
 
 
 Feature = NumericFeature | CategoricalFeature | TargetEncodedFeature | MultiHotFeature | NumericArrayFeature | TimestampFeature
+FEATURE_KINDS: dict[str, type] = {kind.KIND: kind for kind in (NumericFeature, CategoricalFeature, TargetEncodedFeature,
+                                                                MultiHotFeature, NumericArrayFeature, TimestampFeature)}
 
 
 def _fit_numeric(name: str, col: pa.Array | pa.ChunkedArray, standardize: bool) -> NumericFeature:
@@ -328,6 +396,19 @@ class FeatureEncoder:
     """Turns Arrow batches of the feature columns into the model's float matrix."""
 
     features: list[Feature]
+
+    def to_data(self) -> dict[str, Any]:
+        return {"features": [f.to_data() for f in self.features]}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "FeatureEncoder":
+        features = []
+        for stored in list_field(data, "features"):
+            kind = str_field(stored, "kind")
+            if kind not in FEATURE_KINDS:
+                raise StoredModelError(f"unknown feature kind {kind!r}; expected one of {sorted(FEATURE_KINDS)}")
+            features.append(FEATURE_KINDS[kind].from_data(stored))
+        return cls(features)
 
     @property
     def input_names(self) -> list[str]:

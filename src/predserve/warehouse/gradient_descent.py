@@ -18,8 +18,9 @@ BigQuery ML documents the knobs, not the code, so this follows the documented be
   proximal (soft-threshold) step. With l1_reg=0 this is the objective Ridge(alpha=l2_reg)
   minimizes, so a converged run matches the normal equation.
 
-The fitted ``GradientDescentGLM`` has scikit-learn's ``coef_``/``intercept_``/``predict``/
-``predict_proba``, so prediction, evaluation and ML.WEIGHTS treat both solvers alike.
+The fitted ``LinearModel`` has scikit-learn's ``coef_``/``intercept_``/``predict``/
+``predict_proba``; the normal equation's result is turned into one too (estimators.py), so
+prediction, evaluation, ML.WEIGHTS and storage treat both solvers alike.
 """
 
 from __future__ import annotations
@@ -32,16 +33,34 @@ import numpy as np
 from scipy.special import expit, log_softmax, softmax
 
 from predserve.errors import ModelError
+from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, int_field, str_field
 
 
 @dataclass
-class GradientDescentGLM:
-    """Weights in the encoded feature space: one row of ``coef_`` per class (one for binary)."""
+class LinearModel:
+    """A linear_reg or logistic_reg model: weights in the encoded feature space, one row of
+    ``coef_`` per class (one row for regression and binary classification)."""
 
     kind: str  # "linear" or "logistic"
-    coef_: np.ndarray
-    intercept_: np.ndarray
+    coef_: np.ndarray  # (outputs, encoded features)
+    intercept_: np.ndarray  # (outputs,)
     n_classes: int = 0
+
+    def to_data(self) -> dict[str, Any]:
+        return {"kind": self.kind, "coef": array_to_data(self.coef_), "intercept": array_to_data(self.intercept_),
+                "n_classes": self.n_classes}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], kind: str, num_features: int, num_classes: int) -> "LinearModel":
+        if str_field(data, "kind") != kind or int_field(data, "n_classes", 0, 2**31) != num_classes:
+            raise StoredModelError(f"the weights are for a {data['kind']!r} model of {data['n_classes']} classes; "
+                                   f"the model is {kind} with {num_classes}")
+        coef, intercept = array_field(data, "coef", 2), array_field(data, "intercept", 1)
+        outputs = num_classes if num_classes > 2 else 1
+        if coef.shape != (outputs, num_features) or intercept.shape != (outputs,):
+            raise StoredModelError(f"the weights have shapes {coef.shape} and {intercept.shape}; "
+                                   f"the model needs ({outputs}, {num_features}) and ({outputs},)")
+        return cls(kind, coef.astype(np.float64), intercept.astype(np.float64), num_classes)
 
     def decision(self, x: np.ndarray) -> np.ndarray:
         return x @ self.coef_.T + self.intercept_
@@ -131,7 +150,7 @@ def _take_step(problem: _Problem, x: np.ndarray, z: np.ndarray, w: np.ndarray, b
 def fit(kind: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, n_classes: int = 0,
         sample_weight: np.ndarray | None = None,
         held_out: tuple[np.ndarray, np.ndarray] | None = None,
-        initial: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[GradientDescentGLM, list[dict[str, Any]]]:
+        initial: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[LinearModel, list[dict[str, Any]]]:
     """Run batch gradient descent from zero weights, or from ``initial`` (coef, intercept) for a
     warm start; return the model and one ML.TRAINING_INFO row per iteration."""
     n, d = x.shape
@@ -144,7 +163,7 @@ def fit(kind: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, n_clas
     eval_problem = _Problem(kind, targets(held_out[1]), n_classes, None) if held_out is not None else None
     l1, l2 = options["l1_reg"] / n, options["l2_reg"] / n
     line_search = options["learn_rate_strategy"] == "LINE_SEARCH"
-    model = GradientDescentGLM(kind, np.zeros((k, d)), np.zeros(k), n_classes)
+    model = LinearModel(kind, np.zeros((k, d)), np.zeros(k), n_classes)
     if initial is not None:
         model.coef_, model.intercept_ = np.array(initial[0], dtype=np.float64).reshape(k, d), np.array(initial[1], dtype=np.float64).reshape(k)
     z = model.decision(x)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import kmeans_plusplus
 
 from predserve.errors import ModelError
+from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, str_field
 
 SEED = 0
 
@@ -35,10 +35,27 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / norms
 
 
+DISTANCE_TYPES = ("EUCLIDEAN", "COSINE")
+
+
 @dataclass
 class KMeansModel:
+    """The centroids, one row per cluster, in the encoded feature space."""
+
     cluster_centers_: np.ndarray
     distance_type: str = "EUCLIDEAN"
+
+    def to_data(self) -> dict[str, Any]:
+        return {"centroids": array_to_data(self.cluster_centers_), "distance_type": self.distance_type}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], num_features: int) -> "KMeansModel":
+        centroids = array_field(data, "centroids", 2).astype(np.float64)
+        distance_type = str_field(data, "distance_type")
+        if distance_type not in DISTANCE_TYPES or centroids.shape[1] != num_features or len(centroids) < 1:
+            raise StoredModelError(f"the {distance_type!r} centroids have shape {centroids.shape}; "
+                                   f"the model needs a known distance type and {num_features} features")
+        return cls(centroids, distance_type)
 
     @property
     def n_clusters(self) -> int:
@@ -73,6 +90,8 @@ def _initial_centroids(options: dict[str, Any], x: np.ndarray, init_rows: np.nda
     if k > len(x):
         raise ModelError(f"num_clusters={k} is more than the {len(x)} training rows")
     if method == "KMEANS++":
+        from sklearn.cluster import kmeans_plusplus  # imported when used: loading a model should not import it
+
         return kmeans_plusplus(x, k, random_state=SEED)[0]
     return x[np.random.default_rng(SEED).choice(len(x), size=k, replace=False)].copy()
 

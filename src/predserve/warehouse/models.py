@@ -1,6 +1,11 @@
 """Trained models: fitting (scikit-learn / XGBoost underneath), batch prediction, metrics.
 
-A ``TrainedModel`` is what CREATE MODEL produces and the catalog pickles into the warehouse.
+A ``TrainedModel`` is what CREATE MODEL produces: the options, the fitted preprocessing
+(``transform``: the TRANSFORM clause; ``encoder``: the automatic encoding), the fitted
+``estimator`` (``LinearModel`` weights, ``BoostedTrees`` around an XGBoost Booster, or
+``KMeansModel`` centroids) and what ML.TRAINING_INFO, ML.FEATURE_INFO and ML.EVALUATE report.
+Each part turns itself into plain data and back (``to_data``/``from_data``); the catalog
+stores that data in the warehouse (storage.py describes the format).
 ``predict_batch`` works on one Arrow record batch at a time, so ML.PREDICT streams.
 """
 
@@ -18,12 +23,19 @@ import sqlglot.expressions as exp
 from predserve.errors import ModelError
 from predserve.warehouse import metrics
 from predserve.warehouse.features import CategoricalFeature, FeatureEncoder, NumericFeature, expand_structs, is_numeric
+from predserve.warehouse.gradient_descent import LinearModel
+from predserve.warehouse.kmeans import KMeansModel
 from predserve.warehouse.split import split_rows
+from predserve.warehouse.storage import (StoredModelError, dict_field, float_field, int_field, optional_str_field,
+                                         record_field, records_field, str_field, values_field, values_to_data)
 from predserve.warehouse.transform import Transform
+from predserve.warehouse.trees import BoostedTrees
 
 MAX_CLASSES = 50
 CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier")
 REGRESSORS = ("linear_reg", "boosted_tree_regressor")
+MODEL_TYPES = (*REGRESSORS, *CLASSIFIERS, "kmeans")
+Estimator = LinearModel | BoostedTrees | KMeansModel
 
 
 @dataclass
@@ -33,7 +45,7 @@ class TrainedModel:
     options: dict[str, Any]
     label: str | None
     encoder: FeatureEncoder
-    estimator: Any
+    estimator: Estimator | None  # None only while train() builds the model
     created_at: float
     classes: list[Any] = field(default_factory=list)
     label_type: pa.DataType | None = None
@@ -42,6 +54,46 @@ class TrainedModel:
     evaluation: dict[str, Any] = field(default_factory=dict)
     training_rows: int = 0
     transform: Transform | None = None  # the fitted TRANSFORM clause, if the model has one
+
+    # ---- storage -----------------------------------------------------------------------
+    def to_data(self) -> dict[str, Any]:
+        """Everything the model holds, as plain data (storage.py's encodings for arrays, typed
+        values and the XGBoost model)."""
+        assert self.estimator is not None
+        return {
+            "name": self.name, "model_type": self.model_type, "options": self.options, "label": self.label,
+            "created_at": self.created_at, "training_rows": self.training_rows,
+            "classes": values_to_data(self.classes, self.label_type) if self.model_type in CLASSIFIERS else None,
+            "encoder": self.encoder.to_data(), "estimator": self.estimator.to_data(),
+            "transform": self.transform.to_data() if self.transform is not None else None,
+            "training_info": self.training_info, "feature_info": self.feature_info, "evaluation": self.evaluation,
+        }
+
+    @classmethod
+    def from_data(cls, name: str, data: dict[str, Any]) -> "TrainedModel":
+        """The model ``to_data`` described; StoredModelError for anything else."""
+        model_type = str_field(data, "model_type")
+        if model_type not in MODEL_TYPES:
+            raise StoredModelError(f"unknown model_type {model_type!r}")
+        classes: list[Any] = []
+        label_type = None
+        if model_type in CLASSIFIERS:
+            classes, label_type = values_field(data, "classes")
+            if not 2 <= len(classes) <= MAX_CLASSES:
+                raise StoredModelError(f"a classifier with {len(classes)} classes")
+        label = optional_str_field(data, "label")
+        if (label is None) != (model_type == "kmeans"):
+            raise StoredModelError(f"a {model_type} model with label {label!r}")
+        encoder = FeatureEncoder.from_data(dict_field(data, "encoder"))
+        transform = dict_field(data, "transform") if data.get("transform") is not None else None
+        return cls(
+            name=name, model_type=model_type, options=dict_field(data, "options"), label=label, encoder=encoder,
+            estimator=_estimator_from_data(model_type, dict_field(data, "estimator"), encoder, len(classes)),
+            created_at=float_field(data, "created_at"), classes=classes, label_type=label_type,
+            training_info=records_field(data, "training_info"), feature_info=records_field(data, "feature_info"),
+            evaluation=record_field(data, "evaluation"), training_rows=int_field(data, "training_rows"),
+            transform=Transform.from_data(transform) if transform is not None else None,
+        )
 
     def _features(self, data: pa.RecordBatch | pa.Table, with_label: bool = False) -> pa.RecordBatch | pa.Table:
         """The model's input columns: the TRANSFORM output when there is one, else ``data``;
@@ -133,6 +185,15 @@ class TrainedModel:
 
     def evaluation_table(self) -> pa.Table:
         return pa.Table.from_pylist([self.evaluation])
+
+
+def _estimator_from_data(model_type: str, data: dict[str, Any], encoder: FeatureEncoder, num_classes: int) -> Estimator:
+    width = len(encoder.output_names)
+    if model_type == "kmeans":
+        return KMeansModel.from_data(data, width)
+    if model_type.startswith("boosted_tree"):
+        return BoostedTrees.from_data(data, num_classes, width)
+    return LinearModel.from_data(data, "linear" if model_type == "linear_reg" else "logistic", width, num_classes)
 
 
 def _label_indices(y: pa.ChunkedArray | pa.Array, classes: list[Any], label_type: pa.DataType | None) -> np.ndarray:

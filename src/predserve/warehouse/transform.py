@@ -5,8 +5,16 @@ Each TRANSFORM expression is a SQL expression over the training query's columns,
 calling BigQuery ML's preprocessing functions. Fitting computes each function's statistics
 on the training rows (one DuckDB aggregate per function) and replaces the call with plain
 SQL holding those numbers as constants, e.g. ``ML.STANDARD_SCALER(x) OVER()`` becomes
-``((x) - 41.5) / COALESCE(NULLIF(12.3, 0), 1)``. The fitted expressions are stored with the model; applying them is
-one DuckDB query over each Arrow batch.
+``((x) - 41.5) / COALESCE(NULLIF(12.3, 0), 1)``. The fitted expressions are stored with the
+model as BigQuery SQL text; applying them is one DuckDB query over each Arrow batch.
+
+A stored model is untrusted input (storage.py), and its TRANSFORM is SQL that will run: so
+every fitted expression, at CREATE MODEL and again whenever a stored model is loaded, is
+re-parsed and checked by ``compile_expression``: a scalar expression over the input row only
+(columns, literals, operators, CASE, CAST and the scalar functions sqlglot knows), never a
+query, a table or table function, an aggregate or window, a parameter, or a function sqlglot
+cannot identify. It then runs on a DuckDB connection with external access disabled, so even
+a function that reads files could not.
 
 Supported: the functions of preprocessing.py (scalers, imputer, bucketizers, and
 ML.POLYNOMIAL_EXPAND / ML.FEATURE_CROSS, whose STRUCT output the model expands into
@@ -17,34 +25,96 @@ ML.LABEL_ENCODER here, and any scalar SQL expression.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import sqlglot
 import sqlglot.expressions as exp
+from sqlglot.errors import ParseError, TokenError
 
 from predserve.errors import ModelError
 from predserve.warehouse.preprocessing import FUNCTIONS, VOCABULARY_FUNCTIONS, int_arg, literal, ml_call, recipe
+from predserve.warehouse.storage import StoredModelError, dict_field, list_field, str_field
+
+# What a TRANSFORM expression may be made of: a scalar expression over the input row.
+ALLOWED_NODES = (exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Binary, exp.Unary, exp.Func,
+                 exp.DataType, exp.DataTypeParam, exp.Bracket, exp.Interval, exp.Var, exp.In, exp.Between, exp.Tuple)
+# Functions among those that sqlglot knows that read files, secrets or the session, or make tables.
+REFUSED_FUNCTIONS = tuple(getattr(exp, name) for name in (
+    "Anonymous", "AggFunc", "UDTF", "ReadCSV", "ReadParquet", "ToFile", "Secret", "GenerateTable", "JSONTable", "XMLTable",
+    "SplitToTable", "StrtokSplitToTable", "NextValueFor", "CurrentCatalog", "CurrentDatabase", "CurrentSchema",
+    "CurrentSchemas", "CurrentSession", "CurrentUser", "CurrentUserId", "CurrentOrganizationUser", "SessionUser", "Host",
+) if hasattr(exp, name))
+# The connection TRANSFORMs run on: no files, no network, no extensions, settings locked.
+SANDBOX = {"enable_external_access": False, "autoload_known_extensions": False, "autoinstall_known_extensions": False,
+           "lock_configuration": True}
+
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@cache
+def _sandbox() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB for every TRANSFORM in the process; each Transform uses its own cursor."""
+    return duckdb.connect(config=SANDBOX)
+
+
+@lru_cache(maxsize=1024)
+def _compile(sql: str) -> str:
+    try:
+        trees = sqlglot.parse(sql, read="bigquery")
+    except (ParseError, TokenError) as exc:
+        raise ModelError(f"cannot read {sql[:200]!r} ({str(exc).splitlines()[0]})") from None
+    if len(trees) != 1 or trees[0] is None:
+        raise ModelError(f"{sql[:200]!r} is not one expression")
+    for node in trees[0].walk():
+        if not isinstance(node, ALLOWED_NODES) or isinstance(node, REFUSED_FUNCTIONS):
+            what = node.sql(dialect="bigquery")
+            raise ModelError(f"{what[:200]!r} is not allowed in a TRANSFORM, which takes scalar expressions over the "
+                             "input row: no queries, tables, aggregates, windows (other than the ML functions' OVER()), "
+                             "parameters or functions predserve does not know")
+    return trees[0].sql(dialect="duckdb")
+
+
+def compile_expression(name: str, sql: str) -> str:
+    """A fitted TRANSFORM column's BigQuery SQL, checked, as DuckDB SQL (cached: ML.PREDICT
+    loads the model on every call)."""
+    try:
+        return _compile(sql)
+    except ModelError as exc:
+        raise ModelError(f"TRANSFORM column {name!r}: {exc}") from None
+
+
 @dataclass
 class Transform:
-    """Fitted TRANSFORM expressions: (output column, DuckDB SQL over the input columns)."""
+    """Fitted TRANSFORM expressions: (output column, BigQuery SQL over the input columns, with
+    the statistics as constants). Constructing one checks every expression."""
 
     columns: list[tuple[str, str]]
     # ML.ONE_HOT_ENCODER(x, 'most_frequent'): output column -> the category dummy encoding drops
     dropped: dict[str, str] = field(default_factory=dict)
-    _con: Any = field(default=None, repr=False, compare=False)
+    _duckdb: list[tuple[str, str]] = field(init=False, repr=False, compare=False)
+    _cursor: Any = field(default=None, init=False, repr=False, compare=False)
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"columns": self.columns, "dropped": self.dropped, "_con": None}
+    def __post_init__(self) -> None:
+        self._duckdb = [(name, compile_expression(name, sql)) for name, sql in self.columns]
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"dropped": {}, **state})
+    def to_data(self) -> dict[str, Any]:
+        return {"columns": [{"name": name, "sql": sql} for name, sql in self.columns], "dropped": self.dropped}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "Transform":
+        columns = [(str_field(c, "name"), str_field(c, "sql")) for c in list_field(data, "columns")]
+        dropped = dict_field(data, "dropped")
+        if not all(isinstance(v, str) for v in dropped.values()):
+            raise StoredModelError("the TRANSFORM's dropped categories should be text")
+        try:
+            return cls(columns, dropped)
+        except ModelError as exc:
+            raise StoredModelError(f"its stored {exc}") from None
 
     @property
     def output_names(self) -> list[str]:
@@ -52,16 +122,16 @@ class Transform:
 
     def apply(self, data: pa.Table | pa.RecordBatch, skip: set[str] | frozenset[str] = frozenset()) -> pa.Table:
         """The TRANSFORM output for ``data`` (skipping e.g. the label, absent at prediction time)."""
-        if self._con is None:
-            self._con = duckdb.connect()
-        select = ", ".join(f"{sql} AS {_quote(name)}" for name, sql in self.columns if name not in skip)
-        self._con.register("transform_input", data)
+        if self._cursor is None:
+            self._cursor = _sandbox().cursor()
+        select = ", ".join(f"{sql} AS {_quote(name)}" for name, sql in self._duckdb if name not in skip)
+        self._cursor.register("transform_input", data)
         try:
-            return self._con.sql(f"SELECT {select} FROM transform_input").to_arrow_table()
+            return self._cursor.sql(f"SELECT {select} FROM transform_input").to_arrow_table()
         except duckdb.Error as exc:
             raise ModelError(f"the model's TRANSFORM cannot be applied to this input: {exc}") from None
         finally:
-            self._con.unregister("transform_input")
+            self._cursor.unregister("transform_input")
 
     @classmethod
     def fit(cls, expressions: list[exp.Expression], training: pa.Table) -> "Transform":
@@ -75,13 +145,13 @@ class Transform:
             elif isinstance(expression, exp.Column):
                 name, body = expression.name, expression
             elif isinstance(expression, exp.Star):
-                columns.extend((c, _quote(c)) for c in training.schema.names)
+                columns.extend((c, exp.column(c, quoted=True).sql(dialect="bigquery")) for c in training.schema.names)
                 continue
             else:
                 raise ModelError(f"TRANSFORM expression {expression.sql('bigquery')!r} needs a name: add AS column_name")
             drops: list[str] = []
             fitted = body.transform(lambda node: _fit_call(node, con, drops))
-            columns.append((name, fitted.sql(dialect="duckdb")))
+            columns.append((name, fitted.sql(dialect="bigquery")))
             if drops:
                 if not isinstance(body, exp.Window):
                     raise ModelError(f"TRANSFORM column {name!r}: ML.ONE_HOT_ENCODER(..., 'most_frequent') must be the whole expression")
