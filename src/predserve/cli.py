@@ -296,7 +296,10 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
 # ---- identity -------------------------------------------------------------------------------
 @main.group()
 def iam() -> None:
-    """Service accounts and roles for the API (keys are shown once)."""
+    """Service accounts and roles for the API (keys are shown once).
+
+    Changes are serialised across processes by a lock file beside the registry
+    (IAM_FILE.lock), and reach running servers within 1 s."""
 
 
 IAM_OPTION = click.option("--iam", "iam_path", help="service-account file (default: $PREDSERVE_IAM or ./predserve-iam.json)")
@@ -368,7 +371,10 @@ def iam_revoke(iam_path: str | None, role: str, name: str) -> None:
 @IAM_OPTION
 @click.argument("name")
 def iam_rotate(iam_path: str | None, name: str) -> None:
-    """Replace NAME's key; the old key stops working at once. Prints the new key once."""
+    """Replace NAME's key; prints the new key once.
+
+    The old key fails at once for servers started afterwards, and within 1 s on running
+    servers (each re-reads the file at most once per second)."""
     from predserve.iam import Registry
 
     click.echo(f"new key for {name} (shown only now): {Registry(iam_path).rotate(name)}")
@@ -378,7 +384,7 @@ def iam_rotate(iam_path: str | None, name: str) -> None:
 @IAM_OPTION
 @click.argument("name")
 def iam_delete(iam_path: str | None, name: str) -> None:
-    """Delete service account NAME; its key stops working at once."""
+    """Delete service account NAME; its key fails within 1 s on running servers."""
     from predserve.iam import Registry
 
     Registry(iam_path).delete(name)
