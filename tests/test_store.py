@@ -75,7 +75,7 @@ def test_rollback_to_previous_and_to_named(store_url: str) -> None:
 def test_gc_keeps_exactly_the_last_k(store_url: str) -> None:
     with open_store(store_url) as store:
         snaps = [publish(store, "m", f"v{i}") for i in range(5)]
-        deleted = store.gc("m", keep=3)
+        deleted = store.gc("m", keep=3, grace=0)
         assert sorted(s for _, s in deleted) == snaps[:2]
         state = store.state("m")
         assert sorted(state.snapshots) == snaps[2:]
@@ -85,6 +85,25 @@ def test_gc_keeps_exactly_the_last_k(store_url: str) -> None:
         assert store.count("m", snaps[2]) == len(IDS)
         with pytest.raises(StoreError, match="at least 1"):
             store.gc("m", keep=0)
+
+
+def test_gc_spares_snapshots_current_within_the_grace_period(store_url: str) -> None:
+    """Whatever ``keep`` says, a snapshot that was current less than ``grace`` seconds ago stays:
+    servers may still read it through their cached pointers. The time it stopped being current
+    is state data, so a GC in another process knows it too."""
+    with open_store(store_url) as store:
+        one, two, three = (publish(store, "m", f"v{i}") for i in range(3))
+        assert store.gc("m", keep=1) == []  # default grace: two and one were current moments ago
+        assert store.rollback("m").id == two
+        state = store.state("m")
+        assert state.snapshots[three].retired_at is not None and state.snapshots[two].retired_at is None
+        with open_store(store_url) as another:  # reads the recorded times back from the store
+            assert another.gc("m", keep=1, grace=30) == []
+        time.sleep(0.3)
+        assert sorted(sid for _, sid in store.gc("m", keep=1, grace=0.2)) == [one, three]
+        assert store.current("m").id == two and store.get("m", two, b"1") == b"v1:1"
+        with pytest.raises(StoreError, match="0 seconds or more"):
+            store.gc("m", grace=-1)
 
 
 def test_readers_never_see_a_mix_during_publishes(store_url: str) -> None:

@@ -28,7 +28,7 @@ def test_deleted_snapshots_free_space_for_reuse(tmp_path: Path) -> None:
         sizes = []
         for round_ in range(8):
             publish(store, "m", f"r{round_}" + "x" * 200, ids)
-            store.gc("m", keep=1)
+            store.gc("m", keep=1, grace=0)
             sizes.append(store.disk_bytes())
         # after the first rounds the file stops growing: freed pages are reused
         assert sizes[-1] == sizes[3], sizes

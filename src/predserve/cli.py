@@ -11,6 +11,7 @@ import click
 import pyarrow as pa
 
 from predserve.errors import PredserveError
+from predserve.store.base import DEFAULT_GRACE
 
 WAREHOUSE_HELP = "warehouse: a DuckDB file path (created if missing)"
 STORE_HELP = "store URL: PATH or lmdb://PATH (embedded), bigtable://PROJECT/INSTANCE/TABLE"
@@ -135,6 +136,7 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
 @click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
+@click.option("--grace", default=DEFAULT_GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
 @click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
 @click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
 @click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")
@@ -145,7 +147,7 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
 @click.pass_context
 def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str | None, table: str | None, store: str,
-           keep: int, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
+           keep: int, grace: float, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
            allow_duplicates: bool, max_row_drop: float, allow_schema_change: bool, as_json: bool) -> None:
     """Export predictions into a new store snapshot with an Apache Beam pipeline, then publish it.
 
@@ -168,7 +170,7 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     try:
         summary = run_export(
             warehouse=warehouse, model=model, key=key, store_url=store, query=query, table=table,
-            beam_args=ctx.args, policy=policy, keep=keep, max_age=max_age, default_prediction=default, progress=progress,
+            beam_args=ctx.args, policy=policy, keep=keep, grace=grace, max_age=max_age, default_prediction=default, progress=progress,
         )
     except GateRefused as refused:
         if as_json:
@@ -255,13 +257,18 @@ def rollback(store: str, model: str, snapshot: int | None) -> None:
 @click.option("--store", required=True, help=STORE_HELP)
 @click.option("--keep", default=3, show_default=True, help="published snapshots to keep per model")
 @click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
+@click.option("--grace", default=DEFAULT_GRACE, show_default=True,
+              help="seconds after it stops being current during which a snapshot is never deleted (servers cache the pointer for 1 s)")
 @click.argument("model", required=False)
-def gc(store: str, keep: int, stale_after: float, model: str | None) -> None:
-    """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones."""
+def gc(store: str, keep: int, stale_after: float, grace: float, model: str | None) -> None:
+    """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones.
+
+    A snapshot that was current within the last GRACE seconds is kept whatever KEEP says, so a
+    server still reading it through its cached pointer never answers 404."""
     from predserve.store import open_store
 
     with open_store(store) as st:
-        deleted = st.gc(model, keep=keep, stale_after=stale_after)
+        deleted = st.gc(model, keep=keep, stale_after=stale_after, grace=grace)
     if not deleted:
         click.echo("nothing to collect")
     for name, sid in deleted:
