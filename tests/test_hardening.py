@@ -8,6 +8,7 @@ all) for a few seconds, against 127.0.0.1 only.
 from __future__ import annotations
 
 import collections
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -71,6 +72,10 @@ class Load:
                         self.samples.setdefault(response.status_code, response.text)
                 next_send += self.interval
                 time.sleep(max(0.0, next_send - time.monotonic()))
+
+    def counts(self) -> collections.Counter[int]:
+        with self._lock:
+            return collections.Counter(self.statuses)
 
     def wait_for(self, requests: int, timeout: float = 30.0) -> None:
         """Block until at least ``requests`` more answers have arrived."""
@@ -138,3 +143,36 @@ def test_rollback_then_gc_under_load_gives_no_404(store_url: str, api_server) ->
     assert load.statuses[404] == 0, load.samples.get(404)
     assert load.snapshots == {first, second}
     assert collected == [], "GC deleted the snapshot replaced within the grace period"
+
+
+# ---- a damaged LMDB file: 503 with the reason, not a dead process ---------------------------------
+def test_truncated_store_under_load_answers_503_and_a_restart_refuses(tmp_path: Path, api_server) -> None:
+    """`truncate -s 8M data.mdb` under a server answering ~300 req/s: the process stays up, answers
+    503 naming the damage, /readyz is not ready; a restart refuses to start with the message.
+    (The issue: the process died of SIGBUS and logged nothing; a restart died on the first read.)"""
+    store = str(tmp_path / "store")
+    ids = [str(i) for i in range(80_000)]
+    publish_scores(store, ids, value="v" * 200)  # ~30 MB: most pages lie past 8 MB
+    data = tmp_path / "store" / "data.mdb"
+    server = api_server(store, None, "--no-auth")
+    with Load(server.url, "scores", ids[::97]) as load:
+        load.wait_for(100)
+        before = load.counts()
+        subprocess.run(["truncate", "-s", "8M", str(data)], check=True)
+        load.wait_for(300)
+        after = load.counts() - before
+    assert server.proc.poll() is None, "the server died"
+    assert load.errors == []
+    assert before[200] >= 100 and set(before) == {200}
+    assert after[503] >= 290 and after[200] <= 4 and set(after) <= {200, 503}, after  # 4 threads: one request each in flight
+    assert "damaged" in load.samples[503] and str(data) in load.samples[503]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        ready = client.get("/readyz")
+    assert ready.status_code == 503 and "damaged" in ready.text
+
+    server.proc.terminate()
+    server.proc.wait(10)
+    with pytest.raises(RuntimeError, match="server exited") as refused:
+        api_server(store, None, "--no-auth")
+    message = str(refused.value)
+    assert "is damaged" in message and str(data) in message and "8,388,608 bytes" in message, message

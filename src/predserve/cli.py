@@ -293,9 +293,11 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
     """Serve predictions over HTTP from STORE (opened read-only)."""
     from predserve.serving.server import run_server
     from predserve.serving.app import ServeConfig
+    from predserve.store import open_store
 
     if no_auth:
         click.secho("warning: --no-auth: anyone who can reach this port can read predictions", fg="yellow", err=True)
+    open_store(store, readonly=True).close()  # a missing or damaged store: one clear error, before uvicorn starts
     config = ServeConfig(store, iam_path=iam_path, auth=not no_auth, stale=stale, max_batch=max_batch, read_timeout=read_timeout)
     run_server(config, host=host, port=port, workers=workers, access_log=access_log)
 
