@@ -12,12 +12,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import orjson
 import pytest
 
 from predserve import Warehouse
+from predserve.errors import PredserveError
 from predserve.pipeline import run_export
 from predserve.store import open_store
 
@@ -176,3 +178,44 @@ def test_truncated_store_under_load_answers_503_and_a_restart_refuses(tmp_path: 
         api_server(store, None, "--no-auth")
     message = str(refused.value)
     assert "is damaged" in message and str(data) in message and "8,388,608 bytes" in message, message
+
+
+# ---- a full disk during an export -------------------------------------------------------------------
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB filesystem (tmpfs), mounted for the test: the disk an export fills."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"this test fills a real disk: it mounts an 8 MiB tmpfs, which needs root (CI runs as root): {done.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_full_disk_during_export_says_no_space_and_keeps_serving(tmp_path: Path, small_filesystem: Path, api_server) -> None:
+    """An export that fills the store's disk fails with "no space left on device" and the path (the
+    issue: "mdb_txn_commit: Input/output error"); the snapshot published before keeps serving."""
+    warehouse = tmp_path / "wh.duckdb"
+    with Warehouse(warehouse) as wh:
+        wh.sql("CREATE TABLE small AS SELECT i AS user_id, 0.5 AS score FROM range(1, 301) t(i)")
+        wh.sql("CREATE TABLE big AS SELECT i AS user_id, repeat('x', 200) AS note FROM range(1, 100001) t(i)")
+    store = str(small_filesystem / "store")
+
+    def export(table: str) -> int:
+        return run_export(warehouse=str(warehouse), model="m", key="user_id", store_url=store, table=table).snapshot
+
+    first = export("small")
+    server = api_server(store, None, "--no-auth")
+    with pytest.raises(PredserveError) as failed:
+        export("big")
+    message = str(failed.value)
+    assert "no space left on device" in message and f"{store}/data.mdb" in message, message
+    assert "Input/output error" not in message
+    with server.client() as client:
+        response = client.get("/v1/models/m/predictions/7")
+    assert response.status_code == 200 and response.json()["snapshot"] == first
+    with open_store(store, readonly=True) as reader:
+        assert reader.current("m").id == first

@@ -24,7 +24,9 @@ import lmdb
 
 from predserve.errors import StoreError
 from predserve.store.base import ModelState, SnapshotWriter, check_columns
-from predserve.store.lmdb_files import DAMAGE, DATA_FILE, Shrinkage, check_whole, damaged, set_creation_modes
+from predserve.store.lmdb_files import (
+    DAMAGE, DATA_FILE, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
+)
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
@@ -191,6 +193,8 @@ class LmdbStore(SnapshotStore):
                 env.set_mapsize(env.info()["map_size"] * 2)
             except lmdb.MapResizedError:
                 env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise write_failed(self.path, exc) from exc
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():

@@ -16,6 +16,8 @@ truncated file kills the process with SIGBUS, which no Python code can catch. So
 
 A failed check, or a page LMDB finds corrupted (``DAMAGE``), raises StoreDamaged naming the
 store and what to do, so the API answers 503 and a restart refuses to start.
+
+**Full disks.** A write that fails for lack of space says so, with the path (``write_failed``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import lmdb
 
-from predserve.errors import StoreDamaged
+from predserve.errors import StoreDamaged, StoreError
 
 DATA_FILE, LOCK_FILE = "data.mdb", "lock.mdb"
 DIR_MODE, DATA_MODE, LOCK_MODE = 0o750, 0o640, 0o660
@@ -36,6 +38,7 @@ DIR_MODE, DATA_MODE, LOCK_MODE = 0o750, 0o640, 0o660
 # BadTxnError belongs here because every predserve transaction is fresh and used once: LMDB
 # only marks one bad after a failure inside it, such as a named database whose record is garbage.
 DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.InvalidError, lmdb.PanicError, lmdb.BadTxnError)
+FULL_DISK_MARGIN = 64 << 20  # bytes: an I/O error with less than this free is a full disk
 REMEDY = ("Restore the store directory from a backup, or re-run `predserve export` into a new store, "
           "then restart the servers.")
 
@@ -61,6 +64,23 @@ def set_creation_modes(path: Path) -> None:
 
 def damaged(path: Path, exc: lmdb.Error) -> StoreDamaged:
     return StoreDamaged(f"the LMDB store {path} is damaged: a page is corrupted or missing (LMDB said: {exc}). {REMEDY}")
+
+
+def write_failed(path: Path, exc: lmdb.Error) -> StoreError:
+    """The error for a failed write transaction, saying when the disk is full.
+
+    LMDB reports a full disk as ENOSPC, or as EIO when the write was short (the filesystem
+    took part of it), so an EIO with less than FULL_DISK_MARGIN free counts as a full disk.
+    """
+    usage = os.statvfs(path)
+    free = usage.f_bavail * usage.f_frsize
+    if isinstance(exc, lmdb.DiskError) or free < FULL_DISK_MARGIN:
+        return StoreError(
+            f"no space left on device: writing {path / DATA_FILE} failed with {free:,} bytes free on its "
+            f"filesystem. Free some space or move the store, then re-run the export; the current snapshot "
+            f"keeps serving."
+        )
+    return StoreError(f"writing {path / DATA_FILE} failed: {exc}; check the disk (the kernel log says more)")
 
 
 def check_whole(path: Path, env: lmdb.Environment) -> None:
