@@ -110,18 +110,15 @@ class Shrinkage:
     """Notices data.mdb getting shorter while open: LMDB never shrinks it, so that is damage.
 
     Holds a descriptor on the file LMDB maps (its size stays that file's even if the path is
-    replaced) and the largest size seen. ``shrunk()`` is one ``lseek`` syscall: cheap enough to
-    run before every read (see docs/benchmarks.md). ``remember()`` raises the mark to the
-    current size; the store calls it on each state read and each write.
+    replaced) and the largest size seen. Testing ``lseek(fd, 0, SEEK_END) < largest`` is one
+    syscall: cheap enough to run before every read (see docs/benchmarks.md). ``check(remember=True)``
+    also raises the mark to the current size; the store does that on each state read and write.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path / DATA_FILE, os.O_RDONLY | os.O_CLOEXEC)
         self.largest = os.lseek(self.fd, 0, os.SEEK_END)
-
-    def shrunk(self) -> bool:
-        return os.lseek(self.fd, 0, os.SEEK_END) < self.largest
 
     def check(self, remember: bool = False) -> None:
         size = os.lseek(self.fd, 0, os.SEEK_END)
