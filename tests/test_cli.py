@@ -76,7 +76,7 @@ def test_snapshots_rollback_and_gc_commands(trained_warehouse: Path, tmp_path: P
     listing = json.loads(cli("snapshots", "--store", store, "--json", "churn"))
     assert listing["current"] == 2 and [s["id"] for s in listing["snapshots"]] == [1, 2]
     assert "churn now serves snapshot 1" in cli("rollback", "--store", store, "churn")
-    assert "deleted churn snapshot 2" in cli("gc", "--store", store, "--keep", "1")
+    assert "deleted churn snapshot 2" in cli("gc", "--store", store, "--keep", "1", "--grace", "0")
     failed = runner.invoke(main, ["rollback", "--store", store, "churn"])
     assert failed.exit_code == 1 and "no earlier snapshot" in failed.output
     refused = runner.invoke(main, [*base[:-1], base[-1] + " WHERE false"])

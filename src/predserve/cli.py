@@ -11,6 +11,7 @@ import click
 import pyarrow as pa
 
 from predserve.errors import PredserveError
+from predserve.store.base import DEFAULT_GRACE
 
 WAREHOUSE_HELP = "warehouse: a DuckDB file path (created if missing)"
 STORE_HELP = "store URL: PATH or lmdb://PATH (embedded), bigtable://PROJECT/INSTANCE/TABLE"
@@ -135,6 +136,7 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
 @click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
+@click.option("--grace", default=DEFAULT_GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
 @click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
 @click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
 @click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")
@@ -145,7 +147,7 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
 @click.pass_context
 def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str | None, table: str | None, store: str,
-           keep: int, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
+           keep: int, grace: float, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
            allow_duplicates: bool, max_row_drop: float, allow_schema_change: bool, as_json: bool) -> None:
     """Export predictions into a new store snapshot with an Apache Beam pipeline, then publish it.
 
@@ -170,7 +172,7 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     try:
         summary = run_export(
             warehouse=warehouse, model=model, key=key, store_url=store, query=query, table=table,
-            beam_args=ctx.args, policy=policy, keep=keep, max_age=max_age, default_prediction=default, progress=progress,
+            beam_args=ctx.args, policy=policy, keep=keep, grace=grace, max_age=max_age, default_prediction=default, progress=progress,
         )
     except GateRefused as refused:
         if as_json:
@@ -275,15 +277,20 @@ def rollback(store: str, model: str, snapshot: int | None) -> None:
 @click.option("--store", required=True, help=STORE_HELP)
 @click.option("--keep", default=3, show_default=True, help="published snapshots to keep per model")
 @click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
+@click.option("--grace", default=DEFAULT_GRACE, show_default=True,
+              help="seconds after it stops being current during which a snapshot is never deleted (servers cache the pointer for 1 s)")
 @click.argument("model", required=False)
-def gc(store: str, keep: int, stale_after: float, model: str | None) -> None:
+def gc(store: str, keep: int, stale_after: float, grace: float, model: str | None) -> None:
     """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones, and the
-    staging directories of exports that were killed."""
+    staging directories of exports that were killed.
+
+    A snapshot that was current within the last GRACE seconds is kept whatever KEEP says, so a
+    server still reading it through its cached pointer never answers 404."""
     from predserve.pipeline.staging import remove_abandoned_staging
     from predserve.store import open_store
 
     with open_store(store) as st:
-        deleted = st.gc(model, keep=keep, stale_after=stale_after)
+        deleted = st.gc(model, keep=keep, stale_after=stale_after, grace=grace)
     staging = remove_abandoned_staging(stale_after=stale_after)
     if not deleted and not staging:
         click.echo("nothing to collect")
@@ -311,9 +318,11 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
     """Serve predictions over HTTP from STORE (opened read-only)."""
     from predserve.serving.server import run_server
     from predserve.serving.app import ServeConfig
+    from predserve.store import open_store
 
     if no_auth:
         click.secho("warning: --no-auth: anyone who can reach this port can read predictions", fg="yellow", err=True)
+    open_store(store, readonly=True).close()  # a missing or damaged store: one clear error, before uvicorn starts
     config = ServeConfig(store, iam_path=iam_path, auth=not no_auth, stale=stale, max_batch=max_batch, read_timeout=read_timeout)
     run_server(config, host=host, port=port, workers=workers, access_log=access_log)
 
@@ -321,7 +330,10 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
 # ---- identity -------------------------------------------------------------------------------
 @main.group()
 def iam() -> None:
-    """Service accounts and roles for the API (keys are shown once)."""
+    """Service accounts and roles for the API (keys are shown once).
+
+    Changes are serialised across processes by a lock file beside the registry
+    (IAM_FILE.lock), and reach running servers within 1 s."""
 
 
 IAM_OPTION = click.option("--iam", "iam_path", help="service-account file (default: $PREDSERVE_IAM or ./predserve-iam.json)")
@@ -393,7 +405,10 @@ def iam_revoke(iam_path: str | None, role: str, name: str) -> None:
 @IAM_OPTION
 @click.argument("name")
 def iam_rotate(iam_path: str | None, name: str) -> None:
-    """Replace NAME's key; the old key stops working at once. Prints the new key once."""
+    """Replace NAME's key; prints the new key once.
+
+    The old key fails at once for servers started afterwards, and within 1 s on running
+    servers (each re-reads the file at most once per second)."""
     from predserve.iam import Registry
 
     click.echo(f"new key for {name} (shown only now): {Registry(iam_path).rotate(name)}")
@@ -403,7 +418,7 @@ def iam_rotate(iam_path: str | None, name: str) -> None:
 @IAM_OPTION
 @click.argument("name")
 def iam_delete(iam_path: str | None, name: str) -> None:
-    """Delete service account NAME; its key stops working at once."""
+    """Delete service account NAME; its key fails within 1 s on running servers."""
     from predserve.iam import Registry
 
     Registry(iam_path).delete(name)

@@ -8,8 +8,12 @@ when it is created or rotated, and never stored or logged in clear.
 Roles: ``reader`` (predictions of every model, or only of named ones) and ``admin`` (model
 listing and detail, service-account management; admins may also read predictions).
 
-The registry is a JSON file (mode 0600) written atomically; the API re-reads it when it
-changes, so grants and revocations apply without a restart.
+The registry is a JSON file (mode 0600) written atomically. Every change is a
+read-modify-write done under an exclusive lock on a file beside it (``iam.json.lock``, from the
+``filelock`` library), so concurrent ``predserve iam`` commands and API calls in any number of
+processes never undo each other's changes. A running API re-reads the file when it changes,
+checked at most once per second (``RELOAD_EVERY``): a grant, revocation, rotation or deletion
+applies to every server process within 1 s of the command returning, without a restart.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from filelock import FileLock, Timeout
+
 from predserve.errors import PredserveError
 
 ROLES = ("reader", "admin")
@@ -35,6 +41,8 @@ ALL_MODELS = "*"
 NAME = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
 KEY = re.compile(r"^psk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 DEFAULT_PATH = "predserve-iam.json"
+RELOAD_EVERY = 1.0  # seconds: the most a running server takes to see a change to the file
+LOCK_TIMEOUT = 30.0  # seconds an edit waits for another process's edit to finish
 
 
 class IamError(PredserveError):
@@ -74,8 +82,19 @@ def _new_key() -> tuple[str, str, str]:
     return f"psk_{key_id}_{secret}", key_id, _hash(secret)
 
 
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    """What tells one version of the file from another without reading it.
+
+    Every save writes a new file and renames it over the old one, so the inode changes; the
+    size and the nanosecond mtime catch an edit made in place (or an inode reused by the
+    filesystem). The mtime alone is not enough: many filesystems keep it in coarse ticks, and a
+    rotation does not change the size.
+    """
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 class Registry:
-    """The service-account file; every change is written atomically."""
+    """The service-account file; every change is written atomically under a cross-process lock."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path or os.environ.get("PREDSERVE_IAM") or DEFAULT_PATH)
@@ -83,30 +102,33 @@ class Registry:
         self._by_key_id: dict[str, ServiceAccount] = {}
         # Keys already verified since the file last changed: the hot path skips the hash.
         self._verified: dict[str, ServiceAccount] = {}
-        self._mtime: float | None = None
+        self._identity: tuple[int, ...] | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
         self.reload()
 
     # ---- persistence -------------------------------------------------------------------
     def reload(self) -> None:
+        """Read the file again if it is not the version already loaded."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             self._set({})
-            self._mtime = None
+            self._identity = None
             return
-        if stat.st_mtime == self._mtime:
+        if _identity(stat) == self._identity:
             return
         try:
-            data = json.loads(self.path.read_text())
+            with self.path.open("rb") as f:
+                identity = _identity(os.fstat(f.fileno()))  # the version actually read
+                data = json.loads(f.read())
             accounts = {a["name"]: ServiceAccount(**a) for a in data.get("service_accounts", [])}
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise IamError(f"the service-account file {self.path} is damaged ({exc}); restore it or delete it and recreate accounts") from None
         self._set(accounts)
-        self._mtime = stat.st_mtime
+        self._identity = identity
 
-    def reload_if_changed(self, every: float = 1.0) -> None:
+    def reload_if_changed(self, every: float = RELOAD_EVERY) -> None:
         now = time.monotonic()
         if now - self._checked >= every:
             self._checked = now
@@ -119,18 +141,50 @@ class Registry:
 
     def _save(self) -> None:
         self._set(self._accounts)  # rebuild the key index, forget verified keys
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         data = {"service_accounts": [asdict(a) for a in self._accounts.values()]}
+        previous_mtime = self._identity[3] if self._identity else 0
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".iam-")
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+                # A strictly later mtime than the version it replaces, even within one tick of
+                # a coarse filesystem clock: readers can never mistake the two versions.
+                mtime = max(time.time_ns(), previous_mtime + 1)
+                os.utime(f.fileno(), ns=(mtime, mtime))
+                identity = _identity(os.fstat(f.fileno()))
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._mtime = self.path.stat().st_mtime
+        self._identity = identity
+
+    @contextmanager
+    def _editing(self) -> Iterator[None]:
+        """One read-modify-write of the file, serialised across threads and processes.
+
+        Under the lock: read the file as it is now, apply the change, write it back. A change
+        that fails half-way is dropped (the next read starts from the file again).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(f"{self.path}.lock", timeout=LOCK_TIMEOUT, mode=0o600)
+        try:
+            with self._lock, lock:
+                self._identity = None  # always start from the file as it is now
+                self.reload()
+                try:
+                    yield
+                except BaseException:
+                    self._identity = None
+                    raise
+                self._save()
+        except Timeout:
+            raise IamError(
+                f"another process has held the lock {lock.lock_file} for {LOCK_TIMEOUT:.0f} s; "
+                "wait for the other `predserve iam` command to finish and retry"
+            ) from None
 
     # ---- queries -----------------------------------------------------------------------
     def accounts(self) -> list[ServiceAccount]:
@@ -161,14 +215,6 @@ class Registry:
         return account
 
     # ---- changes -----------------------------------------------------------------------
-    @contextmanager
-    def _editing(self) -> Iterator[None]:
-        """Hold the lock, start from the file's latest content, and save the change."""
-        with self._lock:
-            self.reload()
-            yield
-            self._save()
-
     def create(self, name: str, role: str, models: list[str] | None = None) -> tuple[ServiceAccount, str]:
         """Create an account with one role; returns it and its key (shown only now)."""
         with self._editing():
@@ -197,7 +243,8 @@ class Registry:
         return account
 
     def rotate(self, name: str) -> str:
-        """A new key for ``name``; the old one stops working at once."""
+        """A new key for ``name``. The old one fails at once for new processes and within
+        ``RELOAD_EVERY`` (1 s) on running servers."""
         with self._editing():
             account = self.get(name)
             key, account.key_id, account.key_hash = _new_key()

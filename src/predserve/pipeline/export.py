@@ -7,6 +7,7 @@
     store.rows_accepted()     the rows written, as the store counted them (no runner metrics)
     gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed?
     store.publish()           one atomic pointer switch; then GC keeps the last K snapshots
+                              (and any that was current within the grace period)
     source.cleanup()          always: the staging directory or temporary BigQuery table goes
 
 Anything that fails before the publish discards the new snapshot; the current one keeps
@@ -32,7 +33,7 @@ from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
 from predserve.pipeline.sources import Source, open_source
 from predserve.store import open_store
-from predserve.store.base import DEFAULT_KEEP
+from predserve.store.base import DEFAULT_GRACE, DEFAULT_KEEP
 
 log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
@@ -72,6 +73,7 @@ def run_export(
     beam_args: Sequence[str] = (),
     policy: GatePolicy | None = None,
     keep: int = DEFAULT_KEEP,
+    grace: float = DEFAULT_GRACE,
     max_age: float | None = None,
     default_prediction: dict[str, Any] | None = None,
     progress: Progress | None = None,
@@ -102,7 +104,7 @@ def run_export(
         metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction}
         store.publish(model, snapshot, metadata)
         summary.published = True
-        summary.collected = [sid for _, sid in store.gc(model, keep=keep)]
+        summary.collected = [sid for _, sid in store.gc(model, keep=keep, grace=grace)]
         summary.seconds = time.time() - started
         return summary
     except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 from typing import Any
@@ -43,6 +44,10 @@ def log_config(access_log: bool) -> dict[str, Any]:
 
 
 def run_server(config: ServeConfig, host: str, port: int, workers: int = 1, access_log: bool = False) -> None:
+    # A fatal signal (a SIGBUS from an LMDB file truncated in the instant between the store's size
+    # check and its read) is logged with the Python traceback, here and in spawned workers.
+    faulthandler.enable()
+    os.environ.setdefault("PYTHONFAULTHANDLER", "1")
     # Workers are separate processes: they rebuild the app from PREDSERVE_* variables and
     # open the store themselves, after they start.
     os.environ.update(config.to_env())

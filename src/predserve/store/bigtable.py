@@ -10,7 +10,9 @@ Every snapshot is one contiguous key range (``model#snapshot#``), so deleting it
 DropRowRange. Inside it a 2-hex-digit hash bucket spreads sequential ids (1, 2, 3, ...) over
 256 sub-ranges, so a bulk write does not hammer one tablet. The state row changes with a
 CheckAndMutateRow on its version: an atomic compare-and-set, so publishes are atomic and
-concurrent writers cannot lose each other's updates.
+concurrent writers cannot lose each other's updates. A writer that loses the race reads the
+row again after a randomised, exponentially growing pause (``google.api_core.retry``: full
+jitter, 5 ms doubling up to 1 s), for up to ``CAS_TIMEOUT`` seconds.
 
 The API reads with the async data client and a short deadline (default 50 ms): a slow or
 absent Bigtable gives a 503, not a hung request. Set ``BIGTABLE_EMULATOR_HOST`` to use the
@@ -26,6 +28,7 @@ import zlib
 from typing import Any, Iterable, Sequence
 
 from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
 from google.cloud.bigtable.data import (
     BigtableDataClient,
     BigtableDataClientAsync,
@@ -45,7 +48,7 @@ from predserve.store.snapshots import SnapshotStore, StateUpdate
 DATA_FAMILY, META_FAMILY = "p", "m"
 STATE_PREFIX = b"#state#"
 ACCEPTED_PREFIX = b"#accepted#"
-CAS_ATTEMPTS = 50
+CAS_TIMEOUT = 60.0  # seconds a state update keeps retrying lost compare-and-sets
 WRITE_BATCH = 2000
 UNAVAILABLE = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError)
 try:  # the data client wraps retried failures in exception groups
@@ -74,6 +77,15 @@ def _prefix_range(prefix: bytes) -> RowRange:
 
 
 LATEST = rf.CellsColumnLimitFilter(1)
+
+
+class Collided(Exception):
+    """Another writer changed the state row between this writer's read and its compare-and-set."""
+
+
+# Full-jitter exponential backoff: each pause is uniform in [0, d], d = 5 ms doubling up to 1 s.
+CAS_RETRY = gretry.Retry(predicate=gretry.if_exception_type(Collided), initial=0.005, maximum=1.0,
+                         multiplier=2.0, timeout=CAS_TIMEOUT)
 
 
 class BigtableSnapshotWriter(SnapshotWriter):
@@ -166,23 +178,30 @@ class BigtableStore(SnapshotStore):
         return version, state
 
     def _update_state(self, model: str, update: StateUpdate) -> ModelState:
-        key = STATE_PREFIX + model.encode()
-        for _ in range(CAS_ATTEMPTS):
-            version, state = self._state_from_row(self._call(self.table.read_row, key, row_filter=LATEST))
-            new_state = update(state)
-            payload = json.dumps(new_state.to_dict()).encode()
-            new_version = b"%d" % (int(version) + 1 if version else 1)
-            write = [DeleteAllFromFamily(META_FAMILY), SetCell(META_FAMILY, b"v", new_version), SetCell(META_FAMILY, b"state", payload)]
-            has_version = rf.RowFilterChain([rf.FamilyNameRegexFilter(META_FAMILY), rf.ColumnQualifierRegexFilter(b"v")])
-            if version is None:
-                matched = self._call(self.table.check_and_mutate_row, key, has_version, false_case_mutations=write)
-                if not matched:
-                    return new_state
-            else:
-                same = rf.RowFilterChain([has_version, rf.ValueRegexFilter(version)])
-                if self._call(self.table.check_and_mutate_row, key, same, true_case_mutations=write):
-                    return new_state
-        raise StoreError(f"could not update model {model!r}: {CAS_ATTEMPTS} concurrent writers collided; retry")
+        try:
+            return CAS_RETRY(self._compare_and_set)(STATE_PREFIX + model.encode(), update)
+        except gexc.RetryError:
+            raise StoreError(
+                f"could not update model {model!r} in {self.url}: other writers kept changing it for "
+                f"{CAS_TIMEOUT:.0f} s; retry when fewer exports or GCs run at once"
+            ) from None
+
+    def _compare_and_set(self, key: bytes, update: StateUpdate) -> ModelState:
+        """One read-modify-write of the state row; raises Collided if another writer got there first."""
+        version, state = self._state_from_row(self._call(self.table.read_row, key, row_filter=LATEST))
+        new_state = update(state)
+        payload = json.dumps(new_state.to_dict()).encode()
+        new_version = b"%d" % (int(version) + 1 if version else 1)
+        write = [DeleteAllFromFamily(META_FAMILY), SetCell(META_FAMILY, b"v", new_version), SetCell(META_FAMILY, b"state", payload)]
+        has_version = rf.RowFilterChain([rf.FamilyNameRegexFilter(META_FAMILY), rf.ColumnQualifierRegexFilter(b"v")])
+        if version is None:  # no row yet: write only if nobody created it meanwhile
+            written = not self._call(self.table.check_and_mutate_row, key, has_version, false_case_mutations=write)
+        else:
+            same = rf.RowFilterChain([has_version, rf.ValueRegexFilter(version)])
+            written = self._call(self.table.check_and_mutate_row, key, same, true_case_mutations=write)
+        if not written:
+            raise Collided()
+        return new_state
 
     def _delete_data(self, model: str, snapshot: int) -> None:
         self._delete_prefix(snapshot_prefix(model, snapshot))

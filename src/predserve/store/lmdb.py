@@ -7,7 +7,8 @@ reader resolves the pointer and reads the value in one read transaction, so it s
 snapshot. Read transactions are per call, so no reader pins old pages for long.
 
 Access control is the file system's: the export job's account owns the directory; the API
-opens it read-only.
+opens it read-only. The files' modes, and the checks that keep a truncated or corrupted file
+from killing a server, are in ``lmdb_files.py``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import lmdb
 
 from predserve.errors import StoreError
 from predserve.store.base import ModelState, SnapshotWriter, check_columns
+from predserve.store.lmdb_files import (
+    DAMAGE, DATA_FILE, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
+)
 from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
@@ -61,6 +65,7 @@ def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, o
                 )
             entry[4] += 1
             return env, models_db, data_db
+        created = not readonly and not (path / DATA_FILE).exists()
         if not readonly:
             path.mkdir(parents=True, exist_ok=True)
         try:
@@ -72,19 +77,28 @@ def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, o
                 readonly=readonly,
                 readahead=False,  # random point reads: don't pull neighbouring pages in
                 meminit=False,
+                mode=0o600,  # never looser than the modes set_creation_modes gives
             )
+        except DAMAGE as exc:
+            raise damaged(path, exc) from exc
         except lmdb.Error as exc:
             raise StoreError(f"cannot open LMDB store at {path}: {exc}") from exc
-        if readonly:
-            try:  # in a read-only environment py-lmdb opens the handles with a read transaction
-                models_db = _open_db(env, b"models", create=False)
-                data_db = _open_db(env, b"data", create=False)
-            except lmdb.NotFoundError:
-                env.close()
-                raise StoreError(f"{path} is not a predserve store (no models/data databases)") from None
-        else:
-            models_db = _open_db(env, b"models")
-            data_db = _open_db(env, b"data")
+        try:
+            check_whole(path, env)  # before the first transaction touches a page
+        except BaseException:
+            env.close()
+            raise
+        try:  # in a read-only environment py-lmdb opens the handles with a read transaction
+            models_db = _open_db(env, b"models", create=not readonly)
+            data_db = _open_db(env, b"data", create=not readonly)
+        except lmdb.NotFoundError:
+            env.close()
+            raise StoreError(f"{path} is not a predserve store (no models/data databases)") from None
+        except DAMAGE as exc:
+            env.close()
+            raise damaged(path, exc) from exc
+        if created:
+            set_creation_modes(path)
         _ENVIRONMENTS[key] = [env, models_db, data_db, readonly, 1]
         return env, models_db, data_db
 
@@ -137,21 +151,25 @@ class LmdbStore(SnapshotStore):
         self.path = Path(path)
         self.url = f"lmdb://{self.path}"
         self.readonly = readonly
-        if readonly and not (self.path / "data.mdb").exists():
+        if readonly and not (self.path / DATA_FILE).exists():
             raise StoreError(
                 f"no store at {self.path}: nothing has been exported there yet "
                 "(run `predserve export ... --store PATH` first)"
             )
         self._pid = -1
         self._env: lmdb.Environment | None = None
+        self._size: Shrinkage | None = None
         self._prefixes: dict[tuple[str, int], bytes] = {}
         self._open()
 
     # ---- environment ----------------------------------------------------------------------
     def _open(self) -> None:
+        if self._size is not None:  # inherited across fork(): closing our copy leaves the parent's
+            self._size.close()
         self._env, self._models_db, self._data_db = _shared_environment(self.path, self.readonly)
         self._accepted_db = None if self.readonly else _open_db(self._env, ACCEPTED_DB)
         self._pid = os.getpid()
+        self._size = Shrinkage(self.path)
 
     @property
     def env(self) -> lmdb.Environment:
@@ -161,8 +179,13 @@ class LmdbStore(SnapshotStore):
         assert self._env is not None
         return self._env
 
-    def _read_txn(self) -> lmdb.Transaction:
+    def _read_txn(self, remember_size: bool = False) -> lmdb.Transaction:
+        """A read transaction, once data.mdb is known not to have shrunk (see lmdb_files.py)."""
         env = self.env
+        size = self._size
+        # The test Shrinkage.check makes, written out: it runs before every read, and a call costs ~100 ns.
+        if remember_size or os.lseek(size.fd, 0, os.SEEK_END) < size.largest:  # type: ignore[union-attr]
+            size.check(remember_size)  # type: ignore[union-attr]
         try:
             return env.begin(buffers=False)
         except lmdb.MapResizedError:
@@ -173,17 +196,23 @@ class LmdbStore(SnapshotStore):
         """Run ``work(txn)`` in a write transaction, growing the map when it is full."""
         env = self.env
         while True:
+            self._size.check(remember=True)  # type: ignore[union-attr]
             try:
                 with env.begin(write=True) as txn:
                     return work(txn)
+            except DAMAGE as exc:
+                raise damaged(self.path, exc) from exc
             except lmdb.MapFullError:
                 env.set_mapsize(env.info()["map_size"] * 2)
             except lmdb.MapResizedError:
                 env.set_mapsize(0)
+            except lmdb.Error as exc:
+                raise write_failed(self.path, exc) from exc
 
     def close(self) -> None:
         if self._env is not None and self._pid == os.getpid():
             _release_environment(self.path)
+            self._size.close()  # type: ignore[union-attr]
         self._env = None
 
     # ---- primitives -----------------------------------------------------------------------
@@ -250,13 +279,20 @@ class LmdbStore(SnapshotStore):
         return struct.unpack(">Q", raw)[0] if raw else 0
 
     def state(self, model: str) -> ModelState | None:
-        with self._read_txn() as txn:
-            raw = txn.get(model.encode(), db=self._models_db)
+        """The model's state. Also the servers' pointer refresh: the file size seen is remembered."""
+        try:
+            with self._read_txn(remember_size=True) as txn:
+                raw = txn.get(model.encode(), db=self._models_db)
+        except DAMAGE as exc:
+            raise damaged(self.path, exc) from exc
         return ModelState.from_dict(json.loads(raw)) if raw else None
 
     def models(self) -> list[str]:
-        with self._read_txn() as txn:
-            return [k.decode() for k in txn.cursor(db=self._models_db).iternext(values=False)]
+        try:
+            with self._read_txn(remember_size=True) as txn:
+                return [k.decode() for k in txn.cursor(db=self._models_db).iternext(values=False)]
+        except DAMAGE as exc:
+            raise damaged(self.path, exc) from exc
 
     # ---- write side -----------------------------------------------------------------------
     def writer(self, model: str, snapshot: int) -> LmdbSnapshotWriter:
@@ -266,8 +302,11 @@ class LmdbStore(SnapshotStore):
 
     # ---- read side ------------------------------------------------------------------------
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
-        with self._read_txn() as txn:
-            return txn.get(self._prefix(model, snapshot) + entity_id, db=self._data_db)
+        try:
+            with self._read_txn() as txn:
+                return txn.get(self._prefix(model, snapshot) + entity_id, db=self._data_db)
+        except DAMAGE as exc:
+            raise damaged(self.path, exc) from exc
 
     def _prefix(self, model: str, snapshot: int) -> bytes:
         prefix = self._prefixes.get((model, snapshot))
@@ -280,23 +319,29 @@ class LmdbStore(SnapshotStore):
     def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
         prefix = self._prefix(model, snapshot)
         db = self._data_db
-        with self._read_txn() as txn:
-            get = txn.get
-            return [get(prefix + i, db=db) for i in ids]
+        try:
+            with self._read_txn() as txn:
+                get = txn.get
+                return [get(prefix + i, db=db) for i in ids]
+        except DAMAGE as exc:
+            raise damaged(self.path, exc) from exc
 
     def items(self, model: str, snapshot: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (id, value) of a snapshot, in key order."""
         prefix = data_prefix(model, snapshot)
-        with self._read_txn() as txn:
-            cursor = txn.cursor(db=self._data_db)
-            if cursor.set_range(prefix):
-                for key, value in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    yield key[len(prefix):], value
+        try:
+            with self._read_txn() as txn:
+                cursor = txn.cursor(db=self._data_db)
+                if cursor.set_range(prefix):
+                    for key, value in cursor:
+                        if not key.startswith(prefix):
+                            break
+                        yield key[len(prefix):], value
+        except DAMAGE as exc:
+            raise damaged(self.path, exc) from exc
 
     def disk_bytes(self) -> int:
-        return (self.path / "data.mdb").stat().st_size
+        return (self.path / DATA_FILE).stat().st_size
 
     def entries(self) -> int:
         """Rows stored across every snapshot: O(1), used for export progress."""

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from predserve.errors import StoreError
 from predserve.store.base import (
+    DEFAULT_GRACE,
     DEFAULT_KEEP,
     FINISHED,
     PUBLISHED,
@@ -48,6 +49,30 @@ def owner_is_dead(owner: dict[str, Any]) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _point_at(state: ModelState, target: int) -> None:
+    """Make ``target`` current, recording when the snapshot it replaces stopped being current.
+
+    That time is state data, so a GC in any process (on any host) knows which snapshots
+    servers may still be reading through their pointer caches.
+    """
+    previous = state.current_info()
+    if previous is not None and previous.id != target:
+        previous.retired_at = now()
+    state.snapshots[target].retired_at = None
+    state.current = target
+
+
+def _within_grace(info: SnapshotInfo, grace: float) -> bool:
+    """True while a published snapshot may still be read through a server's cached pointer.
+
+    A snapshot retired before this time was recorded gets the time of this GC, which the
+    caller saves with the state.
+    """
+    if info.retired_at is None:
+        info.retired_at = now()
+    return now() - info.retired_at < grace
 
 
 class SnapshotStore(ABC):
@@ -169,7 +194,7 @@ class SnapshotStore(ABC):
             assert state is not None
             info.state, info.published_at = PUBLISHED, now()
             info.metadata.update(metadata or {})
-            state.current = snapshot
+            _point_at(state, snapshot)
             state.history.append(snapshot)
             return state
 
@@ -201,7 +226,7 @@ class SnapshotStore(ABC):
                     state.history.remove(snapshot)
                 state.history.append(snapshot)
                 target = snapshot
-            state.current = target
+            _point_at(state, target)
             return state
 
         state = self._update_state(model, update)
@@ -240,16 +265,21 @@ class SnapshotStore(ABC):
         self._update_state(model, forget)
 
     def gc(
-        self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0
+        self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0,
+        grace: float = DEFAULT_GRACE,
     ) -> list[tuple[str, int]]:
         """Delete all but the last ``keep`` published snapshots, plus abandoned unfinished ones.
 
-        An unfinished snapshot is abandoned when its writer process on this host is dead or it
-        is older than ``stale_after`` seconds. Returns the (model, snapshot) pairs deleted.
+        A snapshot that was current less than ``grace`` seconds ago is kept whatever ``keep``
+        says: servers may still read it through their cached pointers. An unfinished snapshot
+        is abandoned when its writer process on this host is dead or it is older than
+        ``stale_after`` seconds. Returns the (model, snapshot) pairs deleted.
         """
         self._require_writable("collect garbage")
         if keep < 1:
             raise StoreError("gc must keep at least 1 published snapshot (the current one)")
+        if grace < 0:
+            raise StoreError(f"the grace period must be 0 seconds or more, not {grace}")
         deleted: list[tuple[str, int]] = []
         for name in [model] if model else self.models():
             doomed: list[int] = []
@@ -264,7 +294,7 @@ class SnapshotStore(ABC):
                 for sid, info in list(state.snapshots.items()):
                     unfinished = info.state in (WRITING, FINISHED)
                     abandoned = unfinished and (_owner_is_dead(info) or now() - info.created_at > stale_after)
-                    if (not unfinished and sid not in kept) or abandoned:
+                    if (not unfinished and sid not in kept and not _within_grace(info, grace)) or abandoned:
                         doomed.append(sid)
                         del state.snapshots[sid]
                 state.history = [s for s in state.history if s in state.snapshots]
