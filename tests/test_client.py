@@ -158,3 +158,20 @@ async def test_async_client(deployment: tuple[ApiServer, dict[str, str], str]) -
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def test_the_readme_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Python client"):]
+    code = section[section.index("```python") + len("```python"):].split("```")[0]
+    store = str(tmp_path / "store.lmdb")
+    publish_rows(store, "churn", {str(i): {"predicted_churned": i % 2} for i in range(1, 100)})
+    server = launch_api_server(store, None, "--no-auth")
+    try:
+        exec(code.replace("http://127.0.0.1:8000", server.url), {"key": None, "ids": ["1", "nobody", "42"]})
+    finally:
+        stop_api_server(server)
+    assert capsys.readouterr().out.splitlines() == ["0 1 False False", "1 {'predicted_churned': 1}",
+                                                    "nobody no prediction", "42 {'predicted_churned': 0}"]
