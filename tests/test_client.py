@@ -89,6 +89,8 @@ def test_errors_are_typed_and_4xx_is_never_retried(deployment: tuple[ApiServer, 
             reader.get("nope", "1")
         with pytest.raises(BadRequest, match="over the maximum"):
             reader.get("churn", "x" * 600)
+        with pytest.raises(BadRequest, match="empty id"):
+            reader.get("churn", "")
     assert count(server, route, "GET", 404) - before == 2
     with Client(server.url, keys["other"]) as other, pytest.raises(Forbidden, match="'churn'"):
         other.get("churn", "1")

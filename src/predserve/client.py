@@ -81,9 +81,9 @@ class Prediction:
 
 # ---- the protocol, shared by both clients ---------------------------------------------------
 def needs_batch(entity_id: str) -> bool:
-    """Ids a URL path cannot carry intact ('/' separates segments; '.' and '..' are dot segments)
-    are fetched with a one-id batchGet instead."""
-    return "/" in entity_id or entity_id in (".", "..")
+    """Ids a URL path cannot carry intact ('/' separates segments; '.' and '..' are dot segments;
+    an empty segment is no segment) are fetched with a one-id batchGet instead."""
+    return "/" in entity_id or entity_id in ("", ".", "..")
 
 
 def one_path(model: str, entity_id: str) -> str:

@@ -88,16 +88,17 @@ class ServingApp:
         context = self.context
         assert context is not None, "the serving context is opened at start-up"
         method = scope["method"]
+        route, model, entity_id = found
         status = 200
         try:
-            if method not in ROUTE_METHODS[found.route]:
-                raise ApiError(405, "Method Not Allowed", {"Allow": ", ".join(ROUTE_METHODS[found.route])})
+            if method not in ROUTE_METHODS[route]:
+                raise ApiError(405, "Method Not Allowed", {"Allow": ", ".join(ROUTE_METHODS[route])})
             if "\ufffd" in scope["path"]:  # a real U+FFFD, or bytes that are not UTF-8: the raw path tells
-                found = match(strict_path(scope)) or found
-            if found.route is GET_ROUTE:
-                answer = await get_one(context, scope, found.model, found.entity_id)
+                route, model, entity_id = match(strict_path(scope)) or found
+            if route is GET_ROUTE:
+                answer = await get_one(context, scope, model, entity_id)
             else:
-                answer = await get_many(context, scope, receive, found.model)
+                answer = await get_many(context, scope, receive, model)
             await send_json(send, 200, answer.body, STALE_HEADERS if answer.stale else None, method == "HEAD")
         except ApiError as error:
             status = error.code
@@ -109,9 +110,9 @@ class ServingApp:
             status = DISCONNECTED
         except Exception as exc:
             status = 500
-            log_internal_error(exc, method, found.route)
+            log_internal_error(exc, method, route)
             await send_error(send, internal_error(exc), method == "HEAD")
-        context.metrics.request(found.route, method, status).observe(time.perf_counter() - started)
+        context.metrics.request(route, method, status).observe(time.perf_counter() - started)
 
     async def delegate(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand a request to FastAPI; a request with a body must first pass the admin check and the body limits."""

@@ -9,7 +9,9 @@ the way out: a stale mark or a batch envelope is spliced around the stored bytes
 
 from __future__ import annotations
 
+import re
 import time
+from itertools import repeat
 from typing import NamedTuple
 
 import orjson
@@ -24,35 +26,24 @@ from predserve.store import MAX_ID_BYTES
 GET_ROUTE = "/v1/models/{model}/predictions/{entity_id}"
 BATCH_ROUTE = "/v1/models/{model}/predictions:batchGet"
 ROUTE_METHODS = {GET_ROUTE: ("GET", "HEAD"), BATCH_ROUTE: ("POST",)}
-PREFIX = "/v1/models/"
-ID_PREFIX = "predictions/"
-BATCH_SUFFIX = "predictions:batchGet"
 
 
-class Match(NamedTuple):
-    """A request path that names a prediction route: its template, model and (for GET) id."""
+ROUTES = re.compile(r"/v1/models/([^/]+)/predictions(?:/([^/]+)|:batchGet)")
 
-    route: str
-    model: str
-    entity_id: str
+# (route template, model, id) of a request to a prediction route; the id is "" for batchGet.
+# A plain tuple: building a NamedTuple costs a tenth of this route's own Python time.
+Match = tuple[str, str, str]
 
 
 def match(path: str) -> Match | None:
     """The prediction route ``path`` names, or None (it is then someone else's).
 
     ``{model}`` and ``{entity_id}`` match one path segment each, as in a Starlette route."""
-    if not path.startswith(PREFIX):
+    found = ROUTES.fullmatch(path)
+    if found is None:
         return None
-    model, slash, rest = path[len(PREFIX):].partition("/")
-    if not model or not slash:
-        return None
-    if rest.startswith(ID_PREFIX):
-        entity_id = rest[len(ID_PREFIX):]
-        if entity_id and "/" not in entity_id:
-            return Match(GET_ROUTE, model, entity_id)
-    elif rest == BATCH_SUFFIX:
-        return Match(BATCH_ROUTE, model, "")
-    return None
+    model, entity_id = found.groups()
+    return (GET_ROUTE, model, entity_id) if entity_id is not None else (BATCH_ROUTE, model, "")
 
 
 class Answer(NamedTuple):
@@ -73,6 +64,17 @@ def check_id(entity_id: str) -> bytes:
     if len(raw) > MAX_ID_BYTES:
         raise ApiError(400, f"id is {len(raw)} bytes, over the maximum of {MAX_ID_BYTES}")
     return raw
+
+
+def check_ids(ids: list[str]) -> list[bytes]:
+    """``check_id`` of every id, column-wise at C speed; the first bad id is found only on failure."""
+    try:
+        raws = [entity_id.encode() for entity_id in ids]
+        if not raws or (min(map(len, raws)) > 0 and max(map(len, raws)) <= MAX_ID_BYTES):
+            return raws
+    except UnicodeEncodeError:
+        pass
+    return [check_id(entity_id) for entity_id in ids]  # raises, naming what is wrong
 
 
 def mark_stale(body: bytes) -> bytes:
@@ -122,7 +124,7 @@ def parse_ids(body: bytes, max_batch: int) -> list[str]:
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     ids = payload.get("ids") if isinstance(payload, dict) else None
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+    if not isinstance(ids, list) or not all(map(isinstance, ids, repeat(str))):
         raise ApiError(400, 'request body must be {"ids": ["id1", "id2", ...]} with string ids')
     if len(ids) > max_batch:
         raise ApiError(413, f"{len(ids)} ids requested; at most {max_batch} per batchGet")
@@ -137,24 +139,27 @@ async def get_many(context: ServingContext, scope: Scope, receive: Receive, mode
     config = context.config
     authorize(context.keys, header(scope, b"authorization"), model)
     ids = parse_ids(await read_body(scope, receive, config.max_body, config.body_timeout), config.max_batch)
-    raws = [check_id(i) for i in ids]
+    raws = check_ids(ids)
     snapshot, stale = await context.current(model)
     metrics = context.metrics
     started = time.perf_counter()
     values = await context.store.aget_many(model, snapshot.id, raws)
     metrics.read_many.observe(time.perf_counter() - started)
-    results = []
     found = defaults = 0
-    for entity_id, value in zip(ids, values):
-        if value is not None:
-            found += 1
-        else:
-            value = fallback(snapshot, entity_id)
+    if None in values:
+        results: list[bytes] = []
+        for entity_id, value in zip(ids, values):
             if value is not None:
-                defaults += 1
+                found += 1
             else:
-                value = not_found_entry(entity_id)
-        results.append(value)
+                value = fallback(snapshot, entity_id)
+                if value is not None:
+                    defaults += 1
+                else:
+                    value = not_found_entry(entity_id)
+            results.append(value)
+    else:  # every id found: nothing to fill in
+        results, found = values, len(values)  # type: ignore[assignment]
     metrics.outcome(model, "found").inc(found)
     metrics.outcome(model, "default").inc(defaults)
     metrics.outcome(model, "not_found").inc(len(ids) - found - defaults)
