@@ -18,7 +18,7 @@ import pytest
 
 from predserve.datagen import PREDICT_SQL
 from predserve.pipeline import run_export
-from tests.conftest import ApiServer
+from tests.conftest import ApiServer, free_port
 from tests.serving_support import make_keys, publish_rows
 
 ONE = "/v1/models/churn/predictions/{}"
@@ -75,11 +75,23 @@ def test_missing_iam_file_and_no_auth_warn_at_start_up(store: str, tmp_path: Pat
     assert "authentication is OFF" in stderr_of(open_server)
 
 
+def serve_fails(*args: str) -> str:
+    """`predserve serve ARGS`, which must exit 1 at once: what it printed."""
+    result = subprocess.run([sys.executable, "-m", "predserve.cli", "serve", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
 def test_a_missing_store_stops_serve_with_its_reason(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "predserve.cli", "serve", "--store", str(tmp_path / "nothing"),
-                             "--port", "0"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert "no store at" in result.stderr and "Traceback" not in result.stderr
+    assert "no store at" in serve_fails("--store", str(tmp_path / "nothing"), "--port", str(free_port()))
+
+
+def test_a_port_in_use_stops_a_second_server(store: str, api_server) -> None:
+    first = api_server(store, None, "--no-auth")
+    assert "is another server running there?" in serve_fails("--store", store, "--no-auth", "--port", str(first.port))
+    with first.client() as client:
+        assert client.get(ONE.format(1)).status_code == 200
 
 
 # ---- workers and signals ---------------------------------------------------------------------

@@ -9,12 +9,14 @@ builds the app with ``create_app(config)`` and opens the store after it starts.
 from __future__ import annotations
 
 import logging
+import socket
 from functools import partial
 
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import Server
 
+from predserve.errors import PredserveError
 from predserve.serving.app import create_app
 from predserve.serving.config import ServeConfig, ServerOptions
 from predserve.serving.logs import ACCESS_FORMAT, log_config
@@ -23,12 +25,29 @@ from predserve.store import open_store
 log = logging.getLogger("predserve.serving")
 
 
+class ServeError(PredserveError):
+    """The server cannot start (the port is taken)."""
+
+
 def check_store(config: ServeConfig) -> None:
     """Open an embedded store once before the workers start, so a missing or damaged store stops
     ``predserve serve`` with its reason. (A network store is checked by each worker: a gRPC
     channel must not be created before ``fork``.)"""
     if not config.network_store:
         open_store(config.store_url, readonly=True).close()
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another server listens on. Granian's workers bind with SO_REUSEPORT, which
+    would let a second server share the port silently, each answering part of the requests;
+    a plain bind (without SO_REUSEPORT) fails on such a port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror}; is another server running there? "
+                             "Stop it or choose another --port") from None
 
 
 def build_server(config: ServeConfig, options: ServerOptions) -> Server:
@@ -56,6 +75,7 @@ def build_server(config: ServeConfig, options: ServerOptions) -> Server:
 def run_server(config: ServeConfig, options: ServerOptions) -> None:
     """Serve until SIGINT or SIGTERM (then finish the requests in flight and stop)."""
     check_store(config)
+    check_port(options.host, options.port)
     server = build_server(config, options)  # configures logging
     for warning in config.warnings():
         log.warning(warning)
