@@ -72,8 +72,8 @@ async def main(calls: int) -> dict[str, float]:
 
     async def metrics_of_one_request(i: int) -> None:
         context.metrics.read_get.observe(0.00001)
-        context.metrics.outcome("churn", "found").inc()
-        context.metrics.request(GET_ROUTE, "GET", 200).observe(0.00003)
+        context.metrics.count("churn", "found")
+        context.metrics.observe_request(GET_ROUTE, "GET", 200, 0.00003)
 
     async def authorize_one(i: int) -> None:
         authorize(context.keys, header(scopes[i], b"authorization"), "churn")

@@ -112,7 +112,7 @@ class ServingApp:
             status = 500
             log_internal_error(exc, method, route)
             await send_error(send, internal_error(exc), method == "HEAD")
-        context.metrics.request(route, method, status).observe(time.perf_counter() - started)
+        context.metrics.observe_request(route, method, status, time.perf_counter() - started)
 
     async def delegate(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand a request to FastAPI; a request with a body must first pass the admin check and the body limits."""
@@ -126,7 +126,7 @@ class ServingApp:
                 receive = BufferedReceive(await read_body(scope, receive, self.config.max_body, self.config.body_timeout), receive)
             except ApiError as error:
                 await send_error(send, error)
-                context.metrics.request(UNMATCHED, method, error.code).observe(time.perf_counter() - started)
+                context.metrics.observe_request(UNMATCHED, method, error.code, time.perf_counter() - started)
                 return
             except ClientDisconnected:
                 return
@@ -136,7 +136,7 @@ class ServingApp:
             await self.admin(scope, receive, recorder)
         except Exception as exc:  # Starlette answered 500 already and re-raises for the log
             log_internal_error(exc, method, route_of(scope))
-        context.metrics.request(route_of(scope), method, recorder.status).observe(time.perf_counter() - started)
+        context.metrics.observe_request(route_of(scope), method, recorder.status, time.perf_counter() - started)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:

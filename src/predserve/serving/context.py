@@ -8,7 +8,7 @@ the running event loop). Tests open one directly and hand it to ``create_app``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from predserve.iam import Registry
 from predserve.serving.config import ServeConfig
@@ -25,11 +25,10 @@ class ServingContext:
     pointers: PointerCache
     registry: Registry
     metrics: ApiMetrics
+    keys: Registry | None = field(init=False)  # the registry requests are checked against; None without auth
 
-    @property
-    def keys(self) -> Registry | None:
-        """The registry requests are checked against; None when authentication is off."""
-        return self.registry if self.config.auth else None
+    def __post_init__(self) -> None:
+        self.keys = self.registry if self.config.auth else None
 
     @classmethod
     def open(cls, config: ServeConfig) -> "ServingContext":

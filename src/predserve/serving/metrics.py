@@ -56,9 +56,6 @@ class Tally:
     def __init__(self) -> None:
         self.value = 0
 
-    def inc(self, amount: int = 1) -> None:
-        self.value += amount
-
 
 class ApiMetrics:
     """Every metric of one worker process, and its Prometheus registry."""
@@ -75,24 +72,23 @@ class ApiMetrics:
         self.snapshot_age = Gauge("predserve_snapshot_age_seconds", "Age of each model's current snapshot",
                                   ["model"], registry=self.registry)
 
-    def request(self, route: str, method: str, status: int) -> LatencyHistogram:
-        """The latency histogram of one route template, method and status."""
-        key = (route, method, status)
-        histogram = self.requests.get(key)
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one request's latency under its route template, method and status."""
+        histogram = self.requests.get((route, method, status))
         if histogram is None:
             if method not in KNOWN_METHODS:  # clients choose methods: keep the label set bounded
-                return self.request(route, "OTHER", status)
-            histogram = self.requests[key] = LatencyHistogram()
-        return histogram
+                method = "OTHER"
+            histogram = self.requests.setdefault((route, method, status), LatencyHistogram())
+        histogram.observe(seconds)
 
-    def outcome(self, model: str, outcome: Outcome) -> Tally:
-        """The prediction counter of one model and outcome (only published models get here)."""
+    def count(self, model: str, outcome: Outcome, predictions: int = 1) -> None:
+        """Count predictions of one model by outcome (only published models get here)."""
         tally = self.outcomes.get((model, outcome))
         if tally is None:
             for each in OUTCOMES:  # all three appear together, so rates can be compared from the start
                 self.outcomes.setdefault((model, each), Tally())
             tally = self.outcomes[(model, outcome)]
-        return tally
+        tally.value += predictions
 
     def stale_response(self, model: str) -> None:
         tally = self.stale.get(model)

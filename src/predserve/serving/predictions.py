@@ -106,11 +106,11 @@ async def get_one(context: ServingContext, scope: Scope, model: str, entity_id: 
     if body is None:
         body = fallback(snapshot, entity_id)
         if body is None:
-            metrics.outcome(model, "not_found").inc()
+            metrics.count(model, "not_found")
             raise ApiError(404, f"no prediction for id {entity_id!r} in model {model!r} (snapshot {snapshot.id})")
-        metrics.outcome(model, "default").inc()
+        metrics.count(model, "default")
     else:
-        metrics.outcome(model, "found").inc()
+        metrics.count(model, "found")
     if stale:
         metrics.stale_response(model)
         return Answer(mark_stale(body), True)
@@ -160,9 +160,9 @@ async def get_many(context: ServingContext, scope: Scope, receive: Receive, mode
             results.append(value)
     else:  # every id found: nothing to fill in
         results, found = values, len(values)  # type: ignore[assignment]
-    metrics.outcome(model, "found").inc(found)
-    metrics.outcome(model, "default").inc(defaults)
-    metrics.outcome(model, "not_found").inc(len(ids) - found - defaults)
+    metrics.count(model, "found", found)
+    metrics.count(model, "default", defaults)
+    metrics.count(model, "not_found", len(ids) - found - defaults)
     if stale:
         metrics.stale_response(model)
     head = orjson.dumps({"model": model, "snapshot": snapshot.id})[:-1] + (b',"stale":true' if stale else b"")
