@@ -238,29 +238,36 @@ def section_servers(args: argparse.Namespace, iam: str, key: str) -> dict[str, A
     return result
 
 
-def section_startup(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
-    """Seconds from `predserve serve` starting to its first answer, and the idle worker's memory."""
-    store = lmdb_store()
-    seconds, memory = [], []
-    for _ in range(5):
-        port = free_port()
-        started = time.perf_counter()
-        proc = subprocess.Popen([PY, "-m", "predserve.cli", "serve", "--store", store, "--iam", iam, "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def first_answer(command: list[str], port: int) -> tuple[float, subprocess.Popen]:
+    """Seconds from starting ``command`` to its first HTTP answer on ``port`` (the process is left running)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
         try:
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except httpx.HTTPError:
-                    time.sleep(0.005)
-            seconds.append(round(time.perf_counter() - started, 3))
-            children = [int(p) for t in Path(f"/proc/{proc.pid}/task").iterdir() for p in (t / "children").read_text().split()]
-            memory.append({"parent": memory_mb(proc.pid), "worker": memory_mb(children[0])})
-        finally:
-            proc.terminate()
-            proc.wait(15)
-    result = {"first_answer_seconds": seconds, "median": statistics.median(seconds), "idle_memory_mb": memory[-1]}
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return round(time.perf_counter() - started, 3), proc
+        except httpx.HTTPError:
+            time.sleep(0.005)
+
+
+def section_startup(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    """Seconds from `predserve serve` starting to its first answer, beside the raw app's start on Granian
+    (the same-run baseline: what this machine's load adds to any start), and the idle worker's memory."""
+    store = lmdb_store()
+    seconds: dict[str, list[float]] = {"predserve": [], "raw-granian": []}
+    memory = {}
+    for _ in range(5):
+        for kind in seconds:
+            port = free_port()
+            elapsed, proc = first_answer(server_command(kind, port, store, iam, 1), port)
+            seconds[kind].append(elapsed)
+            if kind == "predserve":
+                children = [int(p) for t in Path(f"/proc/{proc.pid}/task").iterdir() for p in (t / "children").read_text().split()]
+                memory = {"parent": memory_mb(proc.pid), "worker": memory_mb(children[0])}
+            stop(proc)
+    result = {"first_answer_seconds": seconds, "median": {k: statistics.median(v) for k, v in seconds.items()},
+              "idle_memory_mb": memory}
     print(json.dumps(result), flush=True)
     return result
 
