@@ -156,12 +156,12 @@ class ApiServer:
 
 
 def launch_api_server(store: str, iam: str | None = None, *extra: str, env: dict[str, str] | None = None,
-                      wait: bool = True) -> ApiServer:
+                      wait: bool = True, port: int | None = None) -> ApiServer:
     """Start `predserve serve` in a child process on a free loopback port (the caller stops it).
 
     ``env``: more environment variables (its options can come from PREDSERVE_*); ``wait``: return
-    once /healthz answers, else at once."""
-    port = free_port()
+    once /healthz answers, else at once; ``port``: this port instead of a free one."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "predserve.cli", "serve", "--store", store, "--port", str(port), *extra]
     if iam:
         cmd += ["--iam", iam]

@@ -18,7 +18,7 @@ import pytest
 
 from predserve.datagen import PREDICT_SQL
 from predserve.pipeline import run_export
-from tests.conftest import ApiServer, free_port
+from tests.conftest import ApiServer, free_port, launch_api_server, stop_api_server
 from tests.serving_support import make_keys, publish_rows
 
 ONE = "/v1/models/churn/predictions/{}"
@@ -87,11 +87,23 @@ def test_a_missing_store_stops_serve_with_its_reason(tmp_path: Path) -> None:
     assert "no store at" in serve_fails("--store", str(tmp_path / "nothing"), "--port", str(free_port()))
 
 
-def test_a_port_in_use_stops_a_second_server(store: str, api_server) -> None:
-    first = api_server(store, None, "--no-auth")
-    assert "is another server running there?" in serve_fails("--store", store, "--no-auth", "--port", str(first.port))
-    with first.client() as client:
-        assert client.get(ONE.format(1)).status_code == 200
+def test_a_port_in_use_stops_a_second_server_but_a_restart_works(store: str) -> None:
+    first = launch_api_server(store, None, "--no-auth", "--header-timeout", "0.2")
+    try:
+        assert "is another server running there?" in serve_fails("--store", store, "--no-auth", "--port", str(first.port))
+        with first.client() as client:
+            assert client.get(ONE.format(1)).status_code == 200
+        idle = open_socket(first)
+        assert read_until_closed(idle)[0] == b""  # the server closed it: TIME_WAIT is on the server's side
+        idle.close()
+    finally:
+        stop_api_server(first)  # its closed connections linger in TIME_WAIT: they must not block a restart
+    again = launch_api_server(store, None, "--no-auth", port=first.port)
+    try:
+        with again.client() as client:
+            assert client.get(ONE.format(1)).status_code == 200
+    finally:
+        stop_api_server(again)
 
 
 # ---- workers and signals ---------------------------------------------------------------------

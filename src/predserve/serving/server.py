@@ -40,9 +40,11 @@ def check_store(config: ServeConfig) -> None:
 def check_port(host: str, port: int) -> None:
     """Refuse a port another server listens on. Granian's workers bind with SO_REUSEPORT, which
     would let a second server share the port silently, each answering part of the requests;
-    a plain bind (without SO_REUSEPORT) fails on such a port."""
+    a bind without SO_REUSEPORT fails on such a port (SO_REUSEADDR only lets it past the
+    TIME_WAIT connections a previous server left, as every server's bind does)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -50,8 +52,9 @@ def check_port(host: str, port: int) -> None:
                              "Stop it or choose another --port") from None
 
 
-def build_server(config: ServeConfig, options: ServerOptions) -> Server:
-    server = Server(
+def build_server(options: ServerOptions) -> Server:
+    """Granian with predserve's limits and logs (configuring logging is part of building it)."""
+    return Server(
         "predserve.serving.app:create_app",
         address=options.host,
         port=options.port,
@@ -69,14 +72,13 @@ def build_server(config: ServeConfig, options: ServerOptions) -> Server:
         respawn_failed_workers=True,
         workers_kill_timeout=10,
     )
-    return server
 
 
 def run_server(config: ServeConfig, options: ServerOptions) -> None:
     """Serve until SIGINT or SIGTERM (then finish the requests in flight and stop)."""
     check_store(config)
     check_port(options.host, options.port)
-    server = build_server(config, options)  # configures logging
+    server = build_server(options)  # configures logging
     for warning in config.warnings():
         log.warning(warning)
     server.serve(target_loader=partial(create_app, config), wrap_loader=False)
