@@ -8,6 +8,7 @@ builds the app with ``create_app(config)`` and opens the store after it starts.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import socket
 from functools import partial
@@ -76,6 +77,9 @@ def build_server(options: ServerOptions) -> Server:
 
 def run_server(config: ServeConfig, options: ServerOptions) -> None:
     """Serve until SIGINT or SIGTERM (then finish the requests in flight and stop)."""
+    # A fatal signal (a SIGBUS from an LMDB file truncated between the store's size check and
+    # its read) is logged with the Python traceback; forked workers inherit the handler.
+    faulthandler.enable()
     check_store(config)
     check_port(options.host, options.port)
     server = build_server(options)  # configures logging
