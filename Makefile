@@ -53,14 +53,21 @@ $(BQ_EMULATOR): tools/bqemulator/requirements.txt | $(STAMP)
 	$(BQ_VENV)/bin/python -m pip install -q -r tools/bqemulator/requirements.txt
 	touch $@
 
-# Every benchmark (about 25 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
-bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR)
+# Every benchmark (about 40 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
+# bench/serve.py also runs uvicorn (the `bench` extra) and Feast, in its own virtualenv.
+FEAST_VENV := bench/out/feast-venv
+bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	$(PY) -m pip install -q -e '.[test,bench]'
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/train.py
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/store.py
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) bench/export.py --big 10000000
-	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py --duration 8
+	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py
+
+$(FEAST_VENV):
+	$(PYTHON) -m venv $@
+	$@/bin/pip install -q feast
 
 clean:
 	rm -rf .cache demo-data .pytest_cache

@@ -31,6 +31,16 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Terminate a server process and wait for it (kill it if it does not stop in 15 s)."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(15)
+
+
 def ensure_tool(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path:

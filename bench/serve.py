@@ -1,26 +1,44 @@
-"""Serving benchmark: maximum throughput (wrk, closed loop) and latency at 50% and 80% of it
-(bench/loadgen.py, open loop, measured from each request's scheduled send time), for one id,
-100 ids and the same server's constant-response route, on LMDB and the Bigtable emulator,
-with 1 and 2 workers. 1,000,000 stored predictions. Loopback only.
+"""Serving benchmark: every figure beside a baseline measured in the same run.
 
-    .venv/bin/python bench/serve.py [--backends lmdb,bigtable] [--workers 1,2] [--duration 8]
+Server on CPU 0, load generator on CPU 1 (taskset). Loopback only, bounded in time.
+  - max throughput (wrk, closed loop, 32 connections): the one-id route and 100-id batchGet
+    against a 10-line raw ASGI app (bench/raw_app.py) on the same server and worker count,
+    alternated over --rounds rounds (the ratio of each round's adjacent runs; the median);
+  - open-loop latency at 50% and 80% of the one-id maximum (bench/loadgen.py, measured from
+    each request's scheduled send time), predserve and the raw app at the same rate;
+  - the server choice: the raw app and predserve's app under uvicorn and under Granian;
+  - start-up time of `predserve serve` and the API worker's memory;
+  - the Bigtable emulator: the one-id route against the store's bare async read rate;
+  - Feast's Python feature server on the same predictions (when bench/out/feast-venv exists,
+    see bench/feast_server.py).
+
+    .venv/bin/python bench/serve.py [--sections main,servers,startup,bigtable,feast] [--duration 5] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import random
 import re
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from common import OUT, ROOT, Emulator, ensure_tool, free_port, prepared_warehouse, ratio, wait_port
+import httpx
+
+from common import OUT, ROOT, Emulator, ensure_tool, free_port, prepared_warehouse, stop, wait_port
 
 ROWS = 1_000_000
+BIGTABLE_ROWS = 100_000
 QUERY = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL churn, TABLE users)"
 PY = sys.executable
+SERVER_CPU, LOAD_CPU = "0", "1"
 
 ONE_LUA = """
 math.randomseed(42)
@@ -40,62 +58,83 @@ end
 """
 
 
-def export_into(store: str) -> None:
-    from predserve.pipeline import GatePolicy, run_export
+# ---- servers ------------------------------------------------------------------------------
+def server_command(kind: str, port: int, store: str, iam: str, workers: int) -> list[str]:
+    """The command line of one server under test."""
+    if kind == "predserve":  # predserve's own server: its app under Granian
+        return [PY, "-m", "predserve.cli", "serve", "--store", store, "--iam", iam, "--port", str(port),
+                "--workers", str(workers), "--read-timeout", "1.0"]
+    if kind == "raw-granian":
+        return [PY, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--no-ws", "--no-log",
+                "--workers", str(workers), "--port", str(port), "bench.raw_app:app"]
+    if kind == "store-reader":  # the store's async read and nothing else, on the same server
+        return [PY, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--no-ws", "--no-log",
+                "--workers", str(workers), "--port", str(port), "--factory", "bench.raw_app:store_reader"]
+    if kind == "raw-rsgi":
+        return [PY, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--http", "1", "--no-ws", "--no-log",
+                "--workers", str(workers), "--port", str(port), "bench.raw_app:rsgi_app"]
+    if kind == "raw-uvicorn":
+        return [PY, "-m", "uvicorn", "bench.raw_app:app", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                "--log-level", "warning", "--workers", str(workers), "--port", str(port)]
+    if kind == "predserve-uvicorn":  # the same app object under uvicorn (bench/uvicorn_app.py)
+        return [PY, "-m", "uvicorn", "--factory", "bench.uvicorn_app:create", "--loop", "uvloop", "--http", "httptools",
+                "--no-access-log", "--log-level", "warning", "--workers", str(workers), "--port", str(port)]
+    raise ValueError(kind)
 
-    run_export(warehouse=str(prepared_warehouse(ROWS)), model="churn", key="user_id", store_url=store, query=QUERY,
-               policy=GatePolicy(max_row_drop=1.0, allow_schema_change=True))
+
+class Server:
+    """A server process pinned to the server's CPUs, stopped on exit."""
+
+    def __init__(self, kind: str, store: str, iam: str, workers: int = 1) -> None:
+        self.kind, self.port = kind, free_port()
+        cpus = SERVER_CPU if workers == 1 else f"{SERVER_CPU},{LOAD_CPU}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORE": store, "BENCH_IAM": iam}
+        self.proc = subprocess.Popen(["taskset", "-c", cpus, *server_command(kind, self.port, store, iam, workers)],
+                                     cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self) -> "Server":
+        wait_port(self.port)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # listening is not serving: wait for a real answer
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop(self.proc)
+
+    def workers(self) -> list[int]:
+        """Worker pids: the server's children (or the server itself when it has none)."""
+        pids = [int(p) for t in Path(f"/proc/{self.proc.pid}/task").iterdir() for p in (t / "children").read_text().split()]
+        return pids or [self.proc.pid]
 
 
-def wrk_rate(port: int, path: str, script: str | None, duration: float) -> float:
-    cmd = [ensure_tool("wrk", "wrk"), "-t1", "-c32", f"-d{max(1, int(duration))}s", f"http://127.0.0.1:{port}{path}"]
-    if script:
-        lua = OUT / f"wrk-{abs(hash(script))}.lua"
-        lua.write_text(script)
-        cmd += ["-s", str(lua)]
+def memory_mb(pid: int) -> dict[str, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM", "RssAnon")}
+
+
+# ---- load ---------------------------------------------------------------------------------
+def wrk_rate(port: int, script: str, duration: float) -> float:
+    lua = OUT / f"wrk-{abs(hash(script))}.lua"
+    lua.write_text(script)
+    cmd = ["taskset", "-c", LOAD_CPU, ensure_tool("wrk", "wrk"), "-t1", "-c32", f"-d{max(1, round(duration))}s", "-s", str(lua),
+           f"http://127.0.0.1:{port}/"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    if errors > total * 0.01:  # a few 503s past the read deadline under overload are expected
-        raise RuntimeError(f"wrk saw {errors} error responses of {total}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    if non2xx and int(non2xx.group(1)) > total * 0.01:
+        raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses of {total}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-FLOOR_SERVER = """
-import asyncio, sys, uvloop
-R = b"HTTP/1.1 200 OK\\r\\ncontent-length: 15\\r\\ncontent-type: application/json\\r\\n\\r\\n{\\"status\\":\\"ok\\"}"
-class P(asyncio.Protocol):
-    def connection_made(self, t): self.t, self.b = t, b""
-    def data_received(self, d):
-        self.b += d
-        while b"\\r\\n\\r\\n" in self.b:
-            self.b = self.b[self.b.index(b"\\r\\n\\r\\n") + 4:]; self.t.write(R)
-async def main():
-    server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1])); await server.serve_forever()
-uvloop.run(main())
-"""
-
-
-def floor(rate: float, duration: float) -> dict:
-    """Open-loop latency of a 10-line raw uvloop server: what this machine and generator add by themselves."""
-    port = free_port()
-    proc = subprocess.Popen([PY, "-c", FLOOR_SERVER, str(port)])
-    try:
-        wait_port(port)
-        return open_loop(port, None, rate, duration, False, "/healthz")
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def open_loop(port: int, key: str | None, rate: float, duration: float, batch: bool, path: str | None = None) -> dict:
-    cmd = [PY, str(ROOT / "bench/loadgen.py"), "--port", str(port), "--rate", str(rate), "--duration", str(duration)]
-    if key:
-        cmd += ["--key", key]
-    if path:
-        cmd += ["--path-template", path]
-    elif batch:
+def open_loop(port: int, key: str, rate: float, duration: float, batch: bool = False) -> dict[str, Any]:
+    cmd = ["taskset", "-c", LOAD_CPU, PY, str(ROOT / "bench/loadgen.py"), "--port", str(port), "--rate", str(rate),
+           "--duration", str(duration), "--key", key, "--max-id", str(ROWS)]
+    if batch:
         cmd += ["--method", "POST", "--path-template", "/v1/models/churn/predictions:batchGet", "--body-template", '{"ids": IDS}']
     else:
         cmd += ["--path-template", "/v1/models/churn/predictions/{id}"]
@@ -105,78 +144,256 @@ def open_loop(port: int, key: str | None, rate: float, duration: float, batch: b
     return json.loads(out.stdout)
 
 
-def measure(store: str, workers: int, key: str, iam: str, duration: float) -> dict:
-    port = free_port()
-    # The emulator answers a 100-row read in tens of milliseconds, past the 50 ms default deadline.
-    timeout = ["--read-timeout", "1.0"] if store.startswith("bigtable://") else []
-    server = subprocess.Popen([PY, "-m", "predserve.cli", "serve", "--store", store, "--port", str(port), "--iam", iam,
-                               "--workers", str(workers), *timeout], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+def lat(x: dict[str, Any]) -> str:
+    return f"{x['p50_ms']}/{x['p99_ms']}/{x['p999_ms']}"
+
+
+# ---- data ---------------------------------------------------------------------------------
+def export_into(store: str, rows: int) -> None:
+    from predserve.pipeline import GatePolicy, run_export
+
+    run_export(warehouse=str(prepared_warehouse(rows)), model="churn", key="user_id", store_url=store, query=QUERY,
+               policy=GatePolicy(max_row_drop=1.0, allow_schema_change=True))
+
+
+def lmdb_store() -> str:
+    store = OUT / "serve-store.lmdb"
+    if not (store / "data.mdb").exists():
+        export_into(str(store), ROWS)
+    return str(store)
+
+
+def reader_key() -> tuple[str, str]:
+    from predserve.iam import Registry
+
+    iam = OUT / "serve-iam.json"
+    iam.unlink(missing_ok=True)
+    return str(iam), Registry(iam).create("bench-reader", "reader")[1]
+
+
+# ---- sections -------------------------------------------------------------------------------
+def alternate(kinds: list[str], store: str, iam: str, script: str, args: argparse.Namespace,
+              workers: int = 1) -> dict[str, list[float]]:
+    """Max req/s of each kind of server, ``args.rounds`` times, the kinds alternating within each round."""
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    for _ in range(args.rounds):
+        for kind in kinds:
+            with Server(kind, store, iam, workers) as server:
+                wrk_rate(server.port, script, 1)  # warm-up
+                rates[kind].append(wrk_rate(server.port, script, args.duration))
+    return rates
+
+
+def paired(rates: dict[str, list[float]], a: str, b: str) -> float:
+    """The median over rounds of a/b: each round's two runs were adjacent in time."""
+    return statistics.median(x / y for x, y in zip(rates[a], rates[b]))
+
+
+def section_main(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    store = lmdb_store()
+    one, batch = ONE_LUA.format(key=key, rows=ROWS), BATCH_LUA.format(key=key, rows=ROWS)
+    result: dict[str, Any] = {}
+    for workers in args.workers:
+        rates = alternate(["raw-granian", "predserve"], store, iam, one, args, workers)
+        batches = alternate(["predserve"], store, iam, batch, args, workers)["predserve"]
+        entry: dict[str, Any] = {
+            "raw_asgi_rps": rates["raw-granian"], "one_id_rps": rates["predserve"], "batch_100_rps": batches,
+            "one_id_vs_raw": round(paired(rates, "predserve", "raw-granian"), 3),
+            "batch_100_vs_one_id": round(statistics.median(batches) / statistics.median(rates["predserve"]), 3),
+        }
+        print(json.dumps({"workers": workers, **entry}), flush=True)
+        if workers == 1:
+            half = statistics.median(rates["predserve"]) * 0.5
+            for load, rate in (("50pct", half), ("80pct", half * 1.6)):
+                runs = {"predserve": [], "raw-granian": []}  # type: dict[str, list[dict[str, Any]]]
+                for _ in range(args.rounds):
+                    for kind in runs:
+                        with Server(kind, store, iam) as server:
+                            open_loop(server.port, key, rate, 1)  # warm-up
+                            runs[kind].append(open_loop(server.port, key, rate, args.duration))
+                best = {kind: sorted(r, key=lambda x: x["p99_ms"])[len(r) // 2] for kind, r in runs.items()}
+                entry[f"open_loop_{load}"] = {"rate": round(rate), **best, "p99_vs_raw": round(statistics.median(
+                    p["p99_ms"] / r["p99_ms"] for p, r in zip(runs["predserve"], runs["raw-granian"])), 2)}
+                print(json.dumps({load: entry[f"open_loop_{load}"]}), flush=True)
+            with Server("predserve", store, iam) as server:
+                batch_rate = statistics.median(batches) * 0.5
+                open_loop(server.port, key, batch_rate, 1)
+                entry["batch_100_open_loop_50pct"] = {"rate": round(batch_rate), **open_loop(server.port, key, batch_rate, args.duration, True)}
+                wrk_rate(server.port, one, args.duration)
+                entry["worker_memory_mb_after_load"] = [memory_mb(pid) for pid in server.workers()]
+        result[f"workers_{workers}"] = entry
+    return result
+
+
+def section_servers(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    """uvicorn or Granian: the raw app and predserve's app on each, alternating."""
+    store = lmdb_store()
+    rates = alternate(["raw-uvicorn", "raw-granian", "raw-rsgi", "predserve-uvicorn", "predserve"], store, iam,
+                      ONE_LUA.format(key=key, rows=ROWS), args)
+    result = {"rps": rates, "medians": {k: round(statistics.median(v)) for k, v in rates.items()},
+              "granian_vs_uvicorn_raw": round(paired(rates, "raw-granian", "raw-uvicorn"), 3),
+              "granian_vs_uvicorn_predserve": round(paired(rates, "predserve", "predserve-uvicorn"), 3),
+              "rsgi_vs_asgi_raw": round(paired(rates, "raw-rsgi", "raw-granian"), 3)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def first_answer(command: list[str], port: int) -> tuple[float, subprocess.Popen]:
+    """Seconds from starting ``command`` to its first HTTP answer on ``port`` (the process is left running)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return round(time.perf_counter() - started, 3), proc
+        except httpx.HTTPError:
+            time.sleep(0.005)
+
+
+def section_startup(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    """Seconds from `predserve serve` starting to its first answer, beside the raw app's start on Granian
+    (the same-run baseline: what this machine's load adds to any start), and the idle worker's memory."""
+    store = lmdb_store()
+    seconds: dict[str, list[float]] = {"predserve": [], "raw-granian": []}
+    memory = {}
+    for _ in range(5):
+        for kind in seconds:
+            port = free_port()
+            elapsed, proc = first_answer(server_command(kind, port, store, iam, 1), port)
+            seconds[kind].append(elapsed)
+            if kind == "predserve":
+                children = [int(p) for t in Path(f"/proc/{proc.pid}/task").iterdir() for p in (t / "children").read_text().split()]
+                memory = {"parent": memory_mb(proc.pid), "worker": memory_mb(children[0])}
+            stop(proc)
+    result = {"first_answer_seconds": seconds, "median": {k: statistics.median(v) for k, v in seconds.items()},
+              "idle_memory_mb": memory}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+async def bare_async_reads(url: str, duration: float, concurrency: int = 32) -> float:
+    """Reads/s of the store's own async reads (the route's floor): ``concurrency`` loops of random ids."""
+    from predserve.store import open_store
+
+    store = open_store(url, readonly=True, read_timeout=1.0)
+    snapshot = (await store.astate("churn")).current  # type: ignore[union-attr]  (async only, as the server)
+    rng = random.Random(7)
+    done = 0
+
+    async def loop(until: float) -> None:
+        nonlocal done
+        while time.perf_counter() < until:
+            await store.aget("churn", snapshot, str(rng.randint(1, BIGTABLE_ROWS)).encode())
+            done += 1
+
+    await asyncio.gather(*(loop(time.perf_counter() + 1) for _ in range(concurrency)))  # warm-up
+    done = 0
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(started + duration) for _ in range(concurrency)))
+    rate = done / (time.perf_counter() - started)
+    store.close()
+    return rate
+
+
+def section_bigtable(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    """The one-id route against the store's own async reads: served by a 10-line app on the same
+    server (bench/raw_app.py's store_reader), and in a plain asyncio process (32 concurrent loops)."""
+    emulator = Emulator()
     try:
-        wait_port(port)
-        time.sleep(1.0 + workers)
-        wrk_rate(port, "/healthz", None, 2)  # warm up
-        result: dict = {"workers": workers}
-        result["max_rps_constant"] = wrk_rate(port, "/healthz", None, duration)
-        result["max_rps_one_id"] = wrk_rate(port, "/", ONE_LUA.format(key=key, rows=ROWS), duration)
-        result["max_rps_100_ids"] = wrk_rate(port, "/", BATCH_LUA.format(key=key, rows=ROWS), duration)
-        result["one_id_vs_constant"] = round(result["max_rps_one_id"] / result["max_rps_constant"], 3)
-        # same-run baselines for latency: the constant route, and a raw server (the machine's floor)
-        result["constant_at_one_id_50pct_rate"] = open_loop(port, None, result["max_rps_one_id"] * 0.5, duration, False, "/healthz")
-        result["raw_floor_at_one_id_50pct_rate"] = floor(result["max_rps_one_id"] * 0.5, duration)
-        for load in (0.5, 0.8):
-            result[f"one_id_at_{int(load * 100)}pct"] = open_loop(port, key, result["max_rps_one_id"] * load, duration, False)
-            result[f"100_ids_at_{int(load * 100)}pct"] = open_loop(port, key, result["max_rps_100_ids"] * load, duration, True)
+        url = "bigtable://bench/bench/predictions"
+        started = time.time()
+        export_into(url, BIGTABLE_ROWS)
+        print(f"exported {BIGTABLE_ROWS:,} rows into the Bigtable emulator in {time.time() - started:.0f}s", flush=True)
+        script = ONE_LUA.format(key=key, rows=BIGTABLE_ROWS)
+        rates = alternate(["store-reader", "predserve"], url, iam, script, args)
+        plain = [float(subprocess.run(
+            ["taskset", "-c", SERVER_CPU, PY, __file__, "--bare-reads", url, "--duration", str(args.duration)],
+            capture_output=True, text=True, check=True, cwd=ROOT / "bench").stdout.strip()) for _ in range(args.rounds)]
+        result = {"store_reads_served_rps": rates["store-reader"], "one_id_rps": rates["predserve"],
+                  "plain_asyncio_reads_per_s": plain, "route_vs_store_reads": round(paired(rates, "predserve", "store-reader"), 3)}
+        print(json.dumps(result), flush=True)
         return result
     finally:
-        server.terminate()
-        server.wait(15)
+        emulator.stop()
+
+
+def section_feast(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    """Feast's Python feature server (tuned, and as shipped) against predserve and the raw ASGI app, alternating."""
+    from feast_server import FEAST_PYTHON, FeastServer, prepare_feast
+
+    if not FEAST_PYTHON.exists():
+        raise RuntimeError("Feast is not installed: python3 -m venv bench/out/feast-venv && bench/out/feast-venv/bin/pip install feast")
+    repo = prepare_feast(prepared_warehouse(ROWS), ROWS)
+    store = lmdb_store()
+    one = ONE_LUA.format(key=key, rows=ROWS)
+    rates: dict[str, list[float]] = {"feast": [], "feast-as-shipped": [], "predserve": [], "raw-granian": []}
+    for _ in range(args.rounds):
+        for name, tuned in (("feast", True), ("feast-as-shipped", False)):
+            with FeastServer(repo, SERVER_CPU, tuned) as feast:
+                wrk_rate(feast.port, feast.lua(ROWS), 1)
+                rates[name].append(wrk_rate(feast.port, feast.lua(ROWS), args.duration))
+        for kind in ("predserve", "raw-granian"):
+            with Server(kind, store, iam) as server:
+                wrk_rate(server.port, one, 1)
+                rates[kind].append(wrk_rate(server.port, one, args.duration))
+    result = {"rps": rates, "predserve_vs_feast": round(paired(rates, "predserve", "feast"), 1),
+              "predserve_vs_feast_as_shipped": round(paired(rates, "predserve", "feast-as-shipped"), 1),
+              "raw_asgi_vs_feast": round(paired(rates, "raw-granian", "feast"), 1)}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+SECTIONS = {"main": section_main, "servers": section_servers, "startup": section_startup, "bigtable": section_bigtable,
+            "feast": section_feast}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--backends", default="lmdb,bigtable")
-    parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--sections", default="main,servers,startup,bigtable,feast")
+    parser.add_argument("--workers", default="1,2", type=lambda s: [int(w) for w in s.split(",")])
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--bare-reads", help=argparse.SUPPRESS)  # internal: one bare-read measurement in its own process
     args = parser.parse_args()
-    from predserve.iam import Registry
+    if args.bare_reads:
+        import uvloop  # the event loop predserve's workers run
 
+        print(uvloop.run(bare_async_reads(args.bare_reads, args.duration)))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
-    iam = OUT / "serve-iam.json"
-    iam.unlink(missing_ok=True)
-    key = Registry(iam).create("bench-reader", "reader")[1]
-    results = []
-    for backend in args.backends.split(","):
-        emulator = None
-        if backend == "lmdb":
-            store = str(OUT / "serve-store.lmdb")
-            if not (OUT / "serve-store.lmdb" / "data.mdb").exists():
-                export_into(store)
-        else:
-            emulator = Emulator()
-            store = "bigtable://bench/bench/predictions"
-            started = time.time()
-            export_into(store)
-            print(f"exported {ROWS:,} rows into the Bigtable emulator in {time.time() - started:.0f}s", flush=True)
-        try:
-            for workers in [int(w) for w in args.workers.split(",")]:
-                r = measure(store, workers, key, str(iam), args.duration)
-                r["backend"] = backend
-                results.append(r)
-                print(json.dumps(r), flush=True)
-        finally:
-            if emulator:
-                emulator.stop()
+    iam, key = reader_key()
+    results = {}
+    for name in args.sections.split(","):
+        print(f"--- {name}", flush=True)
+        results[name] = SECTIONS[name](args, iam, key)
     (OUT / "serve.json").write_text(json.dumps(results, indent=2))
-    print("\nbackend  workers  max rps (const / 1 id / 100 ids)  1id/const  p50/p99/p99.9 ms: "
-          "raw floor, const route, 1 id @50%, 1 id @80%, 100 ids @50%, 100 ids @80%")
-    for r in results:
-        def lat(k: str) -> str:
-            x = r[k]
-            return f"{x['p50_ms']}/{x['p99_ms']}/{x['p999_ms']}"
-        print(f"{r['backend']:<8} {r['workers']:<8} {r['max_rps_constant']:.0f} / {r['max_rps_one_id']:.0f} / {r['max_rps_100_ids']:.0f}"
-              f"   {ratio(r['max_rps_one_id'], r['max_rps_constant'])}   {lat('raw_floor_at_one_id_50pct_rate')}"
-              f"   {lat('constant_at_one_id_50pct_rate')}   {lat('one_id_at_50pct')}   {lat('one_id_at_80pct')}"
-              f"   {lat('100_ids_at_50pct')}   {lat('100_ids_at_80pct')}")
+    summarize(results)
+
+
+def summarize(results: dict[str, Any]) -> None:
+    print()
+    for name, workers in ((k, v) for k, v in results.get("main", {}).items()):
+        print(f"{name}: raw ASGI {statistics.median(workers['raw_asgi_rps']):.0f} req/s, one id {statistics.median(workers['one_id_rps']):.0f} "
+              f"({workers['one_id_vs_raw']}x raw), 100 ids {statistics.median(workers['batch_100_rps']):.0f} "
+              f"({workers['batch_100_vs_one_id']}x one id)")
+        for load in ("50pct", "80pct"):
+            if f"open_loop_{load}" in workers:
+                o = workers[f"open_loop_{load}"]
+                print(f"  open loop at {load} ({o['rate']}/s) p50/p99/p99.9 ms: predserve {lat(o['predserve'])}, "
+                      f"raw {lat(o['raw-granian'])}, p99 {o['p99_vs_raw']}x raw")
+    if "servers" in results:
+        print("servers:", results["servers"]["medians"])
+    if "bigtable" in results:
+        b = results["bigtable"]
+        print(f"bigtable: store reads served {statistics.median(b['store_reads_served_rps']):.0f}/s, in plain asyncio "
+              f"{statistics.median(b['plain_asyncio_reads_per_s']):.0f}/s; route {statistics.median(b['one_id_rps']):.0f} req/s "
+              f"({b['route_vs_store_reads']}x the served reads)")
+    if "feast" in results:
+        f = results["feast"]
+        print("feast:", {k: round(statistics.median(v)) for k, v in f["rps"].items()},
+              f"predserve {f['predserve_vs_feast']}x Feast ({f['predserve_vs_feast_as_shipped']}x as shipped), "
+              f"raw ASGI {f['raw_asgi_vs_feast']}x")
 
 
 if __name__ == "__main__":

@@ -1,84 +1,121 @@
-"""Prometheus metrics of the API, and the pure-ASGI middleware that records them.
+"""Prometheus metrics of the API.
 
-A pure ASGI middleware (not Starlette's BaseHTTPMiddleware) keeps the per-request cost to a
-clock read and one histogram observation.
+Requests are recorded into plain Python numbers and exposed through prometheus_client's
+custom-collector interface at scrape time. prometheus_client's own ``Histogram`` and
+``Counter`` take a lock on every observation (for threads a worker does not have: its event
+loop runs in one thread); on the hot path they cost a quarter of the request's Python time
+(docs/benchmarks.md), while these cost a list index and an addition.
 """
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from bisect import bisect_left
+from collections.abc import Iterator
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+UNMATCHED = "unmatched"  # the route label of requests no route answered
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# What a prediction request (or one id of a batchGet) came to: the stored prediction, the
+# model's fallback prediction, or nothing.
+Outcome = Literal["found", "default", "not_found"]
+OUTCOMES: tuple[Outcome, ...] = ("found", "default", "not_found")
+
+
+class LatencyHistogram:
+    """Observations counted into ``LATENCY_BUCKETS`` (the last slot is +Inf), and their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """Prometheus buckets: (upper bound, observations at or below it)."""
+        running, out = 0, []
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.counts):
+            running += count
+            out.append((bound, float(running)))
+        return out
+
+
+class Tally:
+    """A counter of one label set."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
 
 
 class ApiMetrics:
+    """Every metric of one worker process, and its Prometheus registry."""
+
     def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], LatencyHistogram] = {}
+        self.store_reads = {"get": LatencyHistogram(), "get_many": LatencyHistogram()}
+        self.outcomes: dict[tuple[str, Outcome], Tally] = {}
+        self.stale: dict[str, Tally] = {}
+        self.read_get = self.store_reads["get"]
+        self.read_many = self.store_reads["get_many"]
         self.registry = CollectorRegistry()
-        self.request_seconds = Histogram(
-            "predserve_request_seconds", "HTTP request latency by route and status",
-            ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.store_read_seconds = Histogram(
-            "predserve_store_read_seconds", "Store read latency by operation",
-            ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry,
-        )
-        self.model_requests = Counter(
-            "predserve_model_requests", "Prediction requests per model and outcome",
-            ["model", "outcome"], registry=self.registry,
-        )
-        self.snapshot_age = Gauge(
-            "predserve_snapshot_age_seconds", "Age of each model's current snapshot",
-            ["model"], registry=self.registry,
-        )
-        self.stale_responses = Counter(
-            "predserve_stale_responses", "Responses served from a snapshot older than the model's max_age",
-            ["model"], registry=self.registry,
-        )
-        self.read_get = self.store_read_seconds.labels("get")
-        self.read_many = self.store_read_seconds.labels("get_many")
-        self._outcomes: dict[tuple[str, str], Any] = {}
+        self.registry.register(self)
+        self.snapshot_age = Gauge("predserve_snapshot_age_seconds", "Age of each model's current snapshot",
+                                  ["model"], registry=self.registry)
 
-    def outcome(self, model: str, outcome: str) -> Any:
-        """The (cached) request counter of one model and outcome: found / not_found."""
-        child = self._outcomes.get((model, outcome))
-        if child is None:
-            if len(self._outcomes) > 10_000:  # unknown model names must not grow this forever
-                self._outcomes.clear()
-            child = self._outcomes[(model, outcome)] = self.model_requests.labels(model, outcome)
-        return child
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one request's latency under its route template, method and status."""
+        histogram = self.requests.get((route, method, status))
+        if histogram is None:
+            if method not in KNOWN_METHODS:  # clients choose methods: keep the label set bounded
+                method = "OTHER"
+            histogram = self.requests.setdefault((route, method, status), LatencyHistogram())
+        histogram.observe(seconds)
 
+    def count(self, model: str, outcome: Outcome, predictions: int = 1) -> None:
+        """Count predictions of one model by outcome (only published models get here)."""
+        tally = self.outcomes.get((model, outcome))
+        if tally is None:
+            for each in OUTCOMES:  # all three appear together, so rates can be compared from the start
+                self.outcomes.setdefault((model, each), Tally())
+            tally = self.outcomes[(model, outcome)]
+        tally.value += predictions
 
-class MetricsMiddleware:
-    """Times every HTTP request and records it under its route template and status."""
+    def stale_response(self, model: str) -> None:
+        tally = self.stale.get(model)
+        if tally is None:
+            tally = self.stale[model] = Tally()
+        tally.value += 1
 
-    def __init__(self, app: Callable[..., Any], metrics: ApiMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-        self._children: dict[tuple[str, str, int], Any] = {}
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            key = (template, scope["method"], status)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = self.metrics.request_seconds.labels(template, scope["method"], str(status))
-            child.observe(time.perf_counter() - started)
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client's collector interface: the recorded numbers as metric families."""
+        requests = HistogramMetricFamily("predserve_request_seconds", "HTTP request latency by route and status",
+                                         labels=["route", "method", "status"])
+        for (route, method, status), histogram in sorted(self.requests.items()):
+            requests.add_metric([route, method, str(status)], histogram.cumulative(), histogram.total)
+        yield requests
+        reads = HistogramMetricFamily("predserve_store_read_seconds", "Store read latency by operation", labels=["operation"])
+        for operation, histogram in self.store_reads.items():
+            reads.add_metric([operation], histogram.cumulative(), histogram.total)
+        yield reads
+        outcomes = CounterMetricFamily(
+            "predserve_model_requests", "Predictions asked for, per model and outcome (found, default, not_found); "
+            "a batchGet counts each id", labels=["model", "outcome"])
+        for (model, outcome), tally in sorted(self.outcomes.items()):
+            outcomes.add_metric([model, outcome], tally.value)
+        yield outcomes
+        stale = CounterMetricFamily(
+            "predserve_stale_responses", "Responses (a GET or a whole batchGet) served from a snapshot older than the "
+            "model's max_age; each carries X-Predserve-Stale: true", labels=["model"])
+        for model, tally in sorted(self.stale.items()):
+            stale.add_metric([model], tally.value)
+        yield stale

@@ -1,20 +1,25 @@
 """The serving side's cached view of each model's current snapshot.
 
 Resolving the pointer on every request would cost a store round trip (a network call on
-Bigtable), so each model's state is cached for ``ttl`` seconds (default 1 s): a publish or
-rollback becomes visible within that time without a restart. Reading a slightly old pointer
-is safe because GC keeps the last few published snapshots intact.
+Bigtable), so each model's state is cached for ``ttl`` seconds (default 1 s, ``--pointer-ttl``):
+a publish or rollback becomes visible within that time without a restart. Reading a slightly
+old pointer is safe because the store's GC keeps every snapshot that was current within its
+grace period, which must stay longer than this TTL (see docs/operations.md).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import orjson
+from cachetools import TTLCache
 
-from predserve.store.base import ModelState, SnapshotInfo
+from predserve.store import ModelState, SnapshotInfo, SnapshotStore
+
+MAX_MODELS = 10_000  # names cached at once: unknown names must not grow the cache forever
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class CurrentSnapshot:
     state: ModelState
     max_age: float | None
     default_prediction: bytes | None  # the JSON of the model's fallback prediction, if any
+    stale_after: float  # the time.time() past which it is stale (infinity without a max_age)
 
     @property
     def id(self) -> int:
@@ -33,33 +39,46 @@ class CurrentSnapshot:
         return (now or time.time()) - (self.info.published_at or self.info.created_at)
 
     def is_stale(self, now: float | None = None) -> bool:
-        return self.max_age is not None and self.age(now) > self.max_age
+        return (now or time.time()) > self.stale_after
 
 
-def _current(model: str, state: ModelState | None) -> CurrentSnapshot | None:
+def current_snapshot(model: str, state: ModelState | None) -> CurrentSnapshot | None:
+    """The published snapshot a model's state points at, with its serving metadata."""
     info = state.current_info() if state else None
     if info is None or state is None:
         return None
     default = info.metadata.get("default_prediction")
+    max_age = info.metadata.get("max_age")
     return CurrentSnapshot(
-        model=model, info=info, state=state, max_age=info.metadata.get("max_age"),
+        model=model, info=info, state=state, max_age=max_age,
         default_prediction=orjson.dumps(default) if default is not None else None,
+        stale_after=math.inf if max_age is None else (info.published_at or info.created_at) + max_age,
     )
 
 
 class PointerCache:
-    def __init__(self, store: Any, ttl: float = 1.0) -> None:
+    """Each model's current snapshot (or None), re-read from the store once ``ttl`` has passed.
+
+    ``cached`` answers from memory (the hot path: no coroutine); ``get`` reads the store on a miss.
+    """
+
+    def __init__(self, store: SnapshotStore, ttl: float = 1.0) -> None:
         self.store = store
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, CurrentSnapshot | None]] = {}
+        self._cache: TTLCache[str, CurrentSnapshot | None] = TTLCache(maxsize=MAX_MODELS, ttl=ttl)
+
+    def cached(self, model: str) -> CurrentSnapshot | None | Literal[False]:
+        """The cached pointer, or False when it must be read from the store."""
+        try:
+            return self._cache[model]  # TTLCache.get costs three times this lookup
+        except KeyError:
+            return False
 
     async def get(self, model: str) -> CurrentSnapshot | None:
-        hit = self._cache.get(model)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        current = _current(model, await self.store.astate(model))
-        if len(self._cache) > 10_000:  # unknown names must not grow the cache forever
-            self._cache.clear()
-        self._cache[model] = (now, current)
+        current = self.cached(model)
+        if current is not False:
+            return current
+        current = current_snapshot(model, await self.store.astate(model))
+        if self.ttl > 0:
+            self._cache[model] = current
         return current
