@@ -27,7 +27,8 @@ import pytest
 from predserve import Warehouse
 from predserve.errors import ModelError
 from predserve.warehouse import catalog, storage, transform
-from predserve.warehouse.models import TrainedModel, weights_table
+from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.weights import weights_table
 
 MIXED = """
     SET TimeZone = 'UTC';

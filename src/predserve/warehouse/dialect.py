@@ -59,6 +59,60 @@ class Weights(exp.Expression, exp.Func):
     arg_types = ML_ARGS
 
 
+class AdvancedWeights(exp.Expression, exp.Func):
+    """ML.ADVANCED_WEIGHTS(MODEL m [, STRUCT(...)])"""
+
+    arg_types = ML_ARGS
+
+
+class ConfusionMatrix(exp.Expression, exp.Func):
+    """ML.CONFUSION_MATRIX(MODEL m [, TABLE t | (query)] [, STRUCT(...)])"""
+
+    arg_types = ML_ARGS
+
+
+class RocCurve(exp.Expression, exp.Func):
+    """ML.ROC_CURVE(MODEL m [, TABLE t | (query)] [, GENERATE_ARRAY(...)])"""
+
+    arg_types = {**ML_ARGS, "thresholds": False}
+
+
+class Centroids(exp.Expression, exp.Func):
+    """ML.CENTROIDS(MODEL m [, STRUCT(...)])"""
+
+    arg_types = ML_ARGS
+
+
+class DetectAnomalies(exp.Expression, exp.Func):
+    """ML.DETECT_ANOMALIES(MODEL m, STRUCT(...), TABLE t | (query))"""
+
+    arg_types = ML_ARGS
+
+
+class FeatureImportance(exp.Expression, exp.Func):
+    """ML.FEATURE_IMPORTANCE(MODEL m)"""
+
+    arg_types = ML_ARGS
+
+
+class ExplainPredict(exp.Expression, exp.Func):
+    """ML.EXPLAIN_PREDICT(MODEL m, TABLE t | (query) [, STRUCT(...)])"""
+
+    arg_types = ML_ARGS
+
+
+class GlobalExplain(exp.Expression, exp.Func):
+    """ML.GLOBAL_EXPLAIN(MODEL m [, STRUCT(...)])"""
+
+    arg_types = ML_ARGS
+
+
+class MLTransform(exp.Expression, exp.Func):
+    """ML.TRANSFORM(MODEL m, TABLE t | (query))"""
+
+    arg_types = ML_ARGS
+
+
 class AlterModel(exp.Expression):
     """ALTER MODEL [IF EXISTS] name SET OPTIONS(key=value, ...)"""
 
@@ -72,6 +126,8 @@ class MLSignature:
     node: type[exp.Expression]
     input: str  # "required", "optional" or "none": the TABLE t | (query) argument
     settings: dict[str, type] = field(default_factory=dict)  # STRUCT field -> Python type of its value
+    settings_first: bool = False  # the STRUCT comes before the input (ML.DETECT_ANOMALIES)
+    thresholds: bool = False  # a GENERATE_ARRAY(...) of thresholds may follow the input (ML.ROC_CURVE)
 
 
 # Each ML table function BigQuery ML has and predserve runs, with the arguments its reference
@@ -83,6 +139,16 @@ ML_TABLE_FUNCTIONS: dict[str, MLSignature] = {
     "TRAINING_INFO": MLSignature(TrainingInfo, "none"),
     "FEATURE_INFO": MLSignature(FeatureInfo, "none"),
     "WEIGHTS": MLSignature(Weights, "none", {"standardize": bool}),
+    "ADVANCED_WEIGHTS": MLSignature(AdvancedWeights, "none", {"standardize": bool}),
+    "CONFUSION_MATRIX": MLSignature(ConfusionMatrix, "optional", {"threshold": float}),
+    "ROC_CURVE": MLSignature(RocCurve, "optional", thresholds=True),
+    "CENTROIDS": MLSignature(Centroids, "none", {"standardize": bool}),
+    "DETECT_ANOMALIES": MLSignature(DetectAnomalies, "required", {"contamination": float}, settings_first=True),
+    "FEATURE_IMPORTANCE": MLSignature(FeatureImportance, "none"),
+    "EXPLAIN_PREDICT": MLSignature(ExplainPredict, "required",
+                                   {"top_k_features": int, "threshold": float, "approx_feature_contrib": bool}),
+    "GLOBAL_EXPLAIN": MLSignature(GlobalExplain, "none", {"class_level_explain": bool}),
+    "TRANSFORM": MLSignature(MLTransform, "required"),
 }
 ML_NODES: tuple[type[exp.Expression], ...] = tuple(s.node for s in ML_TABLE_FUNCTIONS.values())
 
@@ -152,17 +218,21 @@ class PredserveParser(BigQueryParser):
         args: dict[str, exp.Expression] = {}
         while self._match(TokenType.COMMA):
             if self._match(TokenType.TABLE):
-                self._check_argument(name, args, "expression", "a TABLE or (query) input")
+                self._check_argument(name, args, "expression", "a TABLE or (query) input", signature)
                 args["expression"] = self._parse_table_parts()
-            elif self._match(TokenType.L_PAREN, advance=False) and not args:
+            elif self._match(TokenType.L_PAREN, advance=False) and (not args or set(args) == {"params_struct"} and signature.settings_first):
                 args["expression"] = self._parse_table()
                 if not isinstance(args["expression"], exp.Subquery) or args["expression"].alias:
                     self.raise_error(f"ML.{name}: the input must be TABLE name or (query)")
             elif self._match(TokenType.STRUCT, advance=False):
-                self._check_argument(name, args, "params_struct", "a STRUCT of settings")
+                self._check_argument(name, args, "params_struct", "a STRUCT of settings", signature)
                 args["params_struct"] = self._parse_bitwise()
+            elif signature.thresholds and self._curr is not None and self._curr.text.upper() == "GENERATE_ARRAY" \
+                    and "thresholds" not in args:
+                args["thresholds"] = self._parse_bitwise()
             else:
-                self.raise_error(f"ML.{name}: expected TABLE name, (query) or STRUCT(...) after MODEL {model.sql('bigquery')}")
+                expected = "TABLE name, (query), GENERATE_ARRAY(...)" if signature.thresholds else "TABLE name, (query)"
+                self.raise_error(f"ML.{name}: expected {expected} or STRUCT(...) after MODEL {model.sql('bigquery')}")
         if "expression" in args and signature.input == "none":
             self.raise_error(f"ML.{name} takes no input table: ML.{name}(MODEL {model.sql('bigquery')})")
         if "expression" not in args and signature.input == "required":
@@ -171,9 +241,12 @@ class PredserveParser(BigQueryParser):
             self.raise_error(f"ML.{name}: expected ')'")
         return self.expression(signature.node(this=model, **args))
 
-    def _check_argument(self, name: str, args: dict[str, exp.Expression], key: str, what: str) -> None:
-        if key in args or (key == "expression" and "params_struct" in args):
-            self.raise_error(f"ML.{name}: unexpected {what} here; the arguments are MODEL name, the input, then STRUCT(...)")
+    def _check_argument(self, name: str, args: dict[str, exp.Expression], key: str, what: str, signature: MLSignature) -> None:
+        order = "MODEL name, STRUCT(...), then the input" if signature.settings_first else "MODEL name, the input, then STRUCT(...)"
+        misplaced = "params_struct" in args if key == "expression" and not signature.settings_first \
+            else "expression" in args if key == "params_struct" and signature.settings_first else False
+        if key in args or misplaced or "thresholds" in args:
+            self.raise_error(f"ML.{name}: unexpected {what} here; the arguments are {order}")
 
 
 class PredserveGenerator(BigQueryGenerator):

@@ -62,6 +62,11 @@ def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: n
                         instance_weight=instance_weight)
 
 
+def row_class_weights(options: dict[str, Any], classes: list[Any], y: np.ndarray) -> np.ndarray | None:
+    """Each training row's weight from auto_class_weights or class_weights (None: unweighted)."""
+    return _sample_weights(_class_weights(options, classes), y, len(classes))
+
+
 def _sample_weights(class_weight: dict[int, float] | str | None, y: np.ndarray, num_classes: int) -> np.ndarray | None:
     """Per-row weights from auto_class_weights ('balanced': n / (rows of the class * classes)) or class_weights."""
     if class_weight == "balanced":

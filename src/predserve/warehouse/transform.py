@@ -120,6 +120,30 @@ class Transform:
     def output_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
+    def source_columns(self) -> dict[str, list[str]]:
+        """Each output column's input columns: those its expression reads, in order."""
+        sources = {}
+        for name, sql in self.columns:
+            tree = sqlglot.parse_one(sql, read="bigquery")
+            sources[name] = list(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
+        return sources
+
+    def output_of(self, feature: str) -> str | None:
+        """The output column a model feature comes from: itself, or the STRUCT output
+        (ML.POLYNOMIAL_EXPAND, ML.FEATURE_CROSS) whose field it is, named ``{column}_{field}``."""
+        names = self.output_names
+        if feature in names:
+            return feature
+        owners = [name for name in names if feature.startswith(name + "_")]
+        return max(owners, key=len) if owners else None
+
+    def apply_available(self, data: pa.Table | pa.RecordBatch) -> pa.Table:
+        """The TRANSFORM output for ``data``, leaving out the columns whose inputs it lacks
+        (such as the label, absent from rows to predict)."""
+        present = {name.lower() for name in data.schema.names}
+        missing = {name for name, columns in self.source_columns().items() if any(c.lower() not in present for c in columns)}
+        return self.apply(data, skip=missing)
+
     def apply(self, data: pa.Table | pa.RecordBatch, skip: set[str] | frozenset[str] = frozenset()) -> pa.Table:
         """The TRANSFORM output for ``data`` (skipping e.g. the label, absent at prediction time)."""
         if self._cursor is None:
