@@ -386,3 +386,24 @@ def test_a_crafted_xgboost_model_is_refused_before_xgboost_reads_it(change: Call
     edit_payload(Path(wh.path), "bt", change)
     with pytest.raises(ModelError, match=f"model bt cannot be loaded: XGBoost model: .*{reason}"):
         wh.sql("SELECT * FROM ML.PREDICT(MODEL bt, TABLE people)")
+
+
+def _forest(model: dict[str, Any]) -> dict[str, Any]:
+    return model["estimator"]["xgboost_model"]["learner"]["gradient_booster"]["model"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda m: _forest(m)["trees"][2]["left_children"].__setitem__(0, 10**6), "tree 2 is not a tree"),
+    (lambda m: _forest(m)["trees"][3]["split_indices"].__setitem__(0, 10**6), "tree 3 splits on a feature beyond"),
+    (lambda m: _forest(m)["gbtree_model_param"].update(num_parallel_tree="7"), "iteration_indptr"),
+    (lambda m: _forest(m).update(iteration_indptr=[0, 2, 4]), "iteration_indptr"),
+    (lambda m: _forest(m)["trees"].pop(), "num_trees does not match"),
+])
+def test_a_crafted_random_forest_is_refused_before_xgboost_reads_it(change: Callable, reason: str, wh: Warehouse) -> None:
+    """A forest is a gbtree with num_parallel_tree trees in its one round: the same check applies."""
+    wh.sql("CREATE MODEL rf OPTIONS(model_type='random_forest_classifier', input_label_cols=['label'], num_parallel_tree=4, "
+           "max_tree_depth=3) AS SELECT x1, x2, label FROM people")
+    assert wh.sql("SELECT count(*) AS n FROM ML.PREDICT(MODEL rf, TABLE people)").to_pylist() == [{"n": 1000}]
+    edit_payload(Path(wh.path), "rf", change)
+    with pytest.raises(ModelError, match=f"model rf cannot be loaded: XGBoost model: .*{reason}"):
+        wh.sql("SELECT * FROM ML.PREDICT(MODEL rf, TABLE people)")
