@@ -56,7 +56,7 @@ TRANSFORM = ("TRANSFORM(ML.STANDARD_SCALER(x1) OVER() AS s1, ML.MIN_MAX_SCALER(x
              "ML.ONE_HOT_ENCODER(kind, 'most_frequent') OVER() AS oh, ML.ROBUST_SCALER(x1) OVER() AS r, "
              "ML.MAX_ABS_SCALER(x1) OVER() AS ma, ML.IMPUTER(x2, 'median') OVER() AS imp, "
              "ML.POLYNOMIAL_EXPAND(STRUCT(x1 AS f1, x1 * 2 AS f2)) AS p, ML.FEATURE_CROSS(STRUCT(color, kind)) AS fc, "
-             "IF(x1 > 5, 1.0, 0.0) AS big, st, y)")
+             "IF(x1 > 5, 1.0, 0.0) AS big, ML.NGRAMS(tokens, [1, 2]) AS grams, ML.HASH_BUCKETIZE(color, 4) AS hashed, st, y)")
 # (model, its CREATE MODEL statements: a warm start is the second one)
 MODELS: dict[str, list[str]] = {
     "linear_normal_equation": [f"CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], "
@@ -65,7 +65,7 @@ MODELS: dict[str, list[str]] = {
                                       f"optimize_strategy='BATCH_GRADIENT_DESCENT', category_encoding_method='DUMMY_ENCODING') "
                                       f"AS SELECT {ALL_FEATURES}, y FROM mixed"],
     "linear_transform": [f"CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y']) {TRANSFORM} "
-                         "AS SELECT x1, x2, color, kind, st, y FROM mixed"],
+                         "AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed"],
     "linear_warm_start": [
         "CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], optimize_strategy='BATCH_GRADIENT_DESCENT', "
         "max_iterations=2, early_stop=FALSE) AS SELECT x1, color, y FROM mixed",
@@ -86,7 +86,7 @@ MODELS: dict[str, list[str]] = {
         f"CREATE MODEL m OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], booster_type='DART', dropout=0.3, "
         f"max_iterations=5) AS SELECT {ALL_FEATURES}, y FROM mixed"],
     "boosted_regressor_transform": [f"CREATE MODEL m OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], "
-                                    f"max_iterations=3) {TRANSFORM} AS SELECT x1, x2, color, kind, st, y FROM mixed"],
+                                    f"max_iterations=3) {TRANSFORM} AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed"],
     "linear_p_values_global_explain": [
         "CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], calculate_p_values=TRUE, "
         "category_encoding_method='DUMMY_ENCODING', enable_global_explain=TRUE) AS SELECT x1, x2, color, seen, y FROM mixed"],
@@ -208,7 +208,7 @@ def test_training_data_and_prediction_use_the_stored_transform(mixed: Path) -> N
     through the same checks CREATE MODEL applies."""
     with Warehouse(mixed) as wh:
         wh.sql(f"CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
-               f"{TRANSFORM} AS SELECT x1, x2, color, kind, st, y FROM mixed")
+               f"{TRANSFORM} AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed")
         stored = storage.load(stored_payload(mixed, "m"))["transform"]["columns"]
         mean = wh.sql("SELECT avg(x1) AS m FROM mixed").column(0)[0].as_py()
         assert {c["name"]: c["sql"] for c in stored}["s1"].startswith(f"((x1) - {mean!r})")

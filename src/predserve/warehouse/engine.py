@@ -26,7 +26,7 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog
+from predserve.warehouse import catalog, hashing
 from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
 from predserve.warehouse.messages import engine_message
 from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
@@ -54,6 +54,7 @@ class Warehouse:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
             raise SQLError(f"cannot open warehouse {self.path}: {engine_message(exc)}") from None
+        hashing.register(self.con)  # BigQuery's FARM_FINGERPRINT, which ML.HASH_BUCKETIZE uses
         if not read_only:
             catalog.ensure_catalog(self.con)
         # Errors raised while DuckDB pulls ML.PREDICT batches reach us wrapped in a DuckDB
