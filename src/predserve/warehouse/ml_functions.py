@@ -317,6 +317,7 @@ def transform(call: MLCall) -> pa.Table:
     if model.transform is None:
         raise ModelError(f"{call.label}: model {model.name} was created without a TRANSFORM clause")
     table = call.rows().read_all()
+    _check_input_types(call, table.schema)
     out = model.transform.apply_available(table)
     for name in table.schema.names:
         if name not in out.schema.names:
