@@ -45,62 +45,62 @@ def make_table(path: str, rows: int) -> None:
         wh.sql(f"CREATE OR REPLACE TABLE data AS SELECT *, CASE WHEN {signal} + (hash(id * 77) % 1000) / 500.0 - 1.0 > 0 THEN 1 ELSE 0 END AS label FROM t")
 
 
-def train_ours(path: str) -> dict:
+def create_model(path: str, model: str, model_type: str, table: str) -> dict:
+    """CREATE MODEL through the warehouse, timed; its ML.TRAINING_INFO iterations and final loss."""
     from predserve import Warehouse
 
     with Warehouse(path) as wh:
         started = time.perf_counter()
-        wh.sql(f"CREATE OR REPLACE MODEL m OPTIONS(model_type='logistic_reg', input_label_cols=['label'], "
-               f"data_split_method='NO_SPLIT') AS SELECT {', '.join(FEATURES)}, label FROM data")
+        wh.sql(f"CREATE OR REPLACE MODEL {model} OPTIONS(model_type='{model_type}', input_label_cols=['label'], "
+               f"data_split_method='NO_SPLIT') AS SELECT {', '.join(FEATURES)}, label FROM {table}")
         seconds = round(time.perf_counter() - started, 2)
-        info = wh.sql("SELECT iteration, loss FROM ML.TRAINING_INFO(MODEL m) ORDER BY iteration").to_pylist()
+        info = wh.sql(f"SELECT iteration, loss FROM ML.TRAINING_INFO(MODEL {model}) ORDER BY iteration").to_pylist()
         return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "iterations": len(info), "log_loss": round(info[-1]["loss"], 5)}
 
 
-def train_direct(path: str) -> dict:
+def train_ours(path: str) -> dict:
+    return create_model(path, "m", "logistic_reg", "data")
+
+
+def features_and_labels(path: str, table_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The table's features as a matrix and its labels, as a direct baseline reads them."""
     import duckdb
-    from sklearn.linear_model import LogisticRegression
 
     con = duckdb.connect(path, read_only=True)
-    table = con.sql(f"SELECT {', '.join(FEATURES)}, label FROM data").to_arrow_table()
-    x = np.column_stack([table.column(f).to_numpy() for f in FEATURES])
-    y = table.column("label").to_numpy()
+    table = con.sql(f"SELECT {', '.join(FEATURES)}, label FROM {table_name}").to_arrow_table()
+    return np.column_stack([table.column(f).to_numpy() for f in FEATURES]), table.column("label").to_numpy()
+
+
+def log_loss(y: np.ndarray, probability: np.ndarray) -> float:
+    p = np.clip(probability, 1e-15, 1 - 1e-15)
+    return round(float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))), 5)
+
+
+def train_direct(path: str) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = features_and_labels(path, "data")
     started = time.perf_counter()
     x = (x - x.mean(axis=0)) / x.std(axis=0, ddof=1)
     est = LogisticRegression(C=np.inf, max_iter=1000).fit(x, y)
     seconds = round(time.perf_counter() - started, 2)
-    p = np.clip(est.predict_proba(x)[:, 1], 1e-15, 1 - 1e-15)
-    log_loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "iterations": int(est.n_iter_[0]), "log_loss": round(log_loss, 5)}
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "iterations": int(est.n_iter_[0]),
+            "log_loss": log_loss(y, est.predict_proba(x)[:, 1])}
 
 
 def forest_ours(path: str) -> dict:
-    from predserve import Warehouse
-
-    with Warehouse(path) as wh:
-        started = time.perf_counter()
-        wh.sql(f"CREATE OR REPLACE MODEL forest OPTIONS(model_type='random_forest_classifier', input_label_cols=['label'], "
-               f"data_split_method='NO_SPLIT') AS SELECT {', '.join(FEATURES)}, label FROM forest_data")
-        seconds = round(time.perf_counter() - started, 2)
-        loss = wh.sql("SELECT loss FROM ML.TRAINING_INFO(MODEL forest)").to_pylist()[0]["loss"]
-        return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "log_loss": round(loss, 5)}
+    return create_model(path, "forest", "random_forest_classifier", "forest_data")
 
 
 def forest_direct(path: str) -> dict:
-    import duckdb
     import xgboost as xgb
 
-    con = duckdb.connect(path, read_only=True)
-    table = con.sql(f"SELECT {', '.join(FEATURES)}, label FROM forest_data").to_arrow_table()
-    x = np.column_stack([table.column(f).to_numpy() for f in FEATURES])
-    y = table.column("label").to_numpy()
+    x, y = features_and_labels(path, "forest_data")
     started = time.perf_counter()
     est = xgb.XGBRFClassifier(n_estimators=100, max_depth=15, subsample=0.8, colsample_bynode=0.8, reg_lambda=1.0,
                               tree_method="hist", random_state=0, n_jobs=2).fit(x, y)
     seconds = round(time.perf_counter() - started, 2)
-    p = np.clip(est.predict_proba(x)[:, 1], 1e-15, 1 - 1e-15)
-    log_loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "log_loss": round(log_loss, 5)}
+    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "log_loss": log_loss(y, est.predict_proba(x)[:, 1])}
 
 
 def predict_ours(path: str) -> dict:

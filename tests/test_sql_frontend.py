@@ -8,7 +8,7 @@ import pytest
 
 from predserve import Warehouse
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.dialect import ML_NODES, ML_TABLE_FUNCTIONS, Evaluate, parse_script
+from predserve.warehouse.dialect import ML_NODES, ML_TABLE_FUNCTIONS, parse_script
 from predserve.warehouse.ml_functions import HANDLERS
 from predserve.warehouse.names import quote_identifier
 
@@ -37,8 +37,8 @@ def count(wh: Warehouse, sql: str) -> int:
 def test_every_ml_table_function_is_a_node_with_a_handler() -> None:
     tree = parse_script("SELECT * FROM ML.EVALUATE(MODEL `p.d.m`, TABLE d.t, STRUCT(0.4 AS threshold))")[0].tree
     node = tree.find(*ML_NODES)
-    assert isinstance(node, Evaluate) and node.this.name == "m" and node.args["expression"].name == "t"
-    assert set(HANDLERS) == {s.node for s in ML_TABLE_FUNCTIONS.values()}
+    assert isinstance(node, ML_TABLE_FUNCTIONS["EVALUATE"].node) and node.this.name == "m" and node.args["expression"].name == "t"
+    assert set(HANDLERS) == set(ML_TABLE_FUNCTIONS)
 
 
 def test_a_column_named_model_is_not_a_model_statement(wh: Warehouse) -> None:

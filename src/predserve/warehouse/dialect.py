@@ -4,8 +4,8 @@ Every statement is read once, by this dialect, into a sqlglot tree; the engine r
 tree by node type. What BigQuery ML adds to BigQuery's SQL:
 
 - the ML table functions, ``ML.<NAME>(MODEL name [, TABLE t | (query)] [, STRUCT(...)])``,
-  each its own node class (sqlglot's ``exp.Predict`` for ML.PREDICT, the classes below for
-  the others), listed in ``ML_TABLE_FUNCTIONS``. Adding one is a class and a row there, and
+  each its own node class (sqlglot's ``exp.Predict`` for ML.PREDICT, an ``MLFunction``
+  subclass for the others), listed in ``ML_TABLE_FUNCTIONS``. Adding one is a row there and
   a handler in ``ml_functions.py``;
 - ``ALTER MODEL [IF EXISTS] name SET OPTIONS(...)`` (an ``AlterModel`` node);
 - ``CREATE MODEL ... TRANSFORM(...) OPTIONS(...) AS query`` and ``DROP MODEL``, which
@@ -32,85 +32,17 @@ from sqlglot.tokens import Token, TokenType
 from predserve.errors import SQLError
 
 # ---- nodes ---------------------------------------------------------------------------------
-ML_ARGS = {"this": True, "expression": False, "params_struct": False}
+class MLFunction(exp.Expression, exp.Func):
+    """A call of one of BigQuery ML's table functions: ``this`` is the MODEL's name,
+    ``expression`` the input (TABLE t or a subquery), ``params_struct`` the STRUCT of
+    settings, ``thresholds`` ML.ROC_CURVE's GENERATE_ARRAY(...)."""
+
+    arg_types = {"this": True, "expression": False, "params_struct": False, "thresholds": False}
 
 
-class Evaluate(exp.Expression, exp.Func):
-    """ML.EVALUATE(MODEL m [, TABLE t | (query)] [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class TrainingInfo(exp.Expression, exp.Func):
-    """ML.TRAINING_INFO(MODEL m)"""
-
-    arg_types = ML_ARGS
-
-
-class FeatureInfo(exp.Expression, exp.Func):
-    """ML.FEATURE_INFO(MODEL m)"""
-
-    arg_types = ML_ARGS
-
-
-class Weights(exp.Expression, exp.Func):
-    """ML.WEIGHTS(MODEL m [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class AdvancedWeights(exp.Expression, exp.Func):
-    """ML.ADVANCED_WEIGHTS(MODEL m [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class ConfusionMatrix(exp.Expression, exp.Func):
-    """ML.CONFUSION_MATRIX(MODEL m [, TABLE t | (query)] [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class RocCurve(exp.Expression, exp.Func):
-    """ML.ROC_CURVE(MODEL m [, TABLE t | (query)] [, GENERATE_ARRAY(...)])"""
-
-    arg_types = {**ML_ARGS, "thresholds": False}
-
-
-class Centroids(exp.Expression, exp.Func):
-    """ML.CENTROIDS(MODEL m [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class DetectAnomalies(exp.Expression, exp.Func):
-    """ML.DETECT_ANOMALIES(MODEL m, STRUCT(...), TABLE t | (query))"""
-
-    arg_types = ML_ARGS
-
-
-class FeatureImportance(exp.Expression, exp.Func):
-    """ML.FEATURE_IMPORTANCE(MODEL m)"""
-
-    arg_types = ML_ARGS
-
-
-class ExplainPredict(exp.Expression, exp.Func):
-    """ML.EXPLAIN_PREDICT(MODEL m, TABLE t | (query) [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class GlobalExplain(exp.Expression, exp.Func):
-    """ML.GLOBAL_EXPLAIN(MODEL m [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class MLTransform(exp.Expression, exp.Func):
-    """ML.TRANSFORM(MODEL m, TABLE t | (query))"""
-
-    arg_types = ML_ARGS
+def _node(name: str) -> type[MLFunction]:
+    """The node class of ML.<name>: MLConfusionMatrix for CONFUSION_MATRIX."""
+    return type("ML" + name.title().replace("_", ""), (MLFunction,), {"__module__": __name__, "__doc__": f"ML.{name}(MODEL m, ...)"})
 
 
 class AlterModel(exp.Expression):
@@ -135,20 +67,20 @@ class MLSignature:
 # horizon, confidence_level, perform_aggregation: time series) are refused by name.
 ML_TABLE_FUNCTIONS: dict[str, MLSignature] = {
     "PREDICT": MLSignature(exp.Predict, "required", {"threshold": float, "keep_original_columns": bool}),
-    "EVALUATE": MLSignature(Evaluate, "optional", {"threshold": float}),
-    "TRAINING_INFO": MLSignature(TrainingInfo, "none"),
-    "FEATURE_INFO": MLSignature(FeatureInfo, "none"),
-    "WEIGHTS": MLSignature(Weights, "none", {"standardize": bool}),
-    "ADVANCED_WEIGHTS": MLSignature(AdvancedWeights, "none", {"standardize": bool}),
-    "CONFUSION_MATRIX": MLSignature(ConfusionMatrix, "optional", {"threshold": float}),
-    "ROC_CURVE": MLSignature(RocCurve, "optional", thresholds=True),
-    "CENTROIDS": MLSignature(Centroids, "none", {"standardize": bool}),
-    "DETECT_ANOMALIES": MLSignature(DetectAnomalies, "required", {"contamination": float}, settings_first=True),
-    "FEATURE_IMPORTANCE": MLSignature(FeatureImportance, "none"),
-    "EXPLAIN_PREDICT": MLSignature(ExplainPredict, "required",
+    "EVALUATE": MLSignature(_node("EVALUATE"), "optional", {"threshold": float}),
+    "TRAINING_INFO": MLSignature(_node("TRAINING_INFO"), "none"),
+    "FEATURE_INFO": MLSignature(_node("FEATURE_INFO"), "none"),
+    "WEIGHTS": MLSignature(_node("WEIGHTS"), "none", {"standardize": bool}),
+    "ADVANCED_WEIGHTS": MLSignature(_node("ADVANCED_WEIGHTS"), "none", {"standardize": bool}),
+    "CONFUSION_MATRIX": MLSignature(_node("CONFUSION_MATRIX"), "optional", {"threshold": float}),
+    "ROC_CURVE": MLSignature(_node("ROC_CURVE"), "optional", thresholds=True),
+    "CENTROIDS": MLSignature(_node("CENTROIDS"), "none", {"standardize": bool}),
+    "DETECT_ANOMALIES": MLSignature(_node("DETECT_ANOMALIES"), "required", {"contamination": float}, settings_first=True),
+    "FEATURE_IMPORTANCE": MLSignature(_node("FEATURE_IMPORTANCE"), "none"),
+    "EXPLAIN_PREDICT": MLSignature(_node("EXPLAIN_PREDICT"), "required",
                                    {"top_k_features": int, "threshold": float, "approx_feature_contrib": bool}),
-    "GLOBAL_EXPLAIN": MLSignature(GlobalExplain, "none", {"class_level_explain": bool}),
-    "TRANSFORM": MLSignature(MLTransform, "required"),
+    "GLOBAL_EXPLAIN": MLSignature(_node("GLOBAL_EXPLAIN"), "none", {"class_level_explain": bool}),
+    "TRANSFORM": MLSignature(_node("TRANSFORM"), "required"),
 }
 ML_NODES: tuple[type[exp.Expression], ...] = tuple(s.node for s in ML_TABLE_FUNCTIONS.values())
 

@@ -239,7 +239,7 @@ class Warehouse:
         thresholds = None
         if node.args.get("thresholds") is not None:
             thresholds = self._generate_array(function, node.args["thresholds"], script)
-        return HANDLERS[type(node)](MLCall(function, model, settings, rows, self._failures, thresholds))
+        return HANDLERS[function](MLCall(function, model, settings, rows, self._failures, thresholds))
 
     def _generate_array(self, function: str, node: exp.Expression, script: Script) -> list[float]:
         """GENERATE_ARRAY(start, end [, step]) of numbers, as BigQuery computes it: start, start +

@@ -4,8 +4,8 @@ A handler gets an ``MLCall`` (the model, the checked STRUCT settings, the input 
 demand) and returns what DuckDB reads as a table: a ``pyarrow.Table``, or for ML.PREDICT a
 ``RecordBatchReader`` that scores one batch at a time, so prediction streams.
 
-Adding an ML table function: a node class and a row in dialect.ML_TABLE_FUNCTIONS (its
-syntax), a handler here and its row in HANDLERS.
+Adding an ML table function: a row in dialect.ML_TABLE_FUNCTIONS (its syntax), a handler
+here and its row in HANDLERS.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse import explain, kmeans, metrics
-from predserve.warehouse.dialect import (ML_TABLE_FUNCTIONS, AdvancedWeights, Centroids, ConfusionMatrix, DetectAnomalies,
-                                         Evaluate, ExplainPredict, FeatureImportance, FeatureInfo, GlobalExplain, MLTransform,
-                                         RocCurve, TrainingInfo, Weights)
+from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
 from predserve.warehouse.messages import engine_message
 from predserve.warehouse.models import CLASSIFIERS, TrainedModel
 from predserve.warehouse.weights import advanced_weights_table, weights_table
@@ -220,10 +218,7 @@ def confusion_matrix(call: MLCall) -> pa.Table:
         if threshold is not None:
             raise ModelError(f"{call.label}: a threshold needs the evaluation rows, ML.CONFUSION_MATRIX(MODEL {model.name}, "
                              "TABLE t | (query), STRUCT(... AS threshold))")
-        if model.stored_evaluation is None:
-            raise ModelError(f"{call.label}: model {model.name} was stored before ML.CONFUSION_MATRIX existed; pass the "
-                             "evaluation rows, or re-create it with CREATE OR REPLACE MODEL")
-        counts = model.stored_evaluation.confusion
+        counts = _stored_evaluation(call).confusion
         present = counts.sum(axis=1) > 0
         expected = pa.array(model.classes, type=model.label_type).filter(pa.array(present))
         counts = counts[present]
@@ -238,6 +233,14 @@ def confusion_matrix(call: MLCall) -> pa.Table:
     for name, column in zip(_column_names(model.classes), counts.T):
         columns[name] = pa.array(column, pa.int64())
     return pa.table(columns)
+
+
+def _stored_evaluation(call: MLCall) -> metrics.StoredEvaluation:
+    """What CREATE MODEL kept of the evaluation rows, for a call without input rows."""
+    if call.model.stored_evaluation is None:
+        raise ModelError(f"{call.label}: model {call.model.name} was stored before ML.{call.function} existed; pass the "
+                         "evaluation rows, or re-create it with CREATE OR REPLACE MODEL")
+    return call.model.stored_evaluation
 
 
 def _column_names(labels: list[Any]) -> list[str]:
@@ -263,10 +266,7 @@ def roc_curve(call: MLCall) -> pa.Table:
         if call.thresholds is not None:
             raise ModelError(f"{call.label}: thresholds need the evaluation rows, ML.ROC_CURVE(MODEL {model.name}, "
                              "TABLE t | (query), GENERATE_ARRAY(...))")
-        if model.stored_evaluation is None:
-            raise ModelError(f"{call.label}: model {model.name} was stored before ML.ROC_CURVE existed; pass the "
-                             "evaluation rows, or re-create it with CREATE OR REPLACE MODEL")
-        rows = model.stored_evaluation.roc
+        rows = _stored_evaluation(call).roc
     else:
         y, probs, _ = _evaluation_rows(call)
         known = y >= 0
@@ -325,23 +325,23 @@ def transform(call: MLCall) -> pa.Table:
     return out
 
 
-HANDLERS: dict[type[exp.Expression], Callable[[MLCall], Relation]] = {
-    exp.Predict: predict,
-    Evaluate: evaluate,
-    TrainingInfo: training_info,
-    FeatureInfo: feature_info,
-    Weights: weights,
-    AdvancedWeights: advanced_weights,
-    ConfusionMatrix: confusion_matrix,
-    RocCurve: roc_curve,
-    Centroids: centroids,
-    DetectAnomalies: detect_anomalies,
-    FeatureImportance: feature_importance,
-    ExplainPredict: explain_predict,
-    GlobalExplain: global_explain,
-    MLTransform: transform,
+HANDLERS: dict[str, Callable[[MLCall], Relation]] = {
+    "PREDICT": predict,
+    "EVALUATE": evaluate,
+    "TRAINING_INFO": training_info,
+    "FEATURE_INFO": feature_info,
+    "WEIGHTS": weights,
+    "ADVANCED_WEIGHTS": advanced_weights,
+    "CONFUSION_MATRIX": confusion_matrix,
+    "ROC_CURVE": roc_curve,
+    "CENTROIDS": centroids,
+    "DETECT_ANOMALIES": detect_anomalies,
+    "FEATURE_IMPORTANCE": feature_importance,
+    "EXPLAIN_PREDICT": explain_predict,
+    "GLOBAL_EXPLAIN": global_explain,
+    "TRANSFORM": transform,
 }
-assert set(HANDLERS) == {s.node for s in ML_TABLE_FUNCTIONS.values()}, "every ML table function needs a handler"
+assert set(HANDLERS) == set(ML_TABLE_FUNCTIONS), "every ML table function needs a handler"
 
 
 def _check_input_types(call: MLCall, schema: pa.Schema) -> None:

@@ -104,20 +104,13 @@ TREES: dict[str, Option] = {
 # random forest options and defaults, which differ from boosted trees' (no max_iterations or
 # learn_rate; deeper trees; subsample and colsample_bynode below 1).
 FOREST: dict[str, Option] = {
+    **{name: TREES[name] for name in ("l1_reg", "l2_reg", "tree_method", "colsample_bytree", "colsample_bylevel", "min_split_loss",
+                                      "instance_weight_col", "xgboost_version", "enable_global_explain")},
     "num_parallel_tree": Option(int, 100, lambda v: v >= 2, help="an integer of at least 2"),
     "max_tree_depth": Option(int, 15, _positive, help="a positive integer"),
-    "l1_reg": Option(float, 0.0, _non_negative, help="zero or more"),
-    "l2_reg": Option(float, 1.0, _non_negative, help="zero or more"),
-    "tree_method": TREES["tree_method"],
     "min_tree_child_weight": Option(int, 1, _non_negative, help="zero or more"),
-    "colsample_bytree": Option(float, 1.0, _unit, help="in (0, 1]"),
-    "colsample_bylevel": Option(float, 1.0, _unit, help="in (0, 1]"),
     "colsample_bynode": Option(float, 0.8, _unit, help="in (0, 1]"),
-    "min_split_loss": Option(float, 0.0, _non_negative, help="zero or more"),
     "subsample": Option(float, 0.8, _fraction, help="greater than 0 and less than 1"),
-    "instance_weight_col": Option(str, None),
-    "xgboost_version": TREES["xgboost_version"],
-    "enable_global_explain": Option(bool, False),
     # None: TRUE when enable_global_explain is TRUE and num_parallel_tree >= 50 (BigQuery ML's default)
     "approx_global_feature_contrib": Option(bool, None),
 }
