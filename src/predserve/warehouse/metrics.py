@@ -92,18 +92,24 @@ def confusion_counts(y: np.ndarray, probs: np.ndarray, threshold: float | None =
     return np.bincount(y * k + predicted_classes(probs, threshold), minlength=k * k).reshape(k, k)
 
 
-def default_thresholds(positive: np.ndarray) -> np.ndarray:
-    """ML.ROC_CURVE's thresholds when none are given: percentiles of the predicted probabilities."""
-    if not len(positive):
+def default_thresholds(sorted_positive: np.ndarray) -> np.ndarray:
+    """ML.ROC_CURVE's thresholds when none are given: the distinct percentiles 0 to 100 of the
+    predicted probabilities (discrete: values of the data), from the sorted probabilities."""
+    n = len(sorted_positive)
+    if not n:
         return np.zeros(0)
-    return np.unique(np.quantile(positive, np.linspace(0.0, 1.0, ROC_PERCENTILES), method="inverted_cdf"))
+    index = np.clip(np.ceil(np.linspace(0.0, 1.0, ROC_PERCENTILES) * n).astype(np.int64) - 1, 0, n - 1)
+    return np.unique(sorted_positive[index])
 
 
-def roc_curve(y: np.ndarray, positive: np.ndarray, thresholds: np.ndarray) -> list[dict[str, Any]]:
-    """ML.ROC_CURVE rows: per threshold, recall, false_positive_rate and the four counts
-    (``y`` is 1 for the positive class, ``positive`` its probability)."""
+def roc_curve(y: np.ndarray, positive: np.ndarray, thresholds: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """ML.ROC_CURVE rows: per threshold (the default ones when None), recall,
+    false_positive_rate and the four counts (``y`` is 1 for the positive class, ``positive``
+    its probability; a row is predicted positive above the threshold)."""
     order = np.argsort(positive, kind="stable")
     sorted_probs, sorted_truth = positive[order], y[order]
+    if thresholds is None:
+        thresholds = default_thresholds(sorted_probs)
     positives_at_or_below = np.concatenate([[0], np.cumsum(sorted_truth)])  # among the i lowest probabilities
     total_positive, total = int(y.sum()), len(y)
     rows = []
@@ -127,7 +133,7 @@ class StoredEvaluation:
 
     @classmethod
     def of(cls, y: np.ndarray, probs: np.ndarray) -> "StoredEvaluation":
-        roc = roc_curve(y, probs[:, 1], default_thresholds(probs[:, 1])) if probs.shape[1] == 2 else []
+        roc = roc_curve(y, probs[:, 1]) if probs.shape[1] == 2 else []
         return cls(confusion_counts(y, probs), roc)
 
     def to_data(self) -> dict[str, Any]:

@@ -271,8 +271,7 @@ def roc_curve(call: MLCall) -> pa.Table:
         y, probs, _ = _evaluation_rows(call)
         known = y >= 0
         y, positive = y[known], probs[known, 1]
-        thresholds = np.asarray(call.thresholds, dtype=np.float64) if call.thresholds is not None \
-            else metrics.default_thresholds(positive)
+        thresholds = np.asarray(call.thresholds, dtype=np.float64) if call.thresholds is not None else None
         rows = metrics.roc_curve((y == 1).astype(np.int64), positive, thresholds)
     schema = pa.schema([("threshold", pa.float64()), ("recall", pa.float64()), ("false_positive_rate", pa.float64()),
                         ("true_positives", pa.int64()), ("false_positives", pa.int64()), ("true_negatives", pa.int64()),

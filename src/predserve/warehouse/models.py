@@ -279,10 +279,13 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         model.feature_info = feature_statistics(raw_train, [c for c in raw_train.schema.names if c not in exclude])
     # Without a split, BigQuery ML evaluates (and explains) on the training rows, already encoded.
     x_evaluated, evaluated = (x_eval, eval_table) if eval_table is not None else (x, train_table)
-    model.evaluation = model._evaluate_encoded(x_evaluated, evaluated)
-    if model.model_type in CLASSIFIERS:
-        model.stored_evaluation = StoredEvaluation.of(_label_indices(evaluated.column(label), model.classes, model.label_type),
-                                                      np.asarray(model.estimator.predict_proba(x_evaluated), dtype=np.float64))
+    if model.model_type in CLASSIFIERS:  # the metrics, the confusion counts and the ROC curve from one prediction
+        y = _label_indices(evaluated.column(label), model.classes, model.label_type)
+        probs = model.estimator.predict_proba(x_evaluated)
+        model.evaluation = metrics.classification(y, probs)
+        model.stored_evaluation = StoredEvaluation.of(y, probs)
+    else:
+        model.evaluation = model._evaluate_encoded(x_evaluated, evaluated)
     if options.get("enable_global_explain"):
         model.global_explanation = explain.global_explanation(model, x_evaluated)
     return model
