@@ -94,7 +94,7 @@ def explain_batch(model: "TrainedModel", batch: pa.RecordBatch, threshold: float
     """predicted_<label>, probability (classifiers), top_feature_attributions,
     baseline_prediction_value, prediction_value, approximation_error, then the input columns."""
     from predserve.warehouse.metrics import predicted_classes
-    from predserve.warehouse.models import CLASSIFIERS
+    from predserve.warehouse.models import CLASSIFIERS, with_input_columns
 
     _explainable(model, "ML.EXPLAIN_PREDICT")
     x = model.encoder.encode(model._features(batch))
@@ -123,11 +123,7 @@ def explain_batch(model: "TrainedModel", batch: pa.RecordBatch, threshold: float
     columns += [pa.ListArray.from_arrays(pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), entries),
                 pa.array(baseline, pa.float64()), pa.array(value, pa.float64()), pa.array(np.zeros(n))]
     names += ["top_feature_attributions", "baseline_prediction_value", "prediction_value", "approximation_error"]
-    for name in batch.schema.names:
-        if name not in names:
-            columns.append(batch.column(name))
-            names.append(name)
-    return pa.RecordBatch.from_arrays(columns, names=names)
+    return with_input_columns(columns, names, batch)
 
 
 # ---- ML.GLOBAL_EXPLAIN ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse import explain, kmeans, metrics
 from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
 from predserve.warehouse.messages import engine_message
-from predserve.warehouse.models import CLASSIFIERS, TrainedModel
+from predserve.warehouse.models import CLASSIFIERS, TrainedModel, with_input_columns
 from predserve.warehouse.weights import advanced_weights_table, weights_table
 
 Relation = pa.Table | pa.RecordBatchReader
@@ -156,21 +156,16 @@ def detect_anomalies(call: MLCall) -> pa.RecordBatchReader:
                          "training data, e.g. ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.02 AS contamination), TABLE t)")
     if not 0.0 <= contamination <= 0.5:
         raise ModelError(f"{call.label}: contamination must be between 0 and 0.5, got {contamination}")
-    estimator: kmeans.KMeansModel = model.estimator
-    estimator.normalized_distances(np.zeros((0, len(model.encoder.output_names))))  # refuses a model stored without them
-    cutoff = estimator.anomaly_cutoff(contamination)
+    model.estimator.normalized_distances(np.zeros((0, len(model.encoder.output_names))))  # refuses a model stored without them
+    cutoff = model.estimator.anomaly_cutoff(contamination)
+    return _streamed(call, lambda batch: anomalies_batch(model, batch, cutoff))
 
-    def score(batch: pa.RecordBatch) -> pa.RecordBatch:
-        distance, nearest = estimator.normalized_distances(model.encoder.encode(model._features(batch)))
-        columns = [pa.array(distance > cutoff, pa.bool_()), pa.array(distance, pa.float64()), pa.array(nearest + 1, pa.int64())]
-        names = ["is_anomaly", "normalized_distance", "centroid_id"]
-        for name in batch.schema.names:
-            if name not in names:
-                columns.append(batch.column(name))
-                names.append(name)
-        return pa.RecordBatch.from_arrays(columns, names=names)
 
-    return _streamed(call, score)
+def anomalies_batch(model: TrainedModel, batch: pa.RecordBatch, cutoff: float) -> pa.RecordBatch:
+    """is_anomaly (normalized distance above ``cutoff``), normalized_distance, centroid_id, then the input columns."""
+    distance, nearest = model.estimator.normalized_distances(model.encoder.encode(model._features(batch)))
+    columns = [pa.array(distance > cutoff, pa.bool_()), pa.array(distance, pa.float64()), pa.array(nearest + 1, pa.int64())]
+    return with_input_columns(columns, ["is_anomaly", "normalized_distance", "centroid_id"], batch)
 
 
 def evaluate(call: MLCall) -> pa.Table:

@@ -127,12 +127,7 @@ class TrainedModel:
     def predict_batch(self, batch: pa.RecordBatch, threshold: float | None = None) -> pa.RecordBatch:
         """Score one batch: prediction columns first, then every input column, as BigQuery ML does."""
         x = self.encoder.encode(self._features(batch))
-        columns, names = self._prediction_columns(x, threshold)
-        for name in batch.schema.names:
-            if name not in names:
-                columns.append(batch.column(name))
-                names.append(name)
-        return pa.RecordBatch.from_arrays(columns, names=names)
+        return with_input_columns(*self._prediction_columns(x, threshold), batch)
 
     def _prediction_columns(self, x: np.ndarray, threshold: float | None) -> tuple[list[pa.Array], list[str]]:
         if self.model_type in REGRESSORS:
@@ -209,6 +204,17 @@ class TrainedModel:
 
     def evaluation_table(self) -> pa.Table:
         return pa.Table.from_pylist([self.evaluation])
+
+
+def with_input_columns(columns: list[pa.Array], names: list[str], batch: pa.RecordBatch) -> pa.RecordBatch:
+    """An ML function's output columns, then the input batch's columns (those not already
+    named), as BigQuery ML passes the input through."""
+    columns, names = list(columns), list(names)
+    for name in batch.schema.names:
+        if name not in names:
+            columns.append(batch.column(name))
+            names.append(name)
+    return pa.RecordBatch.from_arrays(columns, names=names)
 
 
 def _estimator_from_data(model_type: str, data: dict[str, Any], encoder: FeatureEncoder, num_classes: int) -> Estimator:
