@@ -27,7 +27,8 @@ import pytest
 from predserve import Warehouse
 from predserve.errors import ModelError
 from predserve.warehouse import catalog, storage, transform
-from predserve.warehouse.models import TrainedModel, weights_table
+from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.weights import weights_table
 
 MIXED = """
     SET TimeZone = 'UTC';
@@ -44,6 +45,7 @@ MIXED = """
            [(i % 7) / 7.0, (i % 3) * 1.0] AS vec,
            CASE WHEN i % 9 = 0 THEN NULL ELSE [CASE i % 2 WHEN 0 THEN 'x' ELSE 'y' END, 'z'] END AS tags,
            {'a': (i % 11) * 1.0, 'b': CASE i % 2 WHEN 0 THEN 'even' ELSE 'odd' END} AS st,
+           ['w' || (i % 3), 'v' || (i % 2), 'u'] AS tokens,
            3.0 * ((i * 37 % 101) / 10.0) + CASE i % 3 WHEN 0 THEN 5 ELSE 0 END + ((i * 7919) % 13 - 6) / 10.0 AS y,
            CASE WHEN (i * 37 % 101) / 10.0 + ((i * 7919) % 17) / 4.0 > 7 THEN 1 ELSE 0 END AS label
     FROM range(600) t(i)
@@ -54,7 +56,7 @@ TRANSFORM = ("TRANSFORM(ML.STANDARD_SCALER(x1) OVER() AS s1, ML.MIN_MAX_SCALER(x
              "ML.ONE_HOT_ENCODER(kind, 'most_frequent') OVER() AS oh, ML.ROBUST_SCALER(x1) OVER() AS r, "
              "ML.MAX_ABS_SCALER(x1) OVER() AS ma, ML.IMPUTER(x2, 'median') OVER() AS imp, "
              "ML.POLYNOMIAL_EXPAND(STRUCT(x1 AS f1, x1 * 2 AS f2)) AS p, ML.FEATURE_CROSS(STRUCT(color, kind)) AS fc, "
-             "IF(x1 > 5, 1.0, 0.0) AS big, st, y)")
+             "IF(x1 > 5, 1.0, 0.0) AS big, ML.NGRAMS(tokens, [1, 2]) AS grams, ML.HASH_BUCKETIZE(color, 4) AS hashed, st, y)")
 # (model, its CREATE MODEL statements: a warm start is the second one)
 MODELS: dict[str, list[str]] = {
     "linear_normal_equation": [f"CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], "
@@ -63,7 +65,7 @@ MODELS: dict[str, list[str]] = {
                                       f"optimize_strategy='BATCH_GRADIENT_DESCENT', category_encoding_method='DUMMY_ENCODING') "
                                       f"AS SELECT {ALL_FEATURES}, y FROM mixed"],
     "linear_transform": [f"CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y']) {TRANSFORM} "
-                         "AS SELECT x1, x2, color, kind, st, y FROM mixed"],
+                         "AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed"],
     "linear_warm_start": [
         "CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], optimize_strategy='BATCH_GRADIENT_DESCENT', "
         "max_iterations=2, early_stop=FALSE) AS SELECT x1, color, y FROM mixed",
@@ -84,7 +86,19 @@ MODELS: dict[str, list[str]] = {
         f"CREATE MODEL m OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], booster_type='DART', dropout=0.3, "
         f"max_iterations=5) AS SELECT {ALL_FEATURES}, y FROM mixed"],
     "boosted_regressor_transform": [f"CREATE MODEL m OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], "
-                                    f"max_iterations=3) {TRANSFORM} AS SELECT x1, x2, color, kind, st, y FROM mixed"],
+                                    f"max_iterations=3) {TRANSFORM} AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed"],
+    "linear_p_values_global_explain": [
+        "CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], calculate_p_values=TRUE, "
+        "category_encoding_method='DUMMY_ENCODING', enable_global_explain=TRUE) AS SELECT x1, x2, color, seen, y FROM mixed"],
+    "logistic_p_values_global_explain": [
+        "CREATE MODEL m OPTIONS(model_type='logistic_reg', input_label_cols=['label'], calculate_p_values=TRUE, "
+        "category_encoding_method='DUMMY_ENCODING', enable_global_explain=TRUE) AS SELECT x1, x2, color, label FROM mixed"],
+    "random_forest_classifier_multiclass_global_explain": [
+        f"CREATE MODEL m OPTIONS(model_type='random_forest_classifier', input_label_cols=['kind'], num_parallel_tree=5, "
+        f"max_tree_depth=4, enable_global_explain=TRUE) AS SELECT {ALL_FEATURES}, kind FROM mixed"],
+    "random_forest_regressor_transform": [
+        f"CREATE MODEL m OPTIONS(model_type='random_forest_regressor', input_label_cols=['y'], num_parallel_tree=4, "
+        f"max_tree_depth=3) {TRANSFORM} AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed"],
     "kmeans_cosine": [f"CREATE MODEL m OPTIONS(model_type='kmeans', num_clusters=3, kmeans_init_method='KMEANS++', "
                       f"distance_type='COSINE') AS SELECT {ALL_FEATURES} FROM mixed"],
     "kmeans_warm_start": [
@@ -161,9 +175,32 @@ def test_every_model_type_round_trips_exactly(kind: str, mixed: Path, monkeypatc
     if before.model_type in ("linear_reg", "logistic_reg"):
         for standardize in (False, True):
             assert weights_table(after, standardize).equals(weights_table(before, standardize))
+    for function in ("ML.CONFUSION_MATRIX(MODEL m)", "ML.ROC_CURVE(MODEL m)", "ML.GLOBAL_EXPLAIN(MODEL m)",
+                     "ML.ADVANCED_WEIGHTS(MODEL m)", "ML.FEATURE_IMPORTANCE(MODEL m)", "ML.CENTROIDS(MODEL m)",
+                     "ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.1 AS contamination), TABLE mixed)",
+                     "ML.EXPLAIN_PREDICT(MODEL m, TABLE mixed)", "ML.TRANSFORM(MODEL m, TABLE mixed)"):
+        if applies(function, before):  # what the model stores for them reads back (the dump above) and runs
+            with Warehouse(mixed, read_only=True) as wh:
+                assert wh.sql(f"SELECT count(*) AS n FROM {function}").to_pylist()[0]["n"] > 0, function
     if kind.endswith("warm_start"):
         assert {row["training_run"] for row in after.training_info} == {0, 1}
     assert after.options == json.loads(json.dumps(before.options))
+
+
+def applies(function: str, model: TrainedModel) -> bool:
+    """Whether ``function`` answers for ``model`` (rather than refusing its type or options)."""
+    options, kind = model.options, model.model_type
+    return {
+        "ML.CONFUSION_MATRIX": kind.endswith("classifier") or kind == "logistic_reg",
+        "ML.ROC_CURVE": (kind.endswith("classifier") or kind == "logistic_reg") and len(model.classes) == 2,
+        "ML.GLOBAL_EXPLAIN": bool(options.get("enable_global_explain")),
+        "ML.ADVANCED_WEIGHTS": bool(options.get("calculate_p_values")),
+        "ML.FEATURE_IMPORTANCE": kind.startswith(("boosted_tree", "random_forest")),
+        "ML.CENTROIDS": kind == "kmeans",
+        "ML.DETECT_ANOMALIES": kind == "kmeans",
+        "ML.EXPLAIN_PREDICT": kind != "kmeans",
+        "ML.TRANSFORM": model.transform is not None,
+    }[function.split("(")[0]]
 
 
 def test_training_data_and_prediction_use_the_stored_transform(mixed: Path) -> None:
@@ -171,7 +208,7 @@ def test_training_data_and_prediction_use_the_stored_transform(mixed: Path) -> N
     through the same checks CREATE MODEL applies."""
     with Warehouse(mixed) as wh:
         wh.sql(f"CREATE MODEL m OPTIONS(model_type='linear_reg', input_label_cols=['y'], data_split_method='NO_SPLIT') "
-               f"{TRANSFORM} AS SELECT x1, x2, color, kind, st, y FROM mixed")
+               f"{TRANSFORM} AS SELECT x1, x2, color, kind, st, tokens, y FROM mixed")
         stored = storage.load(stored_payload(mixed, "m"))["transform"]["columns"]
         mean = wh.sql("SELECT avg(x1) AS m FROM mixed").column(0)[0].as_py()
         assert {c["name"]: c["sql"] for c in stored}["s1"].startswith(f"((x1) - {mean!r})")
@@ -349,3 +386,24 @@ def test_a_crafted_xgboost_model_is_refused_before_xgboost_reads_it(change: Call
     edit_payload(Path(wh.path), "bt", change)
     with pytest.raises(ModelError, match=f"model bt cannot be loaded: XGBoost model: .*{reason}"):
         wh.sql("SELECT * FROM ML.PREDICT(MODEL bt, TABLE people)")
+
+
+def _forest(model: dict[str, Any]) -> dict[str, Any]:
+    return model["estimator"]["xgboost_model"]["learner"]["gradient_booster"]["model"]
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda m: _forest(m)["trees"][2]["left_children"].__setitem__(0, 10**6), "tree 2 is not a tree"),
+    (lambda m: _forest(m)["trees"][3]["split_indices"].__setitem__(0, 10**6), "tree 3 splits on a feature beyond"),
+    (lambda m: _forest(m)["gbtree_model_param"].update(num_parallel_tree="7"), "iteration_indptr"),
+    (lambda m: _forest(m).update(iteration_indptr=[0, 2, 4]), "iteration_indptr"),
+    (lambda m: _forest(m)["trees"].pop(), "num_trees does not match"),
+])
+def test_a_crafted_random_forest_is_refused_before_xgboost_reads_it(change: Callable, reason: str, wh: Warehouse) -> None:
+    """A forest is a gbtree with num_parallel_tree trees in its one round: the same check applies."""
+    wh.sql("CREATE MODEL rf OPTIONS(model_type='random_forest_classifier', input_label_cols=['label'], num_parallel_tree=4, "
+           "max_tree_depth=3) AS SELECT x1, x2, label FROM people")
+    assert wh.sql("SELECT count(*) AS n FROM ML.PREDICT(MODEL rf, TABLE people)").to_pylist() == [{"n": 1000}]
+    edit_payload(Path(wh.path), "rf", change)
+    with pytest.raises(ModelError, match=f"model rf cannot be loaded: XGBoost model: .*{reason}"):
+        wh.sql("SELECT * FROM ML.PREDICT(MODEL rf, TABLE people)")

@@ -73,6 +73,25 @@ BAD = [
     "SELECT ST_GEOGPOINT(1, 2)",
     "SELECT @param",
     "SELECT * FROM ML.WEIGHTS(MODEL lin); SELECT * FROM ML.WEIGHTS(MODEL km)",
+    # the evaluation, explanation and preprocessing functions
+    "SELECT * FROM ML.ROC_CURVE(MODEL lin, TABLE people)",
+    "SELECT * FROM ML.ROC_CURVE(MODEL clf, TABLE people, GENERATE_ARRAY('a', 'b', 0.1))",
+    "SELECT * FROM ML.CONFUSION_MATRIX(MODEL clf, (SELECT x1, x2 FROM people))",
+    "SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, STRUCT('x' AS contamination), TABLE people)",
+    "SELECT * FROM ML.DETECT_ANOMALIES(MODEL clf, STRUCT(0.1 AS contamination), TABLE people)",
+    "SELECT * FROM ML.EXPLAIN_PREDICT(MODEL lin, (SELECT 'abc' AS x1, 2.0 AS x2))",
+    "SELECT * FROM ML.EXPLAIN_PREDICT(MODEL clf, TABLE people, STRUCT(0 AS top_k_features))",
+    "SELECT * FROM ML.GLOBAL_EXPLAIN(MODEL lin)",
+    "SELECT * FROM ML.ADVANCED_WEIGHTS(MODEL clf)",
+    "SELECT * FROM ML.TRANSFORM(MODEL lin, TABLE people)",
+    "SELECT * FROM ML.TRANSFORM(MODEL tr, (SELECT 'abc' AS x1, 2.0 AS x2))",
+    "SELECT * FROM ML.FEATURE_IMPORTANCE(MODEL km)",
+    "SELECT * FROM ML.CENTROIDS(MODEL km, STRUCT(1 AS standardize))",
+    "SELECT ML.HASH_BUCKETIZE(color, -1) FROM people",
+    "SELECT ML.NGRAMS(color, 2) FROM people",
+    "SELECT ML.LABEL_ENCODER(color, 'top') OVER() FROM people",
+    "CREATE MODEL m OPTIONS(model_type='random_forest_classifier', input_label_cols=['label'], num_parallel_tree=1) AS SELECT x1, label FROM people",
+    "CREATE MODEL m OPTIONS(model_type='random_forest_regressor', input_label_cols=['y'], max_iterations=3) AS SELECT x1, y FROM people",
 ]
 
 

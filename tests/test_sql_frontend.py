@@ -8,7 +8,7 @@ import pytest
 
 from predserve import Warehouse
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.dialect import ML_NODES, ML_TABLE_FUNCTIONS, Evaluate, parse_script
+from predserve.warehouse.dialect import ML_NODES, ML_TABLE_FUNCTIONS, parse_script
 from predserve.warehouse.ml_functions import HANDLERS
 from predserve.warehouse.names import quote_identifier
 
@@ -37,8 +37,8 @@ def count(wh: Warehouse, sql: str) -> int:
 def test_every_ml_table_function_is_a_node_with_a_handler() -> None:
     tree = parse_script("SELECT * FROM ML.EVALUATE(MODEL `p.d.m`, TABLE d.t, STRUCT(0.4 AS threshold))")[0].tree
     node = tree.find(*ML_NODES)
-    assert isinstance(node, Evaluate) and node.this.name == "m" and node.args["expression"].name == "t"
-    assert set(HANDLERS) == {s.node for s in ML_TABLE_FUNCTIONS.values()}
+    assert isinstance(node, ML_TABLE_FUNCTIONS["EVALUATE"].node) and node.this.name == "m" and node.args["expression"].name == "t"
+    assert set(HANDLERS) == set(ML_TABLE_FUNCTIONS)
 
 
 def test_a_column_named_model_is_not_a_model_statement(wh: Warehouse) -> None:
@@ -155,7 +155,7 @@ def test_alter_model_sets_description_labels_and_expiration(tutorial: Warehouse)
     ("SELECT * FROM ML.EVALUATE(MODEL clf, STRUCT(0.5 AS threshold))", "a threshold needs the evaluation rows"),
     ("SELECT * FROM ML.TRAINING_INFO(MODEL reg, TABLE people)", "ML.TRAINING_INFO takes no input table"),
     ("SELECT ML.PREDICT(MODEL reg, TABLE people)", "ML.PREDICT is a table function: use it in FROM"),
-    ("SELECT * FROM ML.CONFUSION_MATRIX(MODEL clf)", "ML.CONFUSION_MATRIX is not supported; predserve runs ML.PREDICT"),
+    ("SELECT * FROM ML.FORECAST(MODEL clf)", "ML.FORECAST is not supported; predserve runs ML.PREDICT"),
     ("SELECT * FROM ML.PREDICT(MODEL reg, (SELECT 'a' AS x1))", r"column x1 is STRING here, but the model was trained on numbers; CAST\(x1 AS FLOAT64\)"),
 ])
 def test_what_bigquery_rejects_is_rejected(wh: Warehouse, statement: str, message: str) -> None:

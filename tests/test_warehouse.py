@@ -294,9 +294,9 @@ def test_transform_is_fitted_on_training_rows_and_reapplied_at_prediction(wh: Wa
 
 
 def test_transform_errors(wh: Warehouse) -> None:
-    with pytest.raises(ModelError, match="ML.NGRAMS is not supported in TRANSFORM; supported: ML.STANDARD_SCALER"):
+    with pytest.raises(ModelError, match="ML.BAG_OF_WORDS is not supported in TRANSFORM; supported: ML.STANDARD_SCALER"):
         wh.sql("CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
-               "TRANSFORM(ML.NGRAMS(color, [1, 2]) AS p, y) AS SELECT color, y FROM people")
+               "TRANSFORM(ML.BAG_OF_WORDS(color) OVER() AS p, y) AS SELECT color, y FROM people")
     with pytest.raises(ModelError, match="ML.POLYNOMIAL_EXPAND takes a STRUCT of named features"):
         wh.sql("CREATE MODEL t OPTIONS(model_type='linear_reg', input_label_cols=['y']) "
                "TRANSFORM(ML.POLYNOMIAL_EXPAND(x1) AS p, y) AS SELECT x1, y FROM people")

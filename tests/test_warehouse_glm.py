@@ -297,8 +297,8 @@ def test_encoders_follow_top_k_frequency_threshold_and_drop(wh: Warehouse) -> No
 def test_ml_functions_outside_their_place_are_clear_errors(wh: Warehouse) -> None:
     from predserve.errors import SQLError
 
-    with pytest.raises(SQLError, match=r"ML.NGRAMS is not supported here.*the preprocessing functions ML.STANDARD_SCALER"):
-        wh.sql("SELECT ML.NGRAMS(color, [1, 2]) FROM people")
+    with pytest.raises(SQLError, match=r"ML.TF_IDF is not supported here.*the preprocessing functions ML.STANDARD_SCALER"):
+        wh.sql("SELECT ML.TF_IDF(color) OVER() FROM people")
     with pytest.raises(SQLError, match="line 1, column 24: ML.PREDICT needs MODEL name"):
         wh.sql("SELECT * FROM ML.PREDICT(TABLE people)")
 
@@ -569,11 +569,51 @@ def test_polynomial_expand_and_feature_cross_make_struct_features(wh: Warehouse)
      [{"f1": 2.0, "f1_f1": 4.0, "f1_f2": 6.0, "f2": 3.0, "f2_f2": 9.0}]),
     ("SELECT 1 AS f, ML.FEATURE_CROSS(STRUCT('a' AS f1, 'b' AS f2, 'c' AS f3)) AS out",
      [{"f1_f2": "a_b", "f1_f3": "a_c", "f2_f3": "b_c"}]),
+    ("SELECT 1 AS f, ML.NGRAMS(['a', 'b', 'c'], [2,3], '#') AS out", [["a#b", "a#b#c", "b#c"]]),
+    ("SELECT f, ML.HASH_BUCKETIZE(f, 3) AS out FROM UNNEST(['a', 'b', 'c', 'd']) AS f ORDER BY f", [0, 1, 1, 2]),
+    ("SELECT f, ML.LABEL_ENCODER(f, 2, 2) OVER () AS out FROM UNNEST([NULL, 'a', 'b', 'b', 'c', 'c', 'c', 'd', 'd']) AS f "
+     "ORDER BY f NULLS FIRST", [0, 0, 1, 1, 2, 2, 2, 0, 0]),
+    # BigQuery's FARM_FINGERPRINT reference example, which ML.HASH_BUCKETIZE builds on
+    ("SELECT 1 AS f, FARM_FINGERPRINT(CONCAT(CAST(1 AS STRING), 'foo', CAST(true AS STRING))) AS out", [-1541654101129638711]),
+    ("SELECT 1 AS f, FARM_FINGERPRINT(CONCAT(CAST(2 AS STRING), 'apple', CAST(false AS STRING))) AS out", [2794438866806483259]),
 ])
 def test_preprocessing_functions_in_a_plain_select_match_bigquerys_examples(wh: Warehouse, select: str, expected: list) -> None:
     got = wh.sql(select).column("out").to_pylist()
     numeric = any(isinstance(v, float) for v in expected)
     assert got == (pytest.approx(expected) if numeric else expected)
+
+
+# Each preprocessing function, over the same rows in a plain query and in a model's TRANSFORM
+# fitted on them (NO_SPLIT): BigQuery gives one result either way, and so must predserve,
+# NULL included (a NULL input stays NULL; the encoders give 0 or their NULL category).
+SAME_BOTH_WAYS = {
+    "std": "ML.STANDARD_SCALER(x) OVER()", "minmax": "ML.MIN_MAX_SCALER(x) OVER()", "maxabs": "ML.MAX_ABS_SCALER(x) OVER()",
+    "robust": "ML.ROBUST_SCALER(x, [10, 90]) OVER()", "imputed": "ML.IMPUTER(x, 'median') OVER()",
+    "mostfreq": "ML.IMPUTER(s, 'most_frequent') OVER()", "bucket": "ML.BUCKETIZE(x, [2, 4], FALSE, 'bucket_ranges')",
+    "quantiles": "ML.QUANTILE_BUCKETIZE(x, 3) OVER()", "label": "ML.LABEL_ENCODER(s, 2, 1) OVER()",
+    "poly": "ML.POLYNOMIAL_EXPAND(STRUCT(x AS a, y AS b))", "cross": "ML.FEATURE_CROSS(STRUCT(s, t))",
+    "ngrams": "ML.NGRAMS(tokens, [1, 2], '_')", "hashed": "ML.HASH_BUCKETIZE(s, 4)",
+}
+
+
+def test_every_preprocessing_function_agrees_in_a_query_and_in_transform(wh: Warehouse) -> None:
+    wh.sql("CREATE TABLE rows AS SELECT * FROM (VALUES (1, NULL, 1.0, 'a', 'p', ['x', 'y']), (2, 1.0, 2.0, 'b', 'q', NULL), "
+           "(3, 2.0, NULL, 'b', 'p', ['y']), (4, 3.0, 4.0, NULL, 'q', ['x', 'y', 'z']), (5, 5.0, 5.0, 'c', NULL, []), "
+           "(6, 8.0, 1.0, 'b', 'p', ['z'])) v(id, x, y, s, t, tokens)")
+    columns = ", ".join(f"{sql} AS {name}" for name, sql in SAME_BOTH_WAYS.items())
+    in_query = wh.sql(f"SELECT id, {columns} FROM rows ORDER BY id").to_pylist()
+    wh.sql(f"CREATE MODEL every OPTIONS(model_type='linear_reg', input_label_cols=['id'], data_split_method='NO_SPLIT') "
+           f"TRANSFORM({columns}, id) AS SELECT * FROM rows")
+    in_transform = wh.sql("SELECT * FROM ML.TRANSFORM(MODEL every, (SELECT * FROM rows ORDER BY id))").to_pylist()
+    for name in SAME_BOTH_WAYS:
+        got, expected = [r[name] for r in in_transform], [r[name] for r in in_query]
+        assert [v is None for v in got] == [v is None for v in expected], name
+        numeric = any(isinstance(v, float) for v in expected)  # the same up to the last bit of a float
+        pairs = [(g, e) for g, e in zip(got, expected) if e is not None]
+        assert all(g == (pytest.approx(e, rel=1e-12) if numeric else e) for g, e in pairs), name
+    # ML.MIN_MAX_SCALER of NULL is NULL both ways (the issue: 0.0 in a plain query before)
+    assert in_query[0]["minmax"] is None and in_transform[0]["minmax"] is None
+    assert [r["hashed"] for r in in_query][3] is None and [r["ngrams"] for r in in_query][1] is None
 
 
 def test_preprocessing_in_a_select_follows_the_window_and_reports_misuse(wh: Warehouse) -> None:
@@ -583,5 +623,10 @@ def test_preprocessing_in_a_select_follows_the_window_and_reports_misuse(wh: War
         assert min(scaled) == 0.0 and max(scaled) == 1.0  # scaled within each partition
     with pytest.raises(ModelError, match="ML.STANDARD_SCALER\\(...\\) needs OVER\\(\\)"):
         wh.sql("SELECT ML.STANDARD_SCALER(x1) FROM people")
-    with pytest.raises(ModelError, match="ML.LABEL_ENCODER works inside CREATE MODEL ... TRANSFORM"):
-        wh.sql("SELECT ML.LABEL_ENCODER(color) OVER() FROM people")
+    with pytest.raises(ModelError, match="ML.ONE_HOT_ENCODER works inside CREATE MODEL ... TRANSFORM"):
+        wh.sql("SELECT ML.ONE_HOT_ENCODER(color) OVER() FROM people")
+    with pytest.raises(ModelError, match="ML.LABEL_ENCODER\\(...\\) needs OVER\\(\\)"):
+        wh.sql("SELECT ML.LABEL_ENCODER(color) FROM people")
+    # ML.LABEL_ENCODER follows the window as the scalers do: a vocabulary per partition
+    rows = wh.sql("SELECT kind, color, ML.LABEL_ENCODER(color, 10, 1) OVER (PARTITION BY kind) AS e FROM people").to_pylist()
+    assert {(r["kind"], r["color"], r["e"]) for r in rows} == {("a", "red", 1), ("b", "green", 1), ("c", "blue", 1)}

@@ -4,8 +4,8 @@ Every statement is read once, by this dialect, into a sqlglot tree; the engine r
 tree by node type. What BigQuery ML adds to BigQuery's SQL:
 
 - the ML table functions, ``ML.<NAME>(MODEL name [, TABLE t | (query)] [, STRUCT(...)])``,
-  each its own node class (sqlglot's ``exp.Predict`` for ML.PREDICT, the classes below for
-  the others), listed in ``ML_TABLE_FUNCTIONS``. Adding one is a class and a row there, and
+  each its own node class (sqlglot's ``exp.Predict`` for ML.PREDICT, an ``MLFunction``
+  subclass for the others), listed in ``ML_TABLE_FUNCTIONS``. Adding one is a row there and
   a handler in ``ml_functions.py``;
 - ``ALTER MODEL [IF EXISTS] name SET OPTIONS(...)`` (an ``AlterModel`` node);
 - ``CREATE MODEL ... TRANSFORM(...) OPTIONS(...) AS query`` and ``DROP MODEL``, which
@@ -32,31 +32,17 @@ from sqlglot.tokens import Token, TokenType
 from predserve.errors import SQLError
 
 # ---- nodes ---------------------------------------------------------------------------------
-ML_ARGS = {"this": True, "expression": False, "params_struct": False}
+class MLFunction(exp.Expression, exp.Func):
+    """A call of one of BigQuery ML's table functions: ``this`` is the MODEL's name,
+    ``expression`` the input (TABLE t or a subquery), ``params_struct`` the STRUCT of
+    settings, ``thresholds`` ML.ROC_CURVE's GENERATE_ARRAY(...)."""
+
+    arg_types = {"this": True, "expression": False, "params_struct": False, "thresholds": False}
 
 
-class Evaluate(exp.Expression, exp.Func):
-    """ML.EVALUATE(MODEL m [, TABLE t | (query)] [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
-
-
-class TrainingInfo(exp.Expression, exp.Func):
-    """ML.TRAINING_INFO(MODEL m)"""
-
-    arg_types = ML_ARGS
-
-
-class FeatureInfo(exp.Expression, exp.Func):
-    """ML.FEATURE_INFO(MODEL m)"""
-
-    arg_types = ML_ARGS
-
-
-class Weights(exp.Expression, exp.Func):
-    """ML.WEIGHTS(MODEL m [, STRUCT(...)])"""
-
-    arg_types = ML_ARGS
+def _node(name: str) -> type[MLFunction]:
+    """The node class of ML.<name>: MLConfusionMatrix for CONFUSION_MATRIX."""
+    return type("ML" + name.title().replace("_", ""), (MLFunction,), {"__module__": __name__, "__doc__": f"ML.{name}(MODEL m, ...)"})
 
 
 class AlterModel(exp.Expression):
@@ -72,6 +58,8 @@ class MLSignature:
     node: type[exp.Expression]
     input: str  # "required", "optional" or "none": the TABLE t | (query) argument
     settings: dict[str, type] = field(default_factory=dict)  # STRUCT field -> Python type of its value
+    settings_first: bool = False  # the STRUCT comes before the input (ML.DETECT_ANOMALIES)
+    thresholds: bool = False  # a GENERATE_ARRAY(...) of thresholds may follow the input (ML.ROC_CURVE)
 
 
 # Each ML table function BigQuery ML has and predserve runs, with the arguments its reference
@@ -79,10 +67,20 @@ class MLSignature:
 # horizon, confidence_level, perform_aggregation: time series) are refused by name.
 ML_TABLE_FUNCTIONS: dict[str, MLSignature] = {
     "PREDICT": MLSignature(exp.Predict, "required", {"threshold": float, "keep_original_columns": bool}),
-    "EVALUATE": MLSignature(Evaluate, "optional", {"threshold": float}),
-    "TRAINING_INFO": MLSignature(TrainingInfo, "none"),
-    "FEATURE_INFO": MLSignature(FeatureInfo, "none"),
-    "WEIGHTS": MLSignature(Weights, "none", {"standardize": bool}),
+    "EVALUATE": MLSignature(_node("EVALUATE"), "optional", {"threshold": float}),
+    "TRAINING_INFO": MLSignature(_node("TRAINING_INFO"), "none"),
+    "FEATURE_INFO": MLSignature(_node("FEATURE_INFO"), "none"),
+    "WEIGHTS": MLSignature(_node("WEIGHTS"), "none", {"standardize": bool}),
+    "ADVANCED_WEIGHTS": MLSignature(_node("ADVANCED_WEIGHTS"), "none", {"standardize": bool}),
+    "CONFUSION_MATRIX": MLSignature(_node("CONFUSION_MATRIX"), "optional", {"threshold": float}),
+    "ROC_CURVE": MLSignature(_node("ROC_CURVE"), "optional", thresholds=True),
+    "CENTROIDS": MLSignature(_node("CENTROIDS"), "none", {"standardize": bool}),
+    "DETECT_ANOMALIES": MLSignature(_node("DETECT_ANOMALIES"), "required", {"contamination": float}, settings_first=True),
+    "FEATURE_IMPORTANCE": MLSignature(_node("FEATURE_IMPORTANCE"), "none"),
+    "EXPLAIN_PREDICT": MLSignature(_node("EXPLAIN_PREDICT"), "required",
+                                   {"top_k_features": int, "threshold": float, "approx_feature_contrib": bool}),
+    "GLOBAL_EXPLAIN": MLSignature(_node("GLOBAL_EXPLAIN"), "none", {"class_level_explain": bool}),
+    "TRANSFORM": MLSignature(_node("TRANSFORM"), "required"),
 }
 ML_NODES: tuple[type[exp.Expression], ...] = tuple(s.node for s in ML_TABLE_FUNCTIONS.values())
 
@@ -152,17 +150,21 @@ class PredserveParser(BigQueryParser):
         args: dict[str, exp.Expression] = {}
         while self._match(TokenType.COMMA):
             if self._match(TokenType.TABLE):
-                self._check_argument(name, args, "expression", "a TABLE or (query) input")
+                self._check_argument(name, args, "expression", "a TABLE or (query) input", signature)
                 args["expression"] = self._parse_table_parts()
-            elif self._match(TokenType.L_PAREN, advance=False) and not args:
+            elif self._match(TokenType.L_PAREN, advance=False) and (not args or set(args) == {"params_struct"} and signature.settings_first):
                 args["expression"] = self._parse_table()
                 if not isinstance(args["expression"], exp.Subquery) or args["expression"].alias:
                     self.raise_error(f"ML.{name}: the input must be TABLE name or (query)")
             elif self._match(TokenType.STRUCT, advance=False):
-                self._check_argument(name, args, "params_struct", "a STRUCT of settings")
+                self._check_argument(name, args, "params_struct", "a STRUCT of settings", signature)
                 args["params_struct"] = self._parse_bitwise()
+            elif signature.thresholds and self._curr is not None and self._curr.text.upper() == "GENERATE_ARRAY" \
+                    and "thresholds" not in args:
+                args["thresholds"] = self._parse_bitwise()
             else:
-                self.raise_error(f"ML.{name}: expected TABLE name, (query) or STRUCT(...) after MODEL {model.sql('bigquery')}")
+                expected = "TABLE name, (query), GENERATE_ARRAY(...)" if signature.thresholds else "TABLE name, (query)"
+                self.raise_error(f"ML.{name}: expected {expected} or STRUCT(...) after MODEL {model.sql('bigquery')}")
         if "expression" in args and signature.input == "none":
             self.raise_error(f"ML.{name} takes no input table: ML.{name}(MODEL {model.sql('bigquery')})")
         if "expression" not in args and signature.input == "required":
@@ -171,9 +173,12 @@ class PredserveParser(BigQueryParser):
             self.raise_error(f"ML.{name}: expected ')'")
         return self.expression(signature.node(this=model, **args))
 
-    def _check_argument(self, name: str, args: dict[str, exp.Expression], key: str, what: str) -> None:
-        if key in args or (key == "expression" and "params_struct" in args):
-            self.raise_error(f"ML.{name}: unexpected {what} here; the arguments are MODEL name, the input, then STRUCT(...)")
+    def _check_argument(self, name: str, args: dict[str, exp.Expression], key: str, what: str, signature: MLSignature) -> None:
+        order = "MODEL name, STRUCT(...), then the input" if signature.settings_first else "MODEL name, the input, then STRUCT(...)"
+        misplaced = "params_struct" in args if key == "expression" and not signature.settings_first \
+            else "expression" in args if key == "params_struct" and signature.settings_first else False
+        if key in args or misplaced or "thresholds" in args:
+            self.raise_error(f"ML.{name}: unexpected {what} here; the arguments are {order}")
 
 
 class PredserveGenerator(BigQueryGenerator):

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from decimal import Decimal
 from itertools import count
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import sqlglot.expressions as exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog
+from predserve.warehouse import catalog, hashing
 from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
 from predserve.warehouse.messages import engine_message
 from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
@@ -52,6 +54,7 @@ class Warehouse:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
             raise SQLError(f"cannot open warehouse {self.path}: {engine_message(exc)}") from None
+        hashing.register(self.con)  # BigQuery's FARM_FINGERPRINT, which ML.HASH_BUCKETIZE uses
         if not read_only:
             catalog.ensure_catalog(self.con)
         # Errors raised while DuckDB pulls ML.PREDICT batches reach us wrapped in a DuckDB
@@ -233,7 +236,24 @@ class Warehouse:
         if node.args.get("expression") is not None:
             query = _input_query(node)
             rows = lambda: self._reader(query, script)  # noqa: E731
-        return HANDLERS[type(node)](MLCall(function, model, settings, rows, self._failures))
+        thresholds = None
+        if node.args.get("thresholds") is not None:
+            thresholds = self._generate_array(function, node.args["thresholds"], script)
+        return HANDLERS[function](MLCall(function, model, settings, rows, self._failures, thresholds))
+
+    def _generate_array(self, function: str, node: exp.Expression, script: Script) -> list[float]:
+        """GENERATE_ARRAY(start, end [, step]) of numbers, as BigQuery computes it: start, start +
+        step, ... up to end (inclusive)."""
+        if not isinstance(node, exp.GenerateSeries):
+            raise SQLError(f"ML.{function}: the thresholds must be GENERATE_ARRAY(start, end, step)")
+        parts = [node.args.get("start"), node.args.get("end"), node.args.get("step") or exp.Literal.number(1)]
+        start, end, step = (value for value, _ in self._evaluate(parts, script))
+        if any(not isinstance(v, (int, float, Decimal)) or isinstance(v, bool) for v in (start, end, step)) or not step:
+            raise SQLError(f"ML.{function}: GENERATE_ARRAY needs numbers and a step other than 0, got "
+                           f"{node.sql('bigquery')}")
+        start, end, step = float(start), float(end), float(step)
+        count = int(np.floor((end - start) / step + 1e-9)) + 1
+        return (start + step * np.arange(max(count, 0))).tolist()
 
     @contextmanager
     def _reported(self, statement: Statement) -> Iterator[None]:

@@ -3,8 +3,8 @@
 Returns (fitted estimator, ML.TRAINING_INFO rows). Linear models train by batch gradient
 descent (gradient_descent.py) or, for linear_reg when optimize_strategy picks it, by the
 normal equation (scikit-learn's exact least squares); either way the result is a
-``LinearModel`` (its weights). Boosted trees train with XGBoost and give ``BoostedTrees``
-(its Booster, trees.py). kmeans is in kmeans.py. Each result stores itself as plain data.
+``LinearModel`` (its weights). Boosted trees and random forests train with XGBoost and give
+``BoostedTrees`` (its Booster, trees.py). kmeans is in kmeans.py. Each result stores itself as plain data.
 """
 
 from __future__ import annotations
@@ -58,8 +58,13 @@ def fit_classifier(model_type: str, options: dict[str, Any], x: np.ndarray, y: n
         # BigQuery ML trains logistic regression with batch gradient descent only.
         return gradient_descent.fit("logistic", options, x, y, len(classes), _sample_weights(weights, y, len(classes)),
                                     held_out, initial)
-    return _fit_xgboost(options, x, y, held_out, classifier=True, num_classes=len(classes), class_weight=weights,
+    return _fit_xgboost(model_type, options, x, y, held_out, num_classes=len(classes), class_weight=weights,
                         instance_weight=instance_weight)
+
+
+def row_class_weights(options: dict[str, Any], classes: list[Any], y: np.ndarray) -> np.ndarray | None:
+    """Each training row's weight from auto_class_weights or class_weights (None: unweighted)."""
+    return _sample_weights(_class_weights(options, classes), y, len(classes))
 
 
 def _sample_weights(class_weight: dict[int, float] | str | None, y: np.ndarray, num_classes: int) -> np.ndarray | None:
@@ -91,7 +96,7 @@ def linear_strategy(options: dict[str, Any], rows: int, features: int) -> str:
 def fit_regressor(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray,
                   held_out: HeldOut = None, initial: Any = None, instance_weight: np.ndarray | None = None) -> tuple[Any, Info]:
     if model_type != "linear_reg":
-        return _fit_xgboost(options, x, y, held_out, classifier=False, instance_weight=instance_weight)
+        return _fit_xgboost(model_type, options, x, y, held_out, instance_weight=instance_weight)
     if linear_strategy(options, *x.shape) == "BATCH_GRADIENT_DESCENT":
         return gradient_descent.fit("linear", options, x, y, held_out=held_out, initial=initial)
     # The least-squares solution (with l2_reg as the ridge penalty), in one step.
@@ -118,14 +123,12 @@ def _relative_progress_stop(min_rel_progress: float, watched: str) -> Any:
     return RelativeProgressStop()
 
 
-def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out: HeldOut, classifier: bool,
-                 num_classes: int = 0, class_weight: Any = None, instance_weight: np.ndarray | None = None) -> tuple[Any, Info]:
-    import xgboost as xgb
-
-    params = dict(
-        n_estimators=options["max_iterations"],
+def xgboost_parameters(model_type: str, options: dict[str, Any]) -> dict[str, Any]:
+    """XGBoost's scikit-learn parameters for a boosted tree or random forest model's options.
+    A random forest is XGBoost's random-forest mode: one round of ``num_parallel_tree`` trees
+    with learning rate 1, as XGBRFClassifier/XGBRFRegressor train them."""
+    params: dict[str, Any] = dict(
         max_depth=options["max_tree_depth"],
-        learning_rate=options["learn_rate"],
         subsample=options["subsample"],
         reg_alpha=options["l1_reg"],
         reg_lambda=options["l2_reg"],
@@ -135,14 +138,27 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
         colsample_bylevel=options["colsample_bylevel"],
         colsample_bynode=options["colsample_bynode"],
         num_parallel_tree=options["num_parallel_tree"],
-        booster=options["booster_type"].lower(),
-        **({"rate_drop": options["dropout"], "normalize_type": options["dart_normalize_type"].lower()}
-           if options["booster_type"] == "DART" else {}),
         tree_method="hist" if options["tree_method"] == "AUTO" else options["tree_method"].lower(),
         random_state=0,
         n_jobs=XGBOOST_THREADS,
     )
-    if options["early_stop"]:
+    if model_type.startswith("random_forest"):
+        return {**params, "n_estimators": 1, "learning_rate": 1.0, "booster": "gbtree"}
+    return {
+        **params, "n_estimators": options["max_iterations"], "learning_rate": options["learn_rate"],
+        "booster": options["booster_type"].lower(),
+        **({"rate_drop": options["dropout"], "normalize_type": options["dart_normalize_type"].lower()}
+           if options["booster_type"] == "DART" else {}),
+    }
+
+
+def _fit_xgboost(model_type: str, options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out: HeldOut,
+                 num_classes: int = 0, class_weight: Any = None, instance_weight: np.ndarray | None = None) -> tuple[Any, Info]:
+    import xgboost as xgb
+
+    classifier = model_type.endswith("classifier")
+    params = xgboost_parameters(model_type, options)
+    if options["early_stop"] and params["n_estimators"] > 1:
         # Watch the evaluation rows when there are some (eval_set's last entry), else the training rows.
         params["callbacks"] = [_relative_progress_stop(options["min_rel_progress"], "validation_1" if held_out else "validation_0")]
     sample_weight = instance_weight if instance_weight is not None else (
@@ -153,6 +169,7 @@ def _fit_xgboost(options: dict[str, Any], x: np.ndarray, y: np.ndarray, held_out
     results = est.evals_result()
     history = next(iter(results.get("validation_0", {}).values()), [])
     eval_history = next(iter(results.get("validation_1", {}).values()), [None] * len(history))
-    info = [{"iteration": i, "loss": float(v), "eval_loss": None if e is None else float(e), "learning_rate": options["learn_rate"]}
+    rate = options.get("learn_rate")  # random forests have none
+    info = [{"iteration": i, "loss": float(v), "eval_loss": None if e is None else float(e), "learning_rate": rate}
             for i, (v, e) in enumerate(zip(history, eval_history))]
     return BoostedTrees(est.get_booster(), num_classes if classifier else 0), info

@@ -45,10 +45,16 @@ class LinearModel:
     coef_: np.ndarray  # (outputs, encoded features)
     intercept_: np.ndarray  # (outputs,)
     n_classes: int = 0
+    # calculate_p_values: the standard error of each weight, then of the intercept, in the
+    # encoded (standardized) space; NaN where there is none (weights.py computes them)
+    standard_errors: np.ndarray | None = None
 
     def to_data(self) -> dict[str, Any]:
-        return {"kind": self.kind, "coef": array_to_data(self.coef_), "intercept": array_to_data(self.intercept_),
+        data = {"kind": self.kind, "coef": array_to_data(self.coef_), "intercept": array_to_data(self.intercept_),
                 "n_classes": self.n_classes}
+        if self.standard_errors is not None:
+            data["standard_errors"] = array_to_data(self.standard_errors)
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any], kind: str, num_features: int, num_classes: int) -> "LinearModel":
@@ -60,7 +66,10 @@ class LinearModel:
         if coef.shape != (outputs, num_features) or intercept.shape != (outputs,):
             raise StoredModelError(f"the weights have shapes {coef.shape} and {intercept.shape}; "
                                    f"the model needs ({outputs}, {num_features}) and ({outputs},)")
-        return cls(kind, coef.astype(np.float64), intercept.astype(np.float64), num_classes)
+        errors = array_field(data, "standard_errors", 1).astype(np.float64) if "standard_errors" in data else None
+        if errors is not None and errors.shape != (num_features + 1,):
+            raise StoredModelError(f"the standard errors have shape {errors.shape}; the model needs ({num_features + 1},)")
+        return cls(kind, coef.astype(np.float64), intercept.astype(np.float64), num_classes, errors)
 
     def decision(self, x: np.ndarray) -> np.ndarray:
         return x @ self.coef_.T + self.intercept_

@@ -8,6 +8,14 @@
   iteration whose relative loss improvement is below ``min_rel_progress``. The loss is the
   mean squared distance to the nearest centroid, as ML.EVALUATE reports it; every iteration
   is an ML.TRAINING_INFO row.
+
+ML.DETECT_ANOMALIES uses the normalized distance BigQuery ML defines: a row's distance to a
+centroid divided by that cluster's radius (the root mean square distance of the cluster's
+training rows to it), the smallest over the centroids. ``contamination`` (the share of the
+training rows taken as anomalous) sets the cutoff: the (1 - contamination) quantile of the
+training rows' normalized distances, which CREATE MODEL keeps at 0.05% steps
+(``ANOMALY_QUANTILES``); a row above the cutoff is an anomaly. ML.CENTROIDS reports the
+centroids in the inputs' units (or standardized).
 """
 
 from __future__ import annotations
@@ -18,11 +26,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from predserve.errors import ModelError
+from predserve.warehouse.features import FeatureEncoder, NumericFeature
 from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, str_field
 
 SEED = 0
+ANOMALY_QUANTILES = 1001  # the 50th to 100th percentiles of the training rows' normalized distances, 0.05% apart
 
 
 def default_num_clusters(rows: int) -> int:
@@ -44,9 +55,16 @@ class KMeansModel:
 
     cluster_centers_: np.ndarray
     distance_type: str = "EUCLIDEAN"
+    # for ML.DETECT_ANOMALIES (absent from models stored before it existed): each cluster's
+    # radius and the upper half of the training rows' normalized distances (ANOMALY_QUANTILES)
+    cluster_radius: np.ndarray | None = None
+    anomaly_quantiles: np.ndarray | None = None
 
     def to_data(self) -> dict[str, Any]:
-        return {"centroids": array_to_data(self.cluster_centers_), "distance_type": self.distance_type}
+        data = {"centroids": array_to_data(self.cluster_centers_), "distance_type": self.distance_type}
+        if self.cluster_radius is not None and self.anomaly_quantiles is not None:
+            data.update(cluster_radius=array_to_data(self.cluster_radius), anomaly_quantiles=array_to_data(self.anomaly_quantiles))
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any], num_features: int) -> "KMeansModel":
@@ -55,7 +73,13 @@ class KMeansModel:
         if distance_type not in DISTANCE_TYPES or centroids.shape[1] != num_features or len(centroids) < 1:
             raise StoredModelError(f"the {distance_type!r} centroids have shape {centroids.shape}; "
                                    f"the model needs a known distance type and {num_features} features")
-        return cls(centroids, distance_type)
+        model = cls(centroids, distance_type)
+        if "cluster_radius" in data:
+            model.cluster_radius = array_field(data, "cluster_radius", 1).astype(np.float64)
+            model.anomaly_quantiles = array_field(data, "anomaly_quantiles", 1).astype(np.float64)
+            if model.cluster_radius.shape != (len(centroids),) or model.anomaly_quantiles.shape != (ANOMALY_QUANTILES,):
+                raise StoredModelError("the stored cluster radii or anomaly quantiles do not match the centroids")
+        return model
 
     @property
     def n_clusters(self) -> int:
@@ -71,6 +95,33 @@ class KMeansModel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.transform(x).argmin(axis=1)
+
+    def normalized_distances(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's smallest normalized distance and the (0-based) centroid it is to."""
+        if self.cluster_radius is None:
+            raise ModelError("this kmeans model was stored before ML.DETECT_ANOMALIES existed; re-create it with CREATE OR REPLACE MODEL")
+        distances = self.transform(x)
+        radius = self.cluster_radius[None, :]
+        # a cluster of one point (radius 0) makes any other row infinitely far, its own point 0
+        normalized = np.divide(distances, radius, out=np.where(distances > 0, np.inf, 0.0), where=radius > 0)
+        nearest = normalized.argmin(axis=1) if len(x) else np.zeros(0, dtype=np.int64)
+        return normalized[np.arange(len(x)), nearest], nearest
+
+    def anomaly_cutoff(self, contamination: float) -> float:
+        """The normalized distance above which a row is an anomaly, for ``contamination`` in [0, 0.5]."""
+        step = (0.5 - contamination) * 2 * (ANOMALY_QUANTILES - 1)  # quantile 1 - contamination: steps above the median
+        index = int(round(step)) if abs(step - round(step)) < 1e-6 else int(np.ceil(step))
+        return float(self.anomaly_quantiles[index])
+
+    def fit_anomaly_statistics(self, x: np.ndarray) -> None:
+        """Cluster radii and the normalized distances' upper quantiles, from the training rows."""
+        distances = self.transform(x)
+        nearest = distances.argmin(axis=1)
+        squared = np.bincount(nearest, weights=distances[np.arange(len(x)), nearest] ** 2, minlength=self.n_clusters)
+        sizes = np.bincount(nearest, minlength=self.n_clusters)
+        self.cluster_radius = np.sqrt(np.divide(squared, sizes, out=np.zeros(self.n_clusters), where=sizes > 0))
+        normalized, _ = self.normalized_distances(x)
+        self.anomaly_quantiles = np.quantile(normalized, np.linspace(0.5, 1.0, ANOMALY_QUANTILES), method="inverted_cdf")
 
 
 def _initial_centroids(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None) -> np.ndarray:
@@ -123,6 +174,7 @@ def fit(options: dict[str, Any], x: np.ndarray, init_rows: np.ndarray | None = N
         if options["early_stop"] and previous - loss < options["min_rel_progress"] * previous:
             break
         previous = loss
+    model.fit_anomaly_statistics(x)
     return model, info
 
 
@@ -140,3 +192,37 @@ def _cluster_info(nearest: np.ndarray, distance: np.ndarray, k: int) -> list[dic
     squared = np.bincount(nearest, weights=distance ** 2, minlength=k)
     return [{"centroid_id": c + 1, "cluster_radius": float(np.sqrt(squared[c] / sizes[c])) if sizes[c] else 0.0,
              "cluster_size": int(sizes[c])} for c in range(k)]
+
+
+# ---- ML.CENTROIDS -------------------------------------------------------------------------------------
+CATEGORY_VALUES = pa.list_(pa.struct([("category", pa.string()), ("value", pa.string())]))
+
+
+def centroids_table(encoder: FeatureEncoder, model: KMeansModel, standardize: bool) -> pa.Table:
+    """ML.CENTROIDS: one row per centroid and feature: centroid_id, feature, numerical_value
+    (numeric features, in the inputs' units unless ``standardize``), categorical_value (each
+    category's share among the centroid's rows, categories with none left out) and
+    geography_value (always NULL: GEOGRAPHY features do not exist here)."""
+    rows: list[dict[str, Any]] = []
+    for centroid_id, centroid in enumerate(model.cluster_centers_, 1):
+        pos = 0
+        for feature in encoder.features:
+            width = len(feature.output_names)
+            part = centroid[pos:pos + width]
+            pos += width
+            if isinstance(feature, NumericFeature):
+                value = float(part[0])
+                if feature.standardize and not standardize:
+                    value = value * feature.stddev + feature.mean
+                elif standardize and not feature.standardize:
+                    value = (value - feature.mean) / feature.stddev
+                rows.append({"centroid_id": centroid_id, "feature": feature.name, "numerical_value": value, "categorical_value": []})
+            else:
+                names = getattr(feature, "category_names", feature.output_names)
+                shares = [{"category": name, "value": repr(float(v))} for name, v in zip(names, part) if v != 0]
+                rows.append({"centroid_id": centroid_id, "feature": feature.name, "numerical_value": None, "categorical_value": shares})
+    for row in rows:
+        row["geography_value"] = None
+    schema = pa.schema([("centroid_id", pa.int64()), ("feature", pa.string()), ("numerical_value", pa.float64()),
+                        ("categorical_value", CATEGORY_VALUES), ("geography_value", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)

@@ -4,23 +4,28 @@ A handler gets an ``MLCall`` (the model, the checked STRUCT settings, the input 
 demand) and returns what DuckDB reads as a table: a ``pyarrow.Table``, or for ML.PREDICT a
 ``RecordBatchReader`` that scores one batch at a time, so prediction streams.
 
-Adding an ML table function: a node class and a row in dialect.ML_TABLE_FUNCTIONS (its
-syntax), a handler here and its row in HANDLERS.
+Adding an ML table function: a row in dialect.ML_TABLE_FUNCTIONS (its syntax), a handler
+here and its row in HANDLERS.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS, Evaluate, FeatureInfo, TrainingInfo, Weights
+from predserve.warehouse import explain, kmeans, metrics
+from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
 from predserve.warehouse.messages import engine_message
-from predserve.warehouse.models import CLASSIFIERS, TrainedModel, weights_table
+from predserve.warehouse.models import CLASSIFIERS, TrainedModel, with_input_columns
+from predserve.warehouse.weights import advanced_weights_table, weights_table
 
 Relation = pa.Table | pa.RecordBatchReader
 
@@ -29,8 +34,10 @@ UNSUPPORTED_SETTINGS = {
     "trial_id": "hyperparameter tuning",
     "keep_original_columns": "PCA and autoencoder models (predserve's ML.PREDICT always passes the input columns through)",
     "horizon": "time series models", "confidence_level": "time series models",
-    "perform_aggregation": "time series models",
+    "perform_aggregation": "time series models", "anomaly_prob_threshold": "time series models",
+    "integrated_gradients_num_steps": "DNN models", "max_output_tokens": "remote (LLM) models",
 }
+DEFAULT_TOP_K_FEATURES = 5
 
 
 @dataclass
@@ -40,6 +47,7 @@ class MLCall:
     settings: dict[str, Any]
     rows: Callable[[], pa.RecordBatchReader] | None  # the input rows, read when called
     failures: list[PredserveError] = field(default_factory=list)  # raised while DuckDB pulls batches
+    thresholds: list[float] | None = None  # ML.ROC_CURVE's GENERATE_ARRAY(...)
 
     @property
     def label(self) -> str:
@@ -75,7 +83,7 @@ def read_settings(function: str, struct: exp.Expression | None,
         if kind is float and isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            expected = "a number" if kind is float else "TRUE or FALSE"
+            expected = {float: "a number", int: "an integer", bool: "TRUE or FALSE"}[kind]
             raise SQLError(f"ML.{function}: setting {name} must be {expected}, got {value!r}")
         settings[name] = value
     return settings
@@ -97,21 +105,21 @@ def _threshold(call: MLCall) -> float | None:
 
 
 # ---- handlers -----------------------------------------------------------------------------------
-def predict(call: MLCall) -> pa.RecordBatchReader:
+def _streamed(call: MLCall, score: Callable[[pa.RecordBatch], pa.RecordBatch]) -> pa.RecordBatchReader:
+    """The input rows scored batch by batch as DuckDB pulls them; errors are kept in
+    ``call.failures``, since DuckDB reports them in its own words."""
     assert call.rows is not None
-    threshold = _threshold(call)
     source = call.rows()
     _check_input_types(call, source.schema)
-    model = call.model
     try:
-        schema = model.predict_batch(pa.RecordBatch.from_pylist([], schema=source.schema), threshold).schema
+        schema = score(pa.RecordBatch.from_pylist([], schema=source.schema)).schema
     except pa.ArrowException as exc:
         raise ModelError(f"{call.label}: the input rows cannot be scored: {engine_message(exc)}") from None
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in source:
             try:
-                yield model.predict_batch(batch, threshold)
+                yield score(batch)
             except PredserveError as exc:
                 call.failures.append(exc)
                 raise
@@ -120,6 +128,44 @@ def predict(call: MLCall) -> pa.RecordBatchReader:
                 raise
 
     return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def predict(call: MLCall) -> pa.RecordBatchReader:
+    threshold = _threshold(call)
+    return _streamed(call, lambda batch: call.model.predict_batch(batch, threshold))
+
+
+def explain_predict(call: MLCall) -> pa.RecordBatchReader:
+    threshold = _threshold(call)
+    top_k = call.settings.get("top_k_features", DEFAULT_TOP_K_FEATURES)
+    if top_k < 1:
+        raise ModelError(f"{call.label}: top_k_features must be at least 1, got {top_k}")
+    approx = bool(call.settings.get("approx_feature_contrib", False))
+    return _streamed(call, lambda batch: explain.explain_batch(call.model, batch, threshold, top_k, approx))
+
+
+def detect_anomalies(call: MLCall) -> pa.RecordBatchReader:
+    """k-means: is_anomaly, normalized_distance, centroid_id, then the input columns."""
+    model = call.model
+    if model.model_type != "kmeans":
+        raise ModelError(f"{call.label}: predserve detects anomalies with kmeans models; {model.name} is {model.model_type} "
+                         "(BigQuery ML also uses ARIMA_PLUS, PCA and autoencoder models, which predserve does not train)")
+    contamination = call.settings.get("contamination")
+    if contamination is None:
+        raise ModelError(f"{call.label}: a kmeans model needs STRUCT(value AS contamination), the share of anomalies in the "
+                         "training data, e.g. ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.02 AS contamination), TABLE t)")
+    if not 0.0 <= contamination <= 0.5:
+        raise ModelError(f"{call.label}: contamination must be between 0 and 0.5, got {contamination}")
+    model.estimator.normalized_distances(np.zeros((0, len(model.encoder.output_names))))  # refuses a model stored without them
+    cutoff = model.estimator.anomaly_cutoff(contamination)
+    return _streamed(call, lambda batch: anomalies_batch(model, batch, cutoff))
+
+
+def anomalies_batch(model: TrainedModel, batch: pa.RecordBatch, cutoff: float) -> pa.RecordBatch:
+    """is_anomaly (normalized distance above ``cutoff``), normalized_distance, centroid_id, then the input columns."""
+    distance, nearest = model.estimator.normalized_distances(model.encoder.encode(model._features(batch)))
+    columns = [pa.array(distance > cutoff, pa.bool_()), pa.array(distance, pa.float64()), pa.array(nearest + 1, pa.int64())]
+    return with_input_columns(columns, ["is_anomaly", "normalized_distance", "centroid_id"], batch)
 
 
 def evaluate(call: MLCall) -> pa.Table:
@@ -134,6 +180,100 @@ def evaluate(call: MLCall) -> pa.Table:
     return pa.Table.from_pylist([call.model.evaluate(table, threshold)])
 
 
+def _classifier_for(call: MLCall, binary: bool = False) -> None:
+    model = call.model
+    if model.model_type not in CLASSIFIERS or (binary and len(model.classes) != 2):
+        kind = "binary classification" if binary else "classification"
+        actual = model.model_type if model.model_type not in CLASSIFIERS else f"{model.model_type} with {len(model.classes)} classes"
+        raise ModelError(f"{call.label} evaluates {kind} models; {model.name} is {actual}")
+
+
+def _evaluation_rows(call: MLCall) -> tuple[np.ndarray, np.ndarray, pa.ChunkedArray]:
+    """The input rows' (true class index, class probabilities, label column), NULL labels left out."""
+    model = call.model
+    raw = call.rows().read_all()
+    _check_input_types(call, raw.schema)
+    if model.transform is not None and model.label not in model.transform.output_names:
+        raise ModelError(f"{call.label}: the TRANSFORM of model {model.name} does not output the label {model.label!r}")
+    table = model._features(raw, with_label=True)
+    if model.label not in table.schema.names:
+        raise ModelError(f"{call.label}: the input needs the label column {model.label!r}")
+    table = table.filter(pc.is_valid(table.column(model.label)))
+    probs = model.estimator.predict_proba(model.encoder.encode(table)) if table.num_rows else np.zeros((0, len(model.classes)))
+    labels = table.column(model.label)
+    return model.label_indices(labels, strict=False), np.asarray(probs, dtype=np.float64), labels
+
+
+def confusion_matrix(call: MLCall) -> pa.Table:
+    """expected_label, then one column of counts per class, named after the class."""
+    _classifier_for(call)
+    model = call.model
+    threshold = _threshold(call)
+    if call.rows is None:
+        if threshold is not None:
+            raise ModelError(f"{call.label}: a threshold needs the evaluation rows, ML.CONFUSION_MATRIX(MODEL {model.name}, "
+                             "TABLE t | (query), STRUCT(... AS threshold))")
+        counts = _stored_evaluation(call).confusion
+        present = counts.sum(axis=1) > 0
+        expected = pa.array(model.classes, type=model.label_type).filter(pa.array(present))
+        counts = counts[present]
+    else:
+        y, probs, labels = _evaluation_rows(call)
+        predicted = metrics.predicted_classes(probs, threshold)
+        expected = pc.unique(labels).sort()
+        row = pc.index_in(labels, value_set=expected).to_numpy(zero_copy_only=False)
+        k = len(model.classes)
+        counts = np.bincount(row * k + predicted, minlength=len(expected) * k).reshape(len(expected), k)
+    columns = {"expected_label": expected}
+    for name, column in zip(_column_names(model.classes), counts.T):
+        columns[name] = pa.array(column, pa.int64())
+    return pa.table(columns)
+
+
+def _stored_evaluation(call: MLCall) -> metrics.StoredEvaluation:
+    """What CREATE MODEL kept of the evaluation rows, for a call without input rows."""
+    if call.model.stored_evaluation is None:
+        raise ModelError(f"{call.label}: model {call.model.name} was stored before ML.{call.function} existed; pass the "
+                         "evaluation rows, or re-create it with CREATE OR REPLACE MODEL")
+    return call.model.stored_evaluation
+
+
+def _column_names(labels: list[Any]) -> list[str]:
+    """Class labels as BigQuery column names: invalid characters become _, a leading digit gets
+    a _ before it (labels 0 and 1 give _0 and _1), repeats get _1, _2, ... after them."""
+    names: list[str] = []
+    for label in labels:
+        name = re.sub(r"[^A-Za-z0-9_]", "_", str(label).lower() if isinstance(label, bool) else str(label))
+        if not name or name[0].isdigit():
+            name = "_" + name
+        base, suffix = name, 1
+        while name.lower() in {n.lower() for n in [*names, "expected_label"]}:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        names.append(name)
+    return names
+
+
+def roc_curve(call: MLCall) -> pa.Table:
+    """threshold, recall, false_positive_rate, true_positives, false_positives, true_negatives, false_negatives."""
+    _classifier_for(call, binary=True)
+    model = call.model
+    if call.rows is None:
+        if call.thresholds is not None:
+            raise ModelError(f"{call.label}: thresholds need the evaluation rows, ML.ROC_CURVE(MODEL {model.name}, "
+                             "TABLE t | (query), GENERATE_ARRAY(...))")
+        rows = _stored_evaluation(call).roc
+    else:
+        y, probs, _ = _evaluation_rows(call)
+        known = y >= 0
+        y, positive = y[known], probs[known, 1]
+        thresholds = np.asarray(call.thresholds, dtype=np.float64) if call.thresholds is not None else None
+        rows = metrics.roc_curve((y == 1).astype(np.int64), positive, thresholds)
+    schema = pa.schema([("threshold", pa.float64()), ("recall", pa.float64()), ("false_positive_rate", pa.float64()),
+                        ("true_positives", pa.int64()), ("false_positives", pa.int64()), ("true_negatives", pa.int64()),
+                        ("false_negatives", pa.int64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def training_info(call: MLCall) -> pa.Table:
     return pa.Table.from_pylist([{"training_run": 0, **row} for row in call.model.training_info])  # older models lack training_run
 
@@ -146,14 +286,56 @@ def weights(call: MLCall) -> pa.Table:
     return weights_table(call.model, standardize=bool(call.settings.get("standardize", False)))
 
 
-HANDLERS: dict[type[exp.Expression], Callable[[MLCall], Relation]] = {
-    exp.Predict: predict,
-    Evaluate: evaluate,
-    TrainingInfo: training_info,
-    FeatureInfo: feature_info,
-    Weights: weights,
+def advanced_weights(call: MLCall) -> pa.Table:
+    return advanced_weights_table(call.model, standardize=bool(call.settings.get("standardize", False)))
+
+
+def centroids(call: MLCall) -> pa.Table:
+    if call.model.model_type != "kmeans":
+        raise ModelError(f"{call.label} describes kmeans models; {call.model.name} is {call.model.model_type}")
+    return kmeans.centroids_table(call.model.encoder, call.model.estimator, bool(call.settings.get("standardize", False)))
+
+
+def feature_importance(call: MLCall) -> pa.Table:
+    return explain.feature_importance_table(call.model)
+
+
+def global_explain(call: MLCall) -> pa.Table:
+    return explain.global_explain_table(call.model, bool(call.settings.get("class_level_explain", False)))
+
+
+def transform(call: MLCall) -> pa.Table:
+    """The TRANSFORM clause's columns for the input rows (with its fitted statistics), then the
+    input columns it does not output."""
+    model = call.model
+    if model.transform is None:
+        raise ModelError(f"{call.label}: model {model.name} was created without a TRANSFORM clause")
+    table = call.rows().read_all()
+    _check_input_types(call, table.schema)
+    out = model.transform.apply_available(table)
+    for name in table.schema.names:
+        if name not in out.schema.names:
+            out = out.append_column(name, table.column(name))
+    return out
+
+
+HANDLERS: dict[str, Callable[[MLCall], Relation]] = {
+    "PREDICT": predict,
+    "EVALUATE": evaluate,
+    "TRAINING_INFO": training_info,
+    "FEATURE_INFO": feature_info,
+    "WEIGHTS": weights,
+    "ADVANCED_WEIGHTS": advanced_weights,
+    "CONFUSION_MATRIX": confusion_matrix,
+    "ROC_CURVE": roc_curve,
+    "CENTROIDS": centroids,
+    "DETECT_ANOMALIES": detect_anomalies,
+    "FEATURE_IMPORTANCE": feature_importance,
+    "EXPLAIN_PREDICT": explain_predict,
+    "GLOBAL_EXPLAIN": global_explain,
+    "TRANSFORM": transform,
 }
-assert set(HANDLERS) == {s.node for s in ML_TABLE_FUNCTIONS.values()}, "every ML table function needs a handler"
+assert set(HANDLERS) == set(ML_TABLE_FUNCTIONS), "every ML table function needs a handler"
 
 
 def _check_input_types(call: MLCall, schema: pa.Schema) -> None:

@@ -3,7 +3,9 @@
 A ``TrainedModel`` is what CREATE MODEL produces: the options, the fitted preprocessing
 (``transform``: the TRANSFORM clause; ``encoder``: the automatic encoding), the fitted
 ``estimator`` (``LinearModel`` weights, ``BoostedTrees`` around an XGBoost Booster, or
-``KMeansModel`` centroids) and what ML.TRAINING_INFO, ML.FEATURE_INFO and ML.EVALUATE report.
+``KMeansModel`` centroids) and what ML.TRAINING_INFO, ML.FEATURE_INFO and ML.EVALUATE report,
+with the evaluation details ML.CONFUSION_MATRIX / ML.ROC_CURVE report without input rows and
+the global explanation ML.GLOBAL_EXPLAIN reports (when ``enable_global_explain``).
 Each part turns itself into plain data and back (``to_data``/``from_data``); the catalog
 stores that data in the warehouse (storage.py describes the format).
 ``predict_batch`` works on one Arrow record batch at a time, so ML.PREDICT streams.
@@ -21,20 +23,24 @@ import pyarrow.compute as pc
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
-from predserve.warehouse import metrics
-from predserve.warehouse.features import CategoricalFeature, FeatureEncoder, NumericFeature, expand_structs, is_numeric
+from predserve.warehouse import explain, metrics
+from predserve.warehouse.features import FeatureEncoder, expand_structs, is_numeric
 from predserve.warehouse.gradient_descent import LinearModel
 from predserve.warehouse.kmeans import KMeansModel
 from predserve.warehouse.split import split_rows
+from predserve.warehouse.metrics import StoredEvaluation
 from predserve.warehouse.storage import (StoredModelError, dict_field, float_field, int_field, optional_str_field,
                                          record_field, records_field, str_field, values_field, values_to_data)
 from predserve.warehouse.transform import Transform
 from predserve.warehouse.trees import BoostedTrees
+from predserve.warehouse.weights import standard_errors
 
 MAX_CLASSES = 50
-CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier")
-REGRESSORS = ("linear_reg", "boosted_tree_regressor")
+CLASSIFIERS = ("logistic_reg", "boosted_tree_classifier", "random_forest_classifier")
+REGRESSORS = ("linear_reg", "boosted_tree_regressor", "random_forest_regressor")
 MODEL_TYPES = (*REGRESSORS, *CLASSIFIERS, "kmeans")
+LINEAR_MODELS = ("linear_reg", "logistic_reg")
+TREE_MODELS = ("boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier", "random_forest_regressor")
 Estimator = LinearModel | BoostedTrees | KMeansModel
 
 
@@ -54,6 +60,8 @@ class TrainedModel:
     evaluation: dict[str, Any] = field(default_factory=dict)
     training_rows: int = 0
     transform: Transform | None = None  # the fitted TRANSFORM clause, if the model has one
+    stored_evaluation: StoredEvaluation | None = None  # classifiers: ML.CONFUSION_MATRIX / ML.ROC_CURVE without input
+    global_explanation: explain.GlobalExplanation | None = None  # enable_global_explain=TRUE: ML.GLOBAL_EXPLAIN
 
     # ---- storage -----------------------------------------------------------------------
     def to_data(self) -> dict[str, Any]:
@@ -67,11 +75,14 @@ class TrainedModel:
             "encoder": self.encoder.to_data(), "estimator": self.estimator.to_data(),
             "transform": self.transform.to_data() if self.transform is not None else None,
             "training_info": self.training_info, "feature_info": self.feature_info, "evaluation": self.evaluation,
+            "stored_evaluation": self.stored_evaluation.to_data() if self.stored_evaluation is not None else None,
+            "global_explanation": self.global_explanation.to_data() if self.global_explanation is not None else None,
         }
 
     @classmethod
     def from_data(cls, name: str, data: dict[str, Any]) -> "TrainedModel":
-        """The model ``to_data`` described; StoredModelError for anything else."""
+        """The model ``to_data`` described; StoredModelError for anything else. The evaluation
+        details and the global explanation are optional: models stored before they existed lack them."""
         model_type = str_field(data, "model_type")
         if model_type not in MODEL_TYPES:
             raise StoredModelError(f"unknown model_type {model_type!r}")
@@ -86,6 +97,8 @@ class TrainedModel:
             raise StoredModelError(f"a {model_type} model with label {label!r}")
         encoder = FeatureEncoder.from_data(dict_field(data, "encoder"))
         transform = dict_field(data, "transform") if data.get("transform") is not None else None
+        stored_evaluation = dict_field(data, "stored_evaluation") if data.get("stored_evaluation") is not None else None
+        global_explanation = dict_field(data, "global_explanation") if data.get("global_explanation") is not None else None
         return cls(
             name=name, model_type=model_type, options=dict_field(data, "options"), label=label, encoder=encoder,
             estimator=_estimator_from_data(model_type, dict_field(data, "estimator"), encoder, len(classes)),
@@ -93,6 +106,9 @@ class TrainedModel:
             training_info=records_field(data, "training_info"), feature_info=records_field(data, "feature_info"),
             evaluation=record_field(data, "evaluation"), training_rows=int_field(data, "training_rows"),
             transform=Transform.from_data(transform) if transform is not None else None,
+            stored_evaluation=StoredEvaluation.from_data(stored_evaluation, len(classes)) if stored_evaluation else None,
+            global_explanation=explain.GlobalExplanation.from_data(global_explanation, len(classes))
+            if global_explanation else None,
         )
 
     def _features(self, data: pa.RecordBatch | pa.Table, with_label: bool = False) -> pa.RecordBatch | pa.Table:
@@ -111,12 +127,7 @@ class TrainedModel:
     def predict_batch(self, batch: pa.RecordBatch, threshold: float | None = None) -> pa.RecordBatch:
         """Score one batch: prediction columns first, then every input column, as BigQuery ML does."""
         x = self.encoder.encode(self._features(batch))
-        columns, names = self._prediction_columns(x, threshold)
-        for name in batch.schema.names:
-            if name not in names:
-                columns.append(batch.column(name))
-                names.append(name)
-        return pa.RecordBatch.from_arrays(columns, names=names)
+        return with_input_columns(*self._prediction_columns(x, threshold), batch)
 
     def _prediction_columns(self, x: np.ndarray, threshold: float | None) -> tuple[list[pa.Array], list[str]]:
         if self.model_type in REGRESSORS:
@@ -183,15 +194,34 @@ class TrainedModel:
         probs = self.estimator.predict_proba(x)
         return metrics.classification(index, probs, threshold)
 
+    def label_indices(self, labels: pa.ChunkedArray | pa.Array, strict: bool = True) -> np.ndarray:
+        """Each label's class index; a label not seen in training is an error, or -1 when not ``strict``."""
+        if strict:
+            return _label_indices(labels, self.classes, self.label_type)
+        idx = pc.index_in(labels.cast(self.label_type) if self.label_type else labels,
+                          value_set=pa.array(self.classes, type=self.label_type))
+        return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
     def evaluation_table(self) -> pa.Table:
         return pa.Table.from_pylist([self.evaluation])
+
+
+def with_input_columns(columns: list[pa.Array], names: list[str], batch: pa.RecordBatch) -> pa.RecordBatch:
+    """An ML function's output columns, then the input batch's columns (those not already
+    named), as BigQuery ML passes the input through."""
+    columns, names = list(columns), list(names)
+    for name in batch.schema.names:
+        if name not in names:
+            columns.append(batch.column(name))
+            names.append(name)
+    return pa.RecordBatch.from_arrays(columns, names=names)
 
 
 def _estimator_from_data(model_type: str, data: dict[str, Any], encoder: FeatureEncoder, num_classes: int) -> Estimator:
     width = len(encoder.output_names)
     if model_type == "kmeans":
         return KMeansModel.from_data(data, width)
-    if model_type.startswith("boosted_tree"):
+    if model_type in TREE_MODELS:
         return BoostedTrees.from_data(data, num_classes, width)
     return LinearModel.from_data(data, "linear" if model_type == "linear_reg" else "logistic", width, num_classes)
 
@@ -253,10 +283,17 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         model.feature_info = feature_statistics(train_table, feature_cols)
     else:  # BigQuery ML describes the query's columns, before TRANSFORM
         model.feature_info = feature_statistics(raw_train, [c for c in raw_train.schema.names if c not in exclude])
-    if eval_table is not None:
-        model.evaluation = model._evaluate_encoded(x_eval, eval_table)
-    else:  # no split: BigQuery ML evaluates on the training rows, already encoded
-        model.evaluation = model._evaluate_encoded(x, train_table)
+    # Without a split, BigQuery ML evaluates (and explains) on the training rows, already encoded.
+    x_evaluated, evaluated = (x_eval, eval_table) if eval_table is not None else (x, train_table)
+    if model.model_type in CLASSIFIERS:  # the metrics, the confusion counts and the ROC curve from one prediction
+        y = _label_indices(evaluated.column(label), model.classes, model.label_type)
+        probs = model.estimator.predict_proba(x_evaluated)
+        model.evaluation = metrics.classification(y, probs)
+        model.stored_evaluation = StoredEvaluation.of(y, probs)
+    else:
+        model.evaluation = model._evaluate_encoded(x_evaluated, evaluated)
+    if options.get("enable_global_explain"):
+        model.global_explanation = explain.global_explanation(model, x_evaluated)
     return model
 
 
@@ -269,8 +306,8 @@ def _fit_encoder(name: str, options: dict[str, Any], train_table: pa.Table, feat
                              f"this query gives {feature_cols}. A warm start needs the same training schema.")
         return previous.encoder
     model_type = options["model_type"]
-    trees = model_type.startswith("boosted_tree")
-    linear = model_type in ("linear_reg", "logistic_reg")
+    trees = model_type in TREE_MODELS
+    linear = model_type in LINEAR_MODELS
     encoding = options.get("category_encoding_method")
     return FeatureEncoder.fit(
         train_table.select(feature_cols), feature_cols,
@@ -295,16 +332,18 @@ def _fit_estimator(model: TrainedModel, x: np.ndarray, train_table: pa.Table, x_
             return _label_indices(t.column(label), model.classes, model.label_type)
 
         held_out = (x_eval, targets(eval_table)) if eval_table is not None else None
+        y = targets(train_table)
         model.estimator, model.training_info = estimators.fit_classifier(
-            model.model_type, options, x, targets(train_table), model.classes, held_out, initial, weights
+            model.model_type, options, x, y, model.classes, held_out, initial, weights
         )
     elif model.model_type in REGRESSORS:
         def values(t: pa.Table) -> np.ndarray:
             return t.column(label).cast(pa.float64()).to_numpy()
 
         held_out = (x_eval, values(eval_table)) if eval_table is not None else None
+        y = values(train_table)
         model.estimator, model.training_info = estimators.fit_regressor(
-            model.model_type, options, x, values(train_table), held_out, initial, weights
+            model.model_type, options, x, y, held_out, initial, weights
         )
     else:
         init_col = options.get("kmeans_init_col")
@@ -314,6 +353,10 @@ def _fit_estimator(model: TrainedModel, x: np.ndarray, train_table: pa.Table, x_
                 raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
             init_rows = pc.fill_null(train_table.column(init_col), False).to_numpy(zero_copy_only=False)
         model.estimator, model.training_info = kmeans.fit(options, x, init_rows, initial)
+        return
+    if options.get("calculate_p_values"):
+        class_weights = estimators.row_class_weights(options, model.classes, y) if model.model_type == "logistic_reg" else None
+        model.estimator.standard_errors = standard_errors(model, x, y, class_weights)
 
 
 def _number_the_run(model: TrainedModel, previous: TrainedModel | None, started: float) -> None:
@@ -358,7 +401,7 @@ def _warm_start_state(previous: TrainedModel | None) -> Any:
         return None
     if previous.model_type == "kmeans":
         return previous.estimator.cluster_centers_
-    if previous.model_type in ("linear_reg", "logistic_reg"):
+    if previous.model_type in LINEAR_MODELS:
         return np.atleast_2d(previous.estimator.coef_), np.atleast_1d(previous.estimator.intercept_)
     raise ModelError(f"warm_start is not supported for {previous.model_type} models")
 
@@ -387,7 +430,7 @@ def _label_column(name: str, options: dict[str, Any], table: pa.Table) -> str | 
     if model_type in REGRESSORS and not is_numeric(y.type):
         raise ModelError(
             f"CREATE MODEL {name}: {model_type} needs a numeric label, but {label!r} is {y.type}; "
-            "use logistic_reg or boosted_tree_classifier for categories"
+            "use logistic_reg, boosted_tree_classifier or random_forest_classifier for categories"
         )
     if model_type in CLASSIFIERS:
         if pa.types.is_floating(y.type):
@@ -426,50 +469,3 @@ def feature_statistics(table: pa.Table, columns: list[str]) -> list[dict[str, An
     width = len(fields)
     return [{"input": name, **dict(zip(fields, values[i * width:(i + 1) * width])), "dimension": None}
             for i, name in enumerate(columns)]
-
-
-def weights_table(model: TrainedModel, standardize: bool = False) -> pa.Table:
-    """ML.WEIGHTS for linear models: one row per input plus __INTERCEPT__; for multiclass
-    models one such set per class, with ``class_label``."""
-    if model.model_type not in ("linear_reg", "logistic_reg"):
-        raise ModelError(f"ML.WEIGHTS supports linear_reg and logistic_reg models; {model.name} is {model.model_type}")
-    coef = np.atleast_2d(model.estimator.coef_)
-    intercepts = np.atleast_1d(model.estimator.intercept_)
-    multiclass = model.model_type == "logistic_reg" and len(model.classes) > 2
-    rows: list[dict[str, Any]] = []
-    for index, (w, b) in enumerate(zip(coef, intercepts)):
-        class_rows = _weight_rows(model.encoder, w, float(b), standardize)
-        if multiclass:
-            for row in class_rows:
-                row["class_label"] = str(model.classes[index])
-        rows.extend(class_rows)
-    fields = [
-        ("processed_input", pa.string()), ("weight", pa.float64()),
-        ("category_weights", pa.list_(pa.struct([("category", pa.string()), ("weight", pa.float64())]))),
-    ]
-    if multiclass:
-        fields.append(("class_label", pa.string()))
-    return pa.Table.from_pylist(rows, schema=pa.schema(fields))
-
-
-def _weight_rows(encoder: FeatureEncoder, w: np.ndarray, b: float, standardize: bool) -> list[dict[str, Any]]:
-    """One weight vector as ML.WEIGHTS rows; numeric weights in original units unless ``standardize``."""
-    rows: list[dict[str, Any]] = []
-    pos = 0
-    for feature in encoder.processed_features:
-        width = len(feature.output_names)
-        part = w[pos:pos + width]
-        if isinstance(feature, NumericFeature):
-            weight = float(part[0])
-            if feature.standardize and not standardize:
-                b -= weight * feature.mean / feature.stddev
-                weight /= feature.stddev
-            rows.append({"processed_input": feature.name, "weight": weight, "category_weights": []})
-        else:
-            cats = [{"category": name, "weight": float(v)} for name, v in zip(feature.category_names, part)]
-            if isinstance(feature, CategoricalFeature) and feature.dropped is not None:
-                cats[feature.dropped]["weight"] = 0.0  # DUMMY_ENCODING: the dropped category's column is always 0
-            rows.append({"processed_input": feature.name, "weight": None, "category_weights": cats})
-        pos += width
-    rows.append({"processed_input": "__INTERCEPT__", "weight": b, "category_weights": []})
-    return rows

@@ -14,7 +14,8 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
 
-MODEL_TYPES = ("linear_reg", "logistic_reg", "boosted_tree_classifier", "boosted_tree_regressor", "kmeans")
+MODEL_TYPES = ("linear_reg", "logistic_reg", "boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier",
+               "random_forest_regressor", "kmeans")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,23 @@ TREES: dict[str, Option] = {
     "xgboost_version": Option(str, "0.9", choices=("0.9", "1.1")),
 }
 
+# Random forests: XGBoost's random-forest mode (one round of num_parallel_tree trees, each on a
+# subsample of the rows, splitting on a sample of the columns at each node), with BigQuery ML's
+# random forest options and defaults, which differ from boosted trees' (no max_iterations or
+# learn_rate; deeper trees; subsample and colsample_bynode below 1).
+FOREST: dict[str, Option] = {
+    **{name: TREES[name] for name in ("l1_reg", "l2_reg", "tree_method", "colsample_bytree", "colsample_bylevel", "min_split_loss",
+                                      "instance_weight_col", "xgboost_version", "enable_global_explain")},
+    "num_parallel_tree": Option(int, 100, lambda v: v >= 2, help="an integer of at least 2"),
+    "max_tree_depth": Option(int, 15, _positive, help="a positive integer"),
+    "min_tree_child_weight": Option(int, 1, _non_negative, help="zero or more"),
+    "colsample_bynode": Option(float, 0.8, _unit, help="in (0, 1]"),
+    "subsample": Option(float, 0.8, _fraction, help="greater than 0 and less than 1"),
+    # None: TRUE when enable_global_explain is TRUE and num_parallel_tree >= 50 (BigQuery ML's default)
+    "approx_global_feature_contrib": Option(bool, None),
+}
+FOREST_COMMON = {name: option for name, option in COMMON.items() if name != "max_iterations"}  # one round, always
+
 KMEANS: dict[str, Option] = {
     "num_clusters": Option(int, None, lambda v: 2 <= v <= 100, help="between 2 and 100"),
     "kmeans_init_method": Option(str, "RANDOM", choices=("RANDOM", "KMEANS++", "CUSTOM")),
@@ -126,6 +144,8 @@ SPECS: dict[str, dict[str, Option]] = {
     "logistic_reg": {**COMMON, **LINEAR, **CLASSIFIER},
     "boosted_tree_classifier": {**COMMON, **TREES, **CLASSIFIER},
     "boosted_tree_regressor": {**COMMON, **TREES},
+    "random_forest_classifier": {**FOREST_COMMON, **FOREST, **CLASSIFIER},
+    "random_forest_regressor": {**FOREST_COMMON, **FOREST},
     "kmeans": KMEANS,
 }
 
@@ -194,14 +214,16 @@ def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     resolved["model_type"] = model_type
     if model_type in ("linear_reg", "logistic_reg"):
         _check_glm(resolved)
-    if model_type.startswith("boosted_tree"):
+    if model_type.startswith(("boosted_tree", "random_forest")):
         _check_trees(resolved)
     return resolved
 
 
 def _check_trees(options: dict[str, Any]) -> None:
-    """Combinations BigQuery ML's boosted tree reference rejects."""
-    if options["dropout"] and options["booster_type"] != "DART":
+    """Combinations BigQuery ML's boosted tree and random forest references reject."""
+    if options.get("approx_global_feature_contrib") is None:
+        options["approx_global_feature_contrib"] = bool(options["enable_global_explain"] and options["num_parallel_tree"] >= 50)
+    if options.get("dropout") and options["booster_type"] != "DART":
         raise ModelError("option dropout only applies with booster_type='DART'")
     if options["instance_weight_col"] and (options.get("auto_class_weights") or options.get("class_weights")):
         raise ModelError("instance_weight_col cannot be combined with auto_class_weights or class_weights")

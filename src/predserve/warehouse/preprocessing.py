@@ -3,12 +3,16 @@
 A function is a *recipe*: the aggregate statistics it needs (SQL over the input rows) and
 how its result is composed from them. Inside CREATE MODEL ... TRANSFORM the statistics are
 computed once on the training rows and composed as constants, so prediction reuses them
-(transform.py). In an ordinary SELECT, ``ML.STANDARD_SCALER(x) OVER()`` composes them as
-window aggregates over the query's own rows, as BigQuery does (``window_expression``).
+(transform.py); a function without statistics (ML.BUCKETIZE, ML.NGRAMS, ML.HASH_BUCKETIZE,
+...) is kept in the TRANSFORM as the call itself and composed when the model is loaded. In an
+ordinary SELECT, ``ML.STANDARD_SCALER(x) OVER()`` composes them as window aggregates over the
+query's own rows, as BigQuery does (``window_expression``). Either way the same composition
+runs, so a function gives the same result in both places (NULL in, NULL out, as BigQuery's
+reference examples show).
 
 Medians and quantiles for the robust scaler and the imputer are discrete (a value of the
-data): that is what BigQuery's reference examples show. The vocabulary encoders
-(ML.LABEL_ENCODER, ML.ONE_HOT_ENCODER) live in transform.py: they work inside TRANSFORM only.
+data): that is what BigQuery's reference examples show. ML.ONE_HOT_ENCODER lives in
+transform.py: it works inside TRANSFORM only.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from predserve.errors import ModelError, SQLError
 from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
 
 FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER", "BUCKETIZE",
-             "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "POLYNOMIAL_EXPAND", "FEATURE_CROSS")
-VOCABULARY_FUNCTIONS = ("ONE_HOT_ENCODER", "LABEL_ENCODER")  # TRANSFORM only
+             "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "POLYNOMIAL_EXPAND", "FEATURE_CROSS", "NGRAMS",
+             "HASH_BUCKETIZE")
+VOCABULARY_FUNCTIONS = ("ONE_HOT_ENCODER",)  # TRANSFORM only
+SCALAR_FUNCTIONS = ("BUCKETIZE", "POLYNOMIAL_EXPAND", "FEATURE_CROSS", "NGRAMS", "HASH_BUCKETIZE")  # no statistics, no OVER()
 
 
 @dataclass
@@ -37,6 +43,8 @@ class Recipe:
 def literal(value: Any) -> str:
     if value is None:
         return "NULL"
+    if isinstance(value, list):  # a vocabulary: a list of strings
+        return "[" + ", ".join(literal(v) for v in value) + "]" if value else "CAST([] AS VARCHAR[])"
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, bool):
@@ -115,9 +123,10 @@ def recipe(function: str, args: list[exp.Expression]) -> Recipe:
     v = args[0].sql(dialect="duckdb")
     if function == "STANDARD_SCALER":
         return Recipe([f"avg({v})::DOUBLE", f"stddev_samp({v})::DOUBLE"], lambda s: f"(({v}) - {s[0]}) / {_nonzero(s[1])}")
-    if function == "MIN_MAX_SCALER":
+    if function == "MIN_MAX_SCALER":  # capped to [0, 1]; NULL stays NULL (DuckDB's GREATEST would skip it)
         return Recipe([f"min({v})::DOUBLE", f"max({v})::DOUBLE"],
-                      lambda s: f"LEAST(GREATEST((({v}) - {s[0]}) / {_nonzero(f'{s[1]} - {s[0]}')}, 0.0), 1.0)")
+                      lambda s: f"CASE WHEN ({v}) IS NULL THEN NULL "
+                                f"ELSE LEAST(GREATEST((({v}) - {s[0]}) / {_nonzero(f'{s[1]} - {s[0]}')}, 0.0), 1.0) END")
     if function == "MAX_ABS_SCALER":
         return Recipe([f"max(abs({v}))::DOUBLE"], lambda s: f"({v}) / {_nonzero(s[0])}")
     if function == "ROBUST_SCALER":
@@ -144,7 +153,70 @@ def recipe(function: str, args: list[exp.Expression]) -> Recipe:
                       lambda s: _buckets(v, s, output_format))
     if function in ("POLYNOMIAL_EXPAND", "FEATURE_CROSS"):
         return Recipe([], lambda s: _combinations(function, args))
+    if function == "LABEL_ENCODER":
+        return _label_encoder(v, args)
+    if function == "NGRAMS":
+        return _ngrams(v, args)
+    if function == "HASH_BUCKETIZE":
+        return _hash_bucketize(v, args)
     raise AssertionError(function)
+
+
+def vocabulary(value: str, top_k: int, threshold: int, by_frequency: bool = False) -> str:
+    """An aggregate giving the encoders' vocabulary: the ``top_k`` most frequent values seen at
+    least ``threshold`` times (ties at the cut go to the alphabetically first), as text, sorted
+    (or most frequent first)."""
+    counts = f"map_entries(histogram(CAST({value} AS VARCHAR)))"
+    ranked = f"list_sort(list_transform(list_filter({counts}, lambda e: e.value >= {threshold}), lambda e: {{'n': -CAST(e.value AS BIGINT), 'k': e.key}}))"
+    top = f"list_transform(list_slice({ranked}, 1, {top_k}), lambda e: e.k)"
+    return top if by_frequency else f"list_sort({top})"
+
+
+def _label_encoder(v: str, args: list[exp.Expression]) -> Recipe:
+    """ML.LABEL_ENCODER(x [, top_k] [, frequency_threshold]): 1..n over the sorted vocabulary,
+    0 for NULL and everything else."""
+    top_k = int_arg(args, 1, 32_000, "LABEL_ENCODER", "top_k", 1, 1_000_000)
+    threshold = int_arg(args, 2, 5, "LABEL_ENCODER", "frequency_threshold", 0, 2**62)
+    return Recipe([vocabulary(v, top_k, threshold)],
+                  lambda s: f"CAST(COALESCE(array_position({s[0]}, CAST({v} AS VARCHAR)), 0) AS BIGINT)")
+
+
+def _ngrams(v: str, args: list[exp.Expression]) -> Recipe:
+    """ML.NGRAMS(tokens, range [, separator]): every n-gram of n in the range, by starting
+    token, then n (['a', 'b', 'c'], [2, 3], '#' gives a#b, a#b#c, b#c)."""
+    if len(args) < 2:
+        raise ModelError("ML.NGRAMS(array_input, range [, separator]) needs the range of n-gram sizes")
+    bounds = args[1].expressions if isinstance(args[1], exp.Array) else [args[1]]
+    if len(bounds) not in (1, 2) or not all(isinstance(b, exp.Literal) and str(b.this).isdigit() for b in bounds) \
+            or not 1 <= int(bounds[0].this) <= int(bounds[-1].this):
+        raise ModelError(f"ML.NGRAMS: range must be an INT64 or [low, high] with 1 <= low <= high, got {args[1].sql('bigquery')}")
+    low, high = int(bounds[0].this), int(bounds[-1].this)
+    separator = " "
+    if len(args) > 2:
+        if not (isinstance(args[2], exp.Literal) and args[2].is_string):
+            raise ModelError(f"ML.NGRAMS: separator must be a string, got {args[2].sql('bigquery')}")
+        separator = args[2].name
+    length = f"array_length({v})"
+    grams = (f"list_transform(list_filter(generate_series({low}, {high}), lambda n: i + n - 1 <= {length}), "
+             f"lambda n: array_to_string(({v})[i:i + n - 1], {literal(separator)}))")
+    return Recipe([], lambda s: f"CASE WHEN ({v}) IS NULL THEN NULL ELSE "
+                                f"flatten(list_transform(generate_series(1, {length}), lambda i: {grams})) END")
+
+
+def _hash_bucketize(v: str, args: list[exp.Expression]) -> Recipe:
+    """ML.HASH_BUCKETIZE(x, n): FARM_FINGERPRINT(x), as an unsigned 64-bit number, modulo n
+    (BigQuery's documented example: 'a', 'b', 'c', 'd' in 3 buckets are 0, 1, 1, 2); n = 0
+    gives the fingerprint itself."""
+    if len(args) < 2:
+        raise ModelError("ML.HASH_BUCKETIZE(string_expression, hash_bucket_size) needs the number of buckets")
+    buckets = int_arg(args, 1, 0, "HASH_BUCKETIZE", "hash_bucket_size", 0, 2**62)
+    fingerprint = f"farm_fingerprint(CAST({v} AS VARCHAR))"
+    if buckets == 0:
+        return Recipe([], lambda s: fingerprint)
+    # u mod n for the unsigned u = fingerprint + 2^64 (when negative), in signed arithmetic
+    unsigned = (f"((({fingerprint} % {buckets}) + {buckets}) % {buckets} "
+                f"+ CASE WHEN {fingerprint} < 0 THEN {2**64 % buckets} ELSE 0 END) % {buckets}")
+    return Recipe([], lambda s: f"CASE WHEN ({v}) IS NULL THEN NULL ELSE {unsigned} END")
 
 
 def _robust_scaler(v: str, args: list[exp.Expression]) -> Recipe:
@@ -209,6 +281,9 @@ def _combinations(function: str, args: list[exp.Expression]) -> str:
     return "{" + ", ".join(f"{literal(n)}: {v}" for n, v in sorted(fields)) + "}"
 
 
+ANONYMOUS_AGGREGATES = ("histogram",)  # aggregates of the recipes that sqlglot does not know as such
+
+
 def ml_call(node: exp.Expression) -> tuple[str, list[exp.Expression]] | None:
     """(FUNCTION, args) when ``node`` is ML.<FUNCTION>(...), with or without OVER()."""
     inner = node.this if isinstance(node, exp.Window) else node
@@ -237,14 +312,17 @@ def window_expression(node: exp.Expression) -> exp.Expression:
         raise ModelError(f"ML.{function}(...) needs OVER(): it is computed over the query's rows")
 
     def over(statistic: str) -> str:
-        """``agg(x)::DOUBLE`` -> ``CAST(agg(x) OVER (...) AS DOUBLE)``: the window wraps the aggregate."""
+        """``agg(x)::DOUBLE`` -> ``CAST(agg(x) OVER (...) AS DOUBLE)``: the window wraps the
+        statistic's aggregate, wherever it is in the statistic."""
         parsed = sqlglot.parse_one(statistic, read="duckdb")
-        aggregate = parsed.this if isinstance(parsed, exp.Cast) else parsed
+        aggregate = next(n for n in parsed.walk() if isinstance(n, exp.AggFunc) or
+                         isinstance(n, exp.Anonymous) and str(n.this).lower() in ANONYMOUS_AGGREGATES)
         window = node.copy()
         window.set("this", aggregate.copy())
-        if isinstance(parsed, exp.Cast):
-            parsed.set("this", window)
-            return f"({parsed.sql(dialect='duckdb')})"
-        return f"({window.sql(dialect='duckdb')})"
+        if aggregate is parsed:
+            parsed = window
+        else:
+            aggregate.replace(window)
+        return f"({parsed.sql(dialect='duckdb')})"
 
     return sqlglot.parse_one(built.compose([over(s) for s in built.statistics]), read="duckdb")

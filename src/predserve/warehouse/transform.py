@@ -5,8 +5,10 @@ Each TRANSFORM expression is a SQL expression over the training query's columns,
 calling BigQuery ML's preprocessing functions. Fitting computes each function's statistics
 on the training rows (one DuckDB aggregate per function) and replaces the call with plain
 SQL holding those numbers as constants, e.g. ``ML.STANDARD_SCALER(x) OVER()`` becomes
-``((x) - 41.5) / COALESCE(NULLIF(12.3, 0), 1)``. The fitted expressions are stored with the
-model as BigQuery SQL text; applying them is one DuckDB query over each Arrow batch.
+``((x) - 41.5) / COALESCE(NULLIF(12.3, 0), 1)``. A function without statistics (ML.BUCKETIZE,
+ML.NGRAMS, ML.HASH_BUCKETIZE, ...) stays as the call, and is composed by preprocessing.py's
+recipe whenever the model is loaded. The fitted expressions are stored with the model as
+BigQuery SQL text; applying them is one DuckDB query over each Arrow batch.
 
 A stored model is untrusted input (storage.py), and its TRANSFORM is SQL that will run: so
 every fitted expression, at CREATE MODEL and again whenever a stored model is loaded, is
@@ -16,10 +18,10 @@ query, a table or table function, an aggregate or window, a parameter, or a func
 cannot identify. It then runs on a DuckDB connection with external access disabled, so even
 a function that reads files could not.
 
-Supported: the functions of preprocessing.py (scalers, imputer, bucketizers, and
-ML.POLYNOMIAL_EXPAND / ML.FEATURE_CROSS, whose STRUCT output the model expands into
-``{column}_{field}`` columns), the vocabulary encoders ML.ONE_HOT_ENCODER and
-ML.LABEL_ENCODER here, and any scalar SQL expression.
+Supported: the functions of preprocessing.py (scalers, imputer, bucketizers, label encoder,
+n-grams, hash buckets, and ML.POLYNOMIAL_EXPAND / ML.FEATURE_CROSS, whose STRUCT output the
+model expands into ``{column}_{field}`` columns), ML.ONE_HOT_ENCODER here, and any scalar SQL
+expression.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ParseError, TokenError
 
 from predserve.errors import ModelError
-from predserve.warehouse.preprocessing import FUNCTIONS, VOCABULARY_FUNCTIONS, int_arg, literal, ml_call, recipe
+from predserve.warehouse import hashing
+from predserve.warehouse.preprocessing import (FUNCTIONS, SCALAR_FUNCTIONS, VOCABULARY_FUNCTIONS, int_arg, literal, ml_call, recipe,
+                                               vocabulary)
 from predserve.warehouse.storage import StoredModelError, dict_field, list_field, str_field
 
 # What a TRANSFORM expression may be made of: a scalar expression over the input row.
 ALLOWED_NODES = (exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Binary, exp.Unary, exp.Func,
-                 exp.DataType, exp.DataTypeParam, exp.Bracket, exp.Interval, exp.Var, exp.In, exp.Between, exp.Tuple)
+                 exp.DataType, exp.DataTypeParam, exp.Bracket, exp.Interval, exp.Var, exp.In, exp.Between, exp.Tuple,
+                 exp.Lambda, exp.Slice)
 # Functions among those that sqlglot knows that read files, secrets or the session, or make tables.
 REFUSED_FUNCTIONS = tuple(getattr(exp, name) for name in (
     "Anonymous", "AggFunc", "UDTF", "ReadCSV", "ReadParquet", "ToFile", "Secret", "GenerateTable", "JSONTable", "XMLTable",
@@ -59,7 +64,9 @@ def _quote(name: str) -> str:
 @cache
 def _sandbox() -> duckdb.DuckDBPyConnection:
     """One in-memory DuckDB for every TRANSFORM in the process; each Transform uses its own cursor."""
-    return duckdb.connect(config=SANDBOX)
+    con = duckdb.connect(config=SANDBOX)
+    hashing.register(con)
+    return con
 
 
 @lru_cache(maxsize=1024)
@@ -70,13 +77,26 @@ def _compile(sql: str) -> str:
         raise ModelError(f"cannot read {sql[:200]!r} ({str(exc).splitlines()[0]})") from None
     if len(trees) != 1 or trees[0] is None:
         raise ModelError(f"{sql[:200]!r} is not one expression")
-    for node in trees[0].walk():
+    tree = trees[0].transform(_composed)
+    for node in tree.walk():
         if not isinstance(node, ALLOWED_NODES) or isinstance(node, REFUSED_FUNCTIONS):
             what = node.sql(dialect="bigquery")
             raise ModelError(f"{what[:200]!r} is not allowed in a TRANSFORM, which takes scalar expressions over the "
                              "input row: no queries, tables, aggregates, windows (other than the ML functions' OVER()), "
                              "parameters or functions predserve does not know")
-    return trees[0].sql(dialect="duckdb")
+    return tree.sql(dialect="duckdb")
+
+
+def _composed(node: exp.Expression) -> exp.Expression:
+    """A kept call of a function without statistics, as its recipe's SQL."""
+    call = ml_call(node)
+    if call is None:
+        return node
+    function, args = call
+    if function not in SCALAR_FUNCTIONS or isinstance(node, exp.Window):
+        raise ModelError(f"ML.{function} is not allowed here: only functions without statistics "
+                         f"({', '.join(f'ML.{f}' for f in SCALAR_FUNCTIONS)}) are kept as calls")
+    return sqlglot.parse_one(recipe(function, args).compose([]), read="duckdb")
 
 
 def compile_expression(name: str, sql: str) -> str:
@@ -120,6 +140,30 @@ class Transform:
     def output_names(self) -> list[str]:
         return [name for name, _ in self.columns]
 
+    def source_columns(self) -> dict[str, list[str]]:
+        """Each output column's input columns: those its expression reads, in order."""
+        sources = {}
+        for name, sql in self.columns:
+            tree = sqlglot.parse_one(sql, read="bigquery")
+            sources[name] = list(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
+        return sources
+
+    def output_of(self, feature: str) -> str | None:
+        """The output column a model feature comes from: itself, or the STRUCT output
+        (ML.POLYNOMIAL_EXPAND, ML.FEATURE_CROSS) whose field it is, named ``{column}_{field}``."""
+        names = self.output_names
+        if feature in names:
+            return feature
+        owners = [name for name in names if feature.startswith(name + "_")]
+        return max(owners, key=len) if owners else None
+
+    def apply_available(self, data: pa.Table | pa.RecordBatch) -> pa.Table:
+        """The TRANSFORM output for ``data``, leaving out the columns whose inputs it lacks
+        (such as the label, absent from rows to predict)."""
+        present = {name.lower() for name in data.schema.names}
+        missing = {name for name, columns in self.source_columns().items() if any(c.lower() not in present for c in columns)}
+        return self.apply(data, skip=missing)
+
     def apply(self, data: pa.Table | pa.RecordBatch, skip: set[str] | frozenset[str] = frozenset()) -> pa.Table:
         """The TRANSFORM output for ``data`` (skipping e.g. the label, absent at prediction time)."""
         if self._cursor is None:
@@ -160,15 +204,6 @@ class Transform:
         return cls(columns, dropped)
 
 
-def _vocabulary(con: duckdb.DuckDBPyConnection, value: str, top_k: int, threshold: int) -> list[tuple[str, int]]:
-    """The encoders' vocabulary: the top_k most frequent categories seen at least ``threshold``
-    times (ties at the cut go to the alphabetically first), sorted alphabetically, with counts."""
-    return con.sql(
-        f"SELECT c, n FROM (SELECT CAST({value} AS VARCHAR) AS c, count(*) AS n FROM training WHERE c IS NOT NULL "
-        f"GROUP BY c HAVING count(*) >= {threshold} ORDER BY n DESC, c LIMIT {top_k}) ORDER BY c"
-    ).fetchall()
-
-
 def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[str]) -> exp.Expression:
     """A preprocessing call with its statistics computed on the training rows, as constants."""
     call = ml_call(node)
@@ -177,8 +212,11 @@ def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[
     function, args = call
     if function not in FUNCTIONS:
         raise ModelError(f"ML.{function} is not supported in TRANSFORM; supported: " + ", ".join(f"ML.{f}" for f in FUNCTIONS))
+    if function in SCALAR_FUNCTIONS:
+        recipe(function, args).compose([])  # checks the arguments now; the call itself is kept
+        return node
     if function in VOCABULARY_FUNCTIONS:
-        sql = _vocabulary_encoder(function, args, con, drops)
+        sql = _one_hot_encoder(args, con, drops)
     else:
         built = recipe(function, args)
         values: tuple = ()
@@ -191,25 +229,20 @@ def _fit_call(node: exp.Expression, con: duckdb.DuckDBPyConnection, drops: list[
     return sqlglot.parse_one(sql, read="duckdb")
 
 
-def _vocabulary_encoder(function: str, args: list[exp.Expression], con: duckdb.DuckDBPyConnection, drops: list[str]) -> str:
+def _one_hot_encoder(args: list[exp.Expression], con: duckdb.DuckDBPyConnection, drops: list[str]) -> str:
+    """ML.ONE_HOT_ENCODER(x [, drop] [, top_k] [, frequency_threshold]). Vocabulary members stay
+    as categories; NULL and everything else become NULL, BigQuery's index 0. The model's
+    automatic one-hot encoding then gives each its feature."""
     if not args:
-        raise ModelError(f"ML.{function} needs an expression to transform")
+        raise ModelError("ML.ONE_HOT_ENCODER needs an expression to transform")
     value = args[0].sql(dialect="duckdb")
-    if function == "ONE_HOT_ENCODER":
-        # ML.ONE_HOT_ENCODER(x [, drop] [, top_k] [, frequency_threshold]). Vocabulary members
-        # stay as categories; NULL and everything else become NULL, BigQuery's index 0. The
-        # model's automatic one-hot encoding then gives each its feature.
-        drop = args[1].name.lower() if len(args) > 1 and isinstance(args[1], exp.Literal) and args[1].is_string else "none"
-        if len(args) > 1 and drop not in ("none", "most_frequent"):
-            raise ModelError(f"ML.ONE_HOT_ENCODER: drop must be 'none' or 'most_frequent', got {args[1].sql('bigquery')}")
-        vocabulary = _vocabulary(con, value, int_arg(args, 2, 32_000, function, "top_k", 1, 1_000_000),
-                                 int_arg(args, 3, 5, function, "frequency_threshold", 0, 2**62))
-        if drop == "most_frequent" and vocabulary:
-            drops.append(min(vocabulary, key=lambda cn: (-cn[1], cn[0]))[0])  # ties: alphabetically first
-        members = ", ".join(literal(c) for c, _ in vocabulary)
-        return f"CASE WHEN CAST({value} AS VARCHAR) IN ({members}) THEN CAST({value} AS VARCHAR) END" if members else "CAST(NULL AS VARCHAR)"
-    # LABEL_ENCODER(x [, top_k] [, frequency_threshold]): 1..n over the vocabulary, 0 for NULL and the rest
-    vocabulary = _vocabulary(con, value, int_arg(args, 1, 32_000, function, "top_k", 1, 1_000_000),
-                             int_arg(args, 2, 5, function, "frequency_threshold", 0, 2**62))
-    cases = " ".join(f"WHEN {literal(c)} THEN {i}" for i, (c, _) in enumerate(vocabulary, 1))
-    return f"CASE CAST({value} AS VARCHAR) {cases} ELSE 0 END" if cases else "0"
+    drop = args[1].name.lower() if len(args) > 1 and isinstance(args[1], exp.Literal) and args[1].is_string else "none"
+    if len(args) > 1 and drop not in ("none", "most_frequent"):
+        raise ModelError(f"ML.ONE_HOT_ENCODER: drop must be 'none' or 'most_frequent', got {args[1].sql('bigquery')}")
+    statistic = vocabulary(value, int_arg(args, 2, 32_000, "ONE_HOT_ENCODER", "top_k", 1, 1_000_000),
+                           int_arg(args, 3, 5, "ONE_HOT_ENCODER", "frequency_threshold", 0, 2**62), by_frequency=True)
+    by_frequency = con.sql(f"SELECT {statistic} FROM training").fetchall()[0][0] or []
+    if drop == "most_frequent" and by_frequency:
+        drops.append(by_frequency[0])  # ties: alphabetically first
+    members = ", ".join(literal(c) for c in sorted(by_frequency))
+    return f"CASE WHEN CAST({value} AS VARCHAR) IN ({members}) THEN CAST({value} AS VARCHAR) END" if members else "CAST(NULL AS VARCHAR)"

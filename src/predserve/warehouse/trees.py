@@ -1,4 +1,5 @@
-"""Boosted tree models: an XGBoost Booster, stored in XGBoost's own JSON model format.
+"""Tree models (boosted trees and random forests): an XGBoost Booster, stored in XGBoost's own
+JSON model format.
 
 XGBoost's model loader trusts its input: a tree whose child index points outside the tree,
 a split on a feature that does not exist or a class index beyond the model's classes makes
@@ -6,7 +7,8 @@ the process read out of bounds and crash (tried: a segmentation fault), and its 
 UBJSON loader crashes on a crafted length before any check could run. So a stored booster is
 JSON, and ``check_xgboost_model`` checks it before XGBoost sees it: exactly the objects and
 keys XGBoost writes for the models CREATE MODEL trains (gbtree or DART, numeric splits, one
-output per tree), sizes that agree with each other, and trees that are trees (each node's
+output per tree; a random forest is a gbtree of num_parallel_tree trees per round), sizes that
+agree with each other, and trees that are trees (each node's
 children come after it, inside the tree, each node but the root has exactly one parent).
 XGBoost then reads the checked document as we re-serialise it, so it sees exactly what was
 checked.
@@ -42,7 +44,7 @@ def objective_for(num_classes: int) -> str:
 
 @dataclass
 class BoostedTrees:
-    """A boosted_tree_classifier or _regressor: XGBoost's Booster (for predictions, and for
+    """A boosted tree or random forest classifier or regressor: XGBoost's Booster (for predictions, and for
     anything else XGBoost computes from it, such as feature contributions) and the number of
     classes (0 for regression)."""
 
