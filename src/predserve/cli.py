@@ -203,7 +203,7 @@ def _quiet_beam_logging() -> None:
     logging.disable(logging.WARNING)
     try:
         import apache_beam  # noqa: F401
-        import predserve.pipeline  # noqa: F401
+        import predserve.pipeline.export  # noqa: F401
     finally:
         logging.disable(logging.NOTSET)
         root.removeHandler(guard)

@@ -6,9 +6,10 @@ never published; the current one keeps serving.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, METRIC_NAMES, where
 from predserve.pipeline.sources import SourceStats
 from predserve.store.base import SnapshotInfo
 
@@ -20,6 +21,19 @@ class GatePolicy:
     allow_duplicates: bool = False
     max_row_drop: float = 0.5  # refuse when rows fall by more than this fraction
     allow_schema_change: bool = False
+    # Drift against the current snapshot (predserve.pipeline.drift): refuse when a column's
+    # distance, or a categorical column's fraction of sampled ids that changed, is above its limit.
+    max_drift: float = DEFAULT_MAX_DRIFT
+    max_changed_labels: float = DEFAULT_MAX_CHANGED_LABELS
+    column_max_drift: dict[str, float] = field(default_factory=dict)
+    column_max_changed_labels: dict[str, float] = field(default_factory=dict)
+    allow_drift: bool = False  # publish a known shift anyway (both drift gates are reported)
+
+    def drift_limit(self, column: str) -> float:
+        return self.column_max_drift.get(column, self.max_drift)
+
+    def changed_limit(self, column: str) -> float:
+        return self.column_max_changed_labels.get(column, self.max_changed_labels)
 
 
 @dataclass
@@ -73,3 +87,43 @@ def check_gates(
 
 def _cols(schema: list[Any]) -> str:
     return "(" + ", ".join(f"{n} {t}" for n, t in schema) + ")"
+
+
+def check_drift_gates(drift: dict[str, Any] | None, current: SnapshotInfo | None, policy: GatePolicy) -> list[GateResult]:
+    """The two drift gates: each column's distance, and each categorical column's changed fraction."""
+    if current is None:
+        return []
+    if drift is None:
+        detail = f"snapshot {current.id} has no profile to compare with (exported before profiles); not checked"
+        return [GateResult("prediction_drift", True, False, detail)]
+    columns = drift["columns"]
+    hint = "; pass --allow-drift to publish a known shift, or raise a column's limit with {}"
+    over = [
+        f"{name}: {METRIC_NAMES[f['metric']]} {f['distance']:.3f}{where(f)} is above the limit {policy.drift_limit(name):g}"
+        for name, f in columns.items() if f["distance"] > policy.drift_limit(name)
+    ]
+    if over:
+        distance = GateResult("prediction_drift", False, policy.allow_drift,
+                              "; ".join(over) + hint.format("--column-max-drift COLUMN=LIMIT"))
+    elif columns:
+        name = max(columns, key=lambda c: columns[c]["distance"] - policy.drift_limit(c))
+        f = columns[name]
+        distance = GateResult("prediction_drift", True, False, f"vs snapshot {current.id}, closest to its limit: {name}: "
+                              f"{METRIC_NAMES[f['metric']]} {f['distance']:.3f}{where(f)} (limit {policy.drift_limit(name):g})")
+    else:
+        distance = GateResult("prediction_drift", True, False, f"no prediction column in common with snapshot {current.id}")
+    results = [distance]
+    sample = drift.get("sample") or {}
+    labels = {name: f["changed"] for name, f in columns.items() if "changed" in f}
+    if labels and sample.get("in_both"):
+        ids = f"{sample['in_both']:,} sampled ids in both snapshots"
+        over = [f"{name}: {fraction:.1%} of {ids} changed, above the limit {policy.changed_limit(name):.1%}"
+                for name, fraction in labels.items() if fraction > policy.changed_limit(name)]
+        if over:
+            results.append(GateResult("changed_labels", False, policy.allow_drift,
+                                      "; ".join(over) + hint.format("--column-max-changed-labels COLUMN=LIMIT")))
+        else:
+            name = max(labels, key=lambda c: labels[c] - policy.changed_limit(c))
+            results.append(GateResult("changed_labels", True, False,
+                                      f"{name}: {labels[name]:.1%} of {ids} changed (limit {policy.changed_limit(name):.1%})"))
+    return results

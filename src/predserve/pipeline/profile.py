@@ -1,0 +1,224 @@
+"""Profiles: a compact distribution of every prediction column, computed while exporting.
+
+The source already aggregates the materialised rows once for its key statistics (DuckDB over
+the staged Parquet shards, or BigQuery on the temporary table). The profile is three more SQL
+statements in that same step, written once in BigQuery's dialect and transpiled for DuckDB by
+sqlglot, so both sources compute the same thing on every runner:
+
+    summary       one aggregate: rows, NULLs per column, min and max of numeric columns
+    distribution  one UNION ALL with a branch per column: counts of the top values,
+                  of fixed bins, or of fixed probability bins per label
+    sample        the ids whose MD5 (of the id's text) is smallest: the drift sample
+
+Column kinds (``classify``):
+    probabilities  ARRAY<STRUCT<label, prob FLOAT64>>, as ML.PREDICT's ``predicted_<label>_probs``:
+                   per label, counts of ``prob`` in BINS equal bins of [0, 1]
+    categorical    STRING and BOOL, and INT64 labels (``predicted_x`` beside ``predicted_x_probs``,
+                   ``centroid_id``): counts of the TOP_VALUES most frequent values, the rest as "other"
+    numeric        other numbers: counts in BINS equal bins between the column's min and max
+    other          anything else (timestamps, other arrays and structs): NULLs only
+
+NULLs are counted for every column; NaN and +/-Inf count as NULL, as the served body shows
+them. The profile is a small JSON-able dict, stored in the snapshot's metadata; its shape
+is documented in docs/pipeline.md ("Profiles and drift"), and ``predserve.pipeline.drift``
+compares two of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import pyarrow as pa
+import sqlglot
+
+from predserve.pipeline.drift import CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
+
+BINS = 10  # TensorFlow Data Validation's default number of histogram buckets
+TOP_VALUES = 20  # TFDV's default number of top values
+MAX_LABELS = 20  # labels kept per probabilities column (those with the most probability mass)
+SAMPLE_IDS = 1000  # ids in the drift sample
+PROFILE_VERSION = 1
+
+# Runs one statement written in BigQuery's dialect on the source's engine; returns its rows.
+RunSQL = Callable[[str], Sequence[Sequence[Any]]]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    floating: bool = False  # NaN and +/-Inf are served as null, so they count as NULL
+
+
+def classify(schema: pa.Schema, key: str) -> list[Column]:
+    """The profiled columns (every column but the key) and their kinds."""
+    names = set(schema.names)
+    columns = []
+    for field in schema:
+        if field.name == key:
+            continue
+        t = field.type
+        if _is_probabilities(t):
+            kind = PROBABILITIES
+        elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            kind = CATEGORICAL
+        elif pa.types.is_integer(t):
+            is_label = f"{field.name}_probs" in names or field.name.lower() == "centroid_id"
+            kind = CATEGORICAL if is_label else NUMERIC
+        elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+            kind = NUMERIC
+        else:
+            kind = OTHER
+        columns.append(Column(field.name, kind, pa.types.is_floating(t)))
+    return columns
+
+
+def _is_probabilities(t: pa.DataType) -> bool:
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_struct(t.value_type):
+        return False
+    fields = {t.value_type.field(i).name: t.value_type.field(i).type for i in range(t.value_type.num_fields)}
+    return set(fields) == {"label", "prob"} and pa.types.is_floating(fields["prob"])
+
+
+def quote(name: str) -> str:
+    """A BigQuery quoted identifier."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def to_duckdb(sql: str) -> str:
+    """A statement written in BigQuery's dialect, as DuckDB runs it."""
+    return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+
+
+def _value(column: Column) -> str:
+    """The column as the body shows it: NaN and +/-Inf become NULL; numbers become FLOAT64."""
+    c = quote(column.name)
+    if column.floating:
+        return f"IF(IS_NAN({c}) OR IS_INF({c}), NULL, CAST({c} AS FLOAT64))"
+    if column.kind == NUMERIC:
+        return f"CAST({c} AS FLOAT64)"
+    return c
+
+
+def _bin(value: str, low: float, width: float) -> str:
+    """The bin (0 .. BINS-1) of ``value`` among BINS bins of ``width`` starting at ``low``."""
+    index = f"CAST(FLOOR({value} / {width!r} - {low / width!r}) AS INT64)"
+    return f"GREATEST(LEAST({index}, {BINS - 1}), 0)"
+
+
+def summary_sql(columns: list[Column], relation: str) -> str:
+    parts = ["COUNT(*)"]
+    for column in columns:
+        value = _value(column)
+        parts.append(f"COUNTIF({value} IS NULL)")
+        if column.kind == NUMERIC:
+            parts += [f"MIN({value})", f"MAX({value})"]
+    return f"SELECT {', '.join(parts)} FROM {relation}"
+
+
+def distribution_sql(columns: list[Column], ranges: dict[str, tuple[float, float]], relation: str) -> str | None:
+    """Counts per (column index, value or label, bin); None when no column needs counting.
+
+    ``ranges`` holds the (min, max) of the numeric columns that have more than one value.
+    """
+    branches = []
+    for index, column in enumerate(columns):
+        value = _value(column)
+        if column.kind == CATEGORICAL:
+            branches.append(
+                f"(SELECT {index} AS c, CAST({value} AS STRING) AS v, CAST(NULL AS INT64) AS b, COUNT(*) AS n "
+                f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 2 ORDER BY 4 DESC, 2 LIMIT {TOP_VALUES})"
+            )
+        elif column.kind == NUMERIC and column.name in ranges:
+            low, high = ranges[column.name]
+            bin_ = _bin(value, low, (high - low) / BINS)
+            branches.append(
+                f"(SELECT {index} AS c, CAST(NULL AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
+                f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 3)"
+            )
+        elif column.kind == PROBABILITIES:
+            # No WHERE on the unnested element: DuckDB runs a filtered UNNEST join far slower.
+            bin_ = f"IF(IS_NAN(p.prob) OR IS_INF(p.prob), NULL, {_bin('p.prob', 0.0, 1.0 / BINS)})"
+            branches.append(
+                f"(SELECT {index} AS c, CAST(p.label AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
+                f"FROM {relation} AS r, UNNEST(r.{quote(column.name)}) AS p GROUP BY 2, 3)"
+            )
+    return "\nUNION ALL\n".join(branches) if branches else None
+
+
+def sample_sql(key: str, relation: str, size: int = SAMPLE_IDS) -> str:
+    """The ``size`` ids (as text) with the smallest MD5: the same ids every time they exist.
+
+    No DISTINCT (a full aggregate): a repeated key, which the unique_keys gate reports, only
+    makes the sample a little smaller.
+    """
+    text = f"CAST({quote(key)} AS STRING)"
+    return f"SELECT {text} AS id FROM {relation} WHERE {quote(key)} IS NOT NULL ORDER BY TO_HEX(MD5({text})), id LIMIT {size}"
+
+
+def compute_profile(run: RunSQL, schema: pa.Schema, key: str, relation: str) -> tuple[dict[str, Any], list[str]]:
+    """The profile of ``relation``'s rows and its drift sample's ids, with three statements run by ``run``."""
+    columns = classify(schema, key)
+    summary = list(run(summary_sql(columns, relation))[0])
+    rows = int(summary.pop(0))
+    nulls: dict[str, int] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    points: dict[str, float] = {}
+    for column in columns:
+        nulls[column.name] = int(summary.pop(0))
+        if column.kind == NUMERIC:
+            low, high = summary.pop(0), summary.pop(0)
+            if low is not None and float(low) < float(high):
+                ranges[column.name] = (float(low), float(high))
+            elif low is not None:
+                points[column.name] = float(low)
+    counts: list[tuple[int, Any, Any, int]] = []
+    sql = distribution_sql(columns, ranges, relation)
+    if sql is not None:
+        counts = [(int(c), v, b, int(n)) for c, v, b, n in run(sql)]
+    profile = {
+        "version": PROFILE_VERSION,
+        "bins": BINS,
+        "rows": rows,
+        "columns": {
+            column.name: _column_profile(column, index, rows, nulls[column.name], ranges, points, counts)
+            for index, column in enumerate(columns)
+        },
+    }
+    sample = list(dict.fromkeys(str(r[0]) for r in run(sample_sql(key, relation)))) if rows else []
+    return profile, sample
+
+
+def _column_profile(column: Column, index: int, rows: int, nulls: int, ranges: dict[str, tuple[float, float]],
+                    points: dict[str, float], counts: list[tuple[int, Any, Any, int]]) -> dict[str, Any]:
+    mine = [(v, b, n) for c, v, b, n in counts if c == index]
+    out: dict[str, Any] = {"kind": column.kind, "nulls": nulls}
+    if column.kind == CATEGORICAL:
+        values = {str(v): n for v, _, n in mine}
+        out["values"] = values
+        out["other"] = rows - nulls - sum(values.values())
+    elif column.kind == NUMERIC:
+        bins = [0] * BINS
+        for _, b, n in mine:
+            bins[int(b)] += n
+        if column.name in ranges:
+            out["low"], out["high"], out["counts"] = ranges[column.name][0], ranges[column.name][1], bins
+        elif column.name in points:  # one value: a point mass
+            out["low"] = out["high"] = points[column.name]
+            out["counts"] = [rows - nulls]
+        else:  # every value NULL
+            out["low"] = out["high"] = None
+            out["counts"] = []
+    elif column.kind == PROBABILITIES:
+        labels: dict[str, list[int]] = {}
+        for label, b, n in mine:
+            if b is not None and label is not None:
+                labels.setdefault(str(label), [0] * BINS)[int(b)] += n
+        out["labels"] = dict(sorted(labels.items(), key=lambda kv: -_mass(kv[1]))[:MAX_LABELS])
+    return out
+
+
+def _mass(counts: list[int]) -> float:
+    """A label's probability mass, estimated from its bins' midpoints (to keep the heaviest labels)."""
+    return sum(n * (i + 0.5) for i, n in enumerate(counts))
