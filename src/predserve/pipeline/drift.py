@@ -44,6 +44,7 @@ DEFAULT_MAX_CHANGED_LABELS = 0.1  # per categorical column: fraction of sampled 
 
 SAMPLE_ATTACHMENT = "drift-sample"  # the snapshot attachment holding the sample's ids
 READ_BATCH = 500  # ids per batched read (store.get_many)
+READ_TIMEOUT = 30.0  # seconds one batched read may take: open network stores with it (their default suits the API)
 NULL_VALUE, OTHER_VALUES = "NULL", "other values"  # how the two pseudo-values are reported
 
 
@@ -76,7 +77,7 @@ def l_infinity(p: dict[str, float], q: dict[str, float]) -> tuple[float, str | N
     return worst, where
 
 
-def _numeric_buckets(column: dict[str, Any]) -> tuple[list[tuple[float, float, float]], dict[float, float]]:
+def numeric_bins(column: dict[str, Any]) -> tuple[list[tuple[float, float, float]], dict[float, float]]:
     """(ranged bins as (low, high, count), point masses) of a numeric column's profile."""
     counts, low, high = column.get("counts") or [], column.get("low"), column.get("high")
     if not counts or low is None:
@@ -88,7 +89,7 @@ def _numeric_buckets(column: dict[str, Any]) -> tuple[list[tuple[float, float, f
     return [(edges[i], edges[i + 1], float(n)) for i, n in enumerate(counts)], {}
 
 
-def _rebin(bins: list[tuple[float, float, float]], edges: list[float]) -> list[float]:
+def rebin(bins: list[tuple[float, float, float]], edges: list[float]) -> list[float]:
     """Counts on ``edges``, each old bin's count spread evenly over the part each new bin covers."""
     out = [0.0] * (len(edges) - 1)
     for low, high, count in bins:
@@ -101,11 +102,11 @@ def _rebin(bins: list[tuple[float, float, float]], edges: list[float]) -> list[f
 
 def aligned_histograms(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[float], list[float]]:
     """Two numeric columns' counts on common bins: the union of their edges, then point masses, then NULLs."""
-    old_bins, old_points = _numeric_buckets(old)
-    new_bins, new_points = _numeric_buckets(new)
+    old_bins, old_points = numeric_bins(old)
+    new_bins, new_points = numeric_bins(new)
     edges = sorted({e for low, high, _ in old_bins + new_bins for e in (low, high)})
-    p = _rebin(old_bins, edges) if len(edges) > 1 else []
-    q = _rebin(new_bins, edges) if len(edges) > 1 else []
+    p = rebin(old_bins, edges) if len(edges) > 1 else []
+    q = rebin(new_bins, edges) if len(edges) > 1 else []
     for point in sorted(set(old_points) | set(new_points)):
         p.append(old_points.get(point, 0.0))
         q.append(new_points.get(point, 0.0))

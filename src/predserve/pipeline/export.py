@@ -40,7 +40,6 @@ from predserve.store.base import DEFAULT_KEEP
 
 log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
-SAMPLE_READ_TIMEOUT = 30.0  # seconds a batched read of the drift sample may take (network stores)
 
 
 @dataclass
@@ -96,7 +95,7 @@ def run_export(
     started = time.time()
     options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, key)
-    store = open_store(store_url, read_timeout=SAMPLE_READ_TIMEOUT)
+    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
     snapshot = None
     try:
         stats = source.prepare()

@@ -109,7 +109,7 @@ def check_drift_gates(drift: dict[str, Any] | None, current: SnapshotInfo | None
         name = max(columns, key=lambda c: columns[c]["distance"] - policy.drift_limit(c))
         f = columns[name]
         distance = GateResult("prediction_drift", True, False, f"vs snapshot {current.id}, closest to its limit: {name}: "
-                              f"{METRIC_NAMES[f['metric']]} {f['distance']:.3f}{where(f)} (limit {policy.drift_limit(name):g})")
+                              f"{METRIC_NAMES[f['metric']]} {f['distance']:.3f}{where(f)}, limit {policy.drift_limit(name):g}")
     else:
         distance = GateResult("prediction_drift", True, False, f"no prediction column in common with snapshot {current.id}")
     results = [distance]
