@@ -16,6 +16,8 @@ Column kinds (``classify``):
     categorical    STRING and BOOL, and INT64 labels (``predicted_x`` beside ``predicted_x_probs``,
                    ``centroid_id``): counts of the TOP_VALUES most frequent values, the rest as "other"
     numeric        other numbers: counts in BINS equal bins between the column's min and max
+                   (bin = min(BINS - 1, floor((x - min) * BINS / (max - min)))); a single value
+                   is a point mass
     other          anything else (timestamps, other arrays and structs): NULLs only
 
 NULLs are counted for every column; NaN and +/-Inf count as NULL, as the served body shows
@@ -26,6 +28,7 @@ compares two of them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -101,10 +104,13 @@ def _value(column: Column) -> str:
     return c
 
 
-def _bin(value: str, low: float, width: float) -> str:
-    """The bin (0 .. BINS-1) of ``value`` among BINS bins of ``width`` starting at ``low``."""
-    index = f"CAST(FLOOR({value} / {width!r} - {low / width!r}) AS INT64)"
-    return f"GREATEST(LEAST({index}, {BINS - 1}), 0)"
+def _bin(value: str, low: float, high: float) -> str:
+    """The bin of ``value`` among BINS equal bins of [low, high]: min(BINS - 1, floor((value - low) * BINS / (high - low)))."""
+    if math.isinf(high - low):  # a range wider than the largest double: halve everything first
+        value, low, high = f"({value} / 2)", low / 2, high / 2
+    scale = BINS / (high - low)
+    offset = f"({value} - {low!r})" if low else value
+    return f"GREATEST(LEAST(CAST(FLOOR({offset} * {scale!r}) AS INT64), {BINS - 1}), 0)"
 
 
 def summary_sql(columns: list[Column], relation: str) -> str:
@@ -131,15 +137,14 @@ def distribution_sql(columns: list[Column], ranges: dict[str, tuple[float, float
                 f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 2 ORDER BY 4 DESC, 2 LIMIT {TOP_VALUES})"
             )
         elif column.kind == NUMERIC and column.name in ranges:
-            low, high = ranges[column.name]
-            bin_ = _bin(value, low, (high - low) / BINS)
+            bin_ = _bin(value, *ranges[column.name])
             branches.append(
                 f"(SELECT {index} AS c, CAST(NULL AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
                 f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 3)"
             )
         elif column.kind == PROBABILITIES:
             # No WHERE on the unnested element: DuckDB runs a filtered UNNEST join far slower.
-            bin_ = f"IF(IS_NAN(p.prob) OR IS_INF(p.prob), NULL, {_bin('p.prob', 0.0, 1.0 / BINS)})"
+            bin_ = f"IF(IS_NAN(p.prob) OR IS_INF(p.prob), NULL, {_bin('p.prob', 0.0, 1.0)})"
             branches.append(
                 f"(SELECT {index} AS c, CAST(p.label AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
                 f"FROM {relation} AS r, UNNEST(r.{quote(column.name)}) AS p GROUP BY 2, 3)"
