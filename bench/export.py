@@ -9,7 +9,13 @@ Beside the DirectRunner, in the same run: the same export on Beam's DaskRunner (
 first), and an export of a same-shaped table from the BigQuery emulator (bqemulator; CTAS,
 Storage Read streams) into LMDB.
 
+The profile's cost (issue 14: at most 10% of the export at 1M rows): pairs of 1M-row exports
+into a store that already holds a published, profiled snapshot, one with the profile and the
+drift against that snapshot (the default) and one without (``run_export(profile=False)``),
+interleaved; the medians and their ratio are reported.
+
     .venv/bin/python bench/export.py [--rows 1000000] [--stores lmdb,bigtable] [--big 10000000]
+    .venv/bin/python bench/export.py --profile-only [--repeat 5]     # just the profile's cost
 """
 
 from __future__ import annotations
@@ -28,14 +34,16 @@ from common import OUT, Emulator, peak_rss_mb, prepared_warehouse
 QUERY = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL churn, TABLE users)"
 
 
-def run_pipeline(rows: int, store: str, beam_args: list[str], warehouse: str | None = None, table: str | None = None) -> dict:
+def run_pipeline(rows: int, store: str, beam_args: list[str], warehouse: str | None = None, table: str | None = None,
+                 profile: bool = True) -> dict:
     from predserve.pipeline import run_export
 
     warehouse = warehouse or str(prepared_warehouse(rows))
     source = {"table": table} if table else {"query": QUERY}
     sampler = AnonPeak()
     started = time.perf_counter()
-    summary = run_export(warehouse=warehouse, model="churn", key="user_id", store_url=store, beam_args=beam_args, **source)
+    summary = run_export(warehouse=warehouse, model="churn", key="user_id", store_url=store, beam_args=beam_args,
+                         profile=profile, **source)
     seconds = time.perf_counter() - started
     sampler.stop()
     assert summary.published and summary.rows == rows
@@ -189,9 +197,38 @@ def run_beam_bigtableio(rows: int, store: str) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_rss_mb": peak_rss_mb()}
 
 
+def run_with_baseline_snapshot(rows: int, store: str, profile: bool) -> dict:
+    """One export (timed) into a store that already holds a published, profiled snapshot of the same rows,
+    so that the timed export with its profile also measures its drift against that snapshot."""
+    from predserve.pipeline import run_export
+
+    run_export(warehouse=str(prepared_warehouse(rows)), model="churn", key="user_id", store_url=store, query=QUERY)
+    out = run_pipeline(rows, store, [], profile=profile)
+    return {k: out[k] for k in ("rows", "seconds", "rows_per_s", "peak_rss_mb")}
+
+
+def measure_profile_overhead(rows: int, store: str, pairs: int) -> dict:
+    """Interleaved pairs of exports with and without the profile (and drift); medians and their ratio."""
+    with_profile, without = [], []
+    for _ in range(pairs):
+        with_profile.append(measure("profile_on", rows, store)["seconds"])
+        without.append(measure("profile_off", rows, store)["seconds"])
+    on, off = sorted(with_profile)[pairs // 2], sorted(without)[pairs // 2]
+    return {"rows": rows, "with_profile_s": on, "without_s": off, "ratio": round(on / off, 3),
+            "all_with_profile_s": with_profile, "all_without_s": without}
+
+
+def print_profile_overhead(overhead: dict) -> None:
+    print(f"profile + drift: {overhead['rows']:,} rows exported in {overhead['with_profile_s']}s with them vs "
+          f"{overhead['without_s']}s without = {overhead['ratio']:.3f}x ({overhead['ratio'] - 1:+.1%}; limit +10%), "
+          f"medians of {len(overhead['all_without_s'])} interleaved pairs")
+
+
 def child(mode: str, rows: int, store: str, beam_args: list[str]) -> None:
     if mode == "baseline":
         result = run_baseline(rows)
+    elif mode in ("profile_on", "profile_off"):
+        result = run_with_baseline_snapshot(rows, store, profile=mode == "profile_on")
     elif mode == "dask":
         result = run_dask(rows, store)
     elif mode == "bigquery":
@@ -236,6 +273,7 @@ def main() -> None:
     parser.add_argument("--stores", default="lmdb,bigtable")
     parser.add_argument("--big", type=int, default=0, help="also export this many rows once into LMDB (e.g. 10000000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the main measurements; the median is reported")
+    parser.add_argument("--profile-only", action="store_true", help="measure only the profile's cost (with vs without)")
     parser.add_argument("--child")
     parser.add_argument("--store", default="")
     parser.add_argument("beam_args", nargs="*")
@@ -245,12 +283,19 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
     prepared_warehouse(args.rows)
+    if args.profile_only:
+        overhead = measure_profile_overhead(args.rows, str(OUT / "export-bench.lmdb"), args.repeat)
+        (OUT / "export-profile.json").write_text(json.dumps(overhead, indent=2))
+        print_profile_overhead(overhead)
+        return
     results: dict = {"baseline_loop": measure("baseline", args.rows, repeat=args.repeat)}
     print("baseline", json.dumps(results["baseline_loop"]), flush=True)
     for store in filter(None, args.stores.split(",")):
         if store == "lmdb":
             path = OUT / "export-bench.lmdb"
             results["lmdb"] = measure("pipeline", args.rows, str(path), repeat=args.repeat)
+            results["profile_overhead"] = measure_profile_overhead(args.rows, str(path), args.repeat)
+            print("profile", json.dumps(results["profile_overhead"]), flush=True)
             results["lmdb_multiprocess"] = measure("pipeline", args.rows, str(path),
                                                    ("--direct_num_workers=2", "--direct_running_mode=multi_processing"))
             results["lmdb_dask_2_workers"] = measure("dask", args.rows, str(path))
@@ -267,8 +312,10 @@ def main() -> None:
     (OUT / "export.json").write_text(json.dumps(results, indent=2))
     base = results["baseline_loop"]["rows_per_s"]
     print(f"\nbaseline loop (Parquet -> orjson -> LMDB): {base:,} rows/s")
+    if "profile_overhead" in results:
+        print_profile_overhead(results["profile_overhead"])
     for name, r in results.items():
-        if name == "baseline_loop":
+        if name in ("baseline_loop", "profile_overhead"):
             continue
         extra = f", store {r['store_mb']} MB = {r['store_vs_raw']}x the {r['raw_mb']} MB of ids+bodies" if "store_mb" in r else ""
         if name in ("lmdb_multiprocess", "lmdb_dask_2_workers", "bigquery_emulator_to_lmdb") and "lmdb" in results:

@@ -7,7 +7,6 @@ collapsed): the first must publish, the second must be refused with the figure.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -16,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 import pytest
 from scipy.spatial.distance import jensenshannon
 
@@ -69,6 +70,13 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def export(warehouse: Path, store: str, query: str, **kwargs: Any):
     return run_export(warehouse=str(warehouse), model="churn", key="user_id", store_url=store, query=query, **kwargs)
+
+
+def drift_sample(ids: list[int]) -> list[str]:
+    """The ids the local warehouse's sample must hold: the SAMPLE_IDS with the smallest DuckDB hash of the BIGINT key."""
+    con = duckdb.connect()
+    con.register("keys", pa.table({"k": pa.array(ids, pa.int64())}))
+    return [r[0] for r in con.sql(f"SELECT CAST(k AS VARCHAR) FROM keys ORDER BY hash(k), k LIMIT {SAMPLE_IDS}").fetchall()]
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -167,10 +175,9 @@ def test_the_profile_counts_every_kind_of_column(tmp_path: Path) -> None:
         label1[min(int(r["predicted_churned_probs"][0]["prob"] * 10), 9)] += 1
     assert cols["predicted_churned_probs"]["kind"] == "probabilities" and cols["predicted_churned_probs"]["labels"]["1"] == label1
     assert cols["scored_at"] == {"kind": "other", "nulls": 600}
-    # the sample: the SAMPLE_IDS ids with the smallest MD5 of their text, kept beside the snapshot
-    ids = sorted((str(r["user_id"]) for r in rows), key=lambda i: (hashlib.md5(i.encode()).hexdigest(), i))[:SAMPLE_IDS]
+    # the sample, kept beside the snapshot
     with open_store(str(tmp_path / "s"), readonly=True) as store:
-        assert drifts.read_sample(store, "m", summary.snapshot) == ids
+        assert drifts.read_sample(store, "m", summary.snapshot) == drift_sample([r["user_id"] for r in rows])
         assert store.current("m").metadata["profile"] == profile
 
 
@@ -203,8 +210,14 @@ def test_the_bigquery_source_profiles_like_the_local_warehouse(bigquery_emulator
                        table="predictions")
     assert remote.profile["columns"]["predicted_churned_probs"]["labels"]["1"]  # a real profile, not an empty one
     assert remote.profile == local.profile
-    with open_store(str(tmp_path / "bq"), readonly=True) as bq, open_store(str(tmp_path / "local"), readonly=True) as lo:
-        assert drifts.read_sample(bq, "m", remote.snapshot) == drifts.read_sample(lo, "m", local.snapshot)  # one MD5 for both
+    # BigQuery's sample: the ids with the smallest FARM_FINGERPRINT, as BigQuery itself orders them
+    client = bigquery_emulator.client()
+    expected = [r[0] for r in client.query(
+        f"SELECT CAST(user_id AS STRING) FROM `{BQ_PROJECT}.{dataset}.predictions` "
+        f"ORDER BY FARM_FINGERPRINT(CAST(user_id AS STRING)), user_id LIMIT {SAMPLE_IDS}").result()]
+    client.close()
+    with open_store(str(tmp_path / "bq"), readonly=True) as store:
+        assert drifts.read_sample(store, "m", remote.snapshot) == expected and len(set(expected)) == SAMPLE_IDS
 
 
 # ---- the gates, on LMDB and the Bigtable emulator ---------------------------------------------------
@@ -261,15 +274,12 @@ def test_collapsed_probabilities_are_refused_and_a_column_limit_publishes_them(m
 
 
 def test_the_sample_counts_ids_that_appeared_and_disappeared(models: Path, store_url: str) -> None:
-    """Checked against the two samples computed here from the ids, with hashlib."""
+    """Checked against the two samples computed here from the ids."""
     export(models, store_url, PREDICT.format(model="churn") + " WHERE MOD(user_id, 10) <> 1")
     summary = export(models, store_url, PREDICT.format(model="churn") + " WHERE MOD(user_id, 10) <> 2")
 
-    def sample(excluded: int) -> set[str]:
-        ids = [str(i) for i in range(1, ROWS + 1) if i % 10 != excluded]
-        return set(sorted(ids, key=lambda i: (hashlib.md5(i.encode()).hexdigest(), i))[:SAMPLE_IDS])
-
-    old, new = sample(1), sample(2)
+    old = set(drift_sample([i for i in range(1, ROWS + 1) if i % 10 != 1]))
+    new = set(drift_sample([i for i in range(1, ROWS + 1) if i % 10 != 2]))
     union = old | new
     expected = {
         "ids": len(union),

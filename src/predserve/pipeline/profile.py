@@ -8,7 +8,7 @@ sqlglot, so both sources compute the same thing on every runner:
     summary       one aggregate: rows, NULLs per column, min and max of numeric columns
     distribution  one UNION ALL with a branch per column: counts of the top values,
                   of fixed bins, or of fixed probability bins per label
-    sample        the ids whose MD5 (of the id's text) is smallest: the drift sample
+    sample        the ids whose 64-bit hash (of the id's text) is smallest: the drift sample
 
 Column kinds (``classify``):
     probabilities  ARRAY<STRUCT<label, prob FLOAT64>>, as ML.PREDICT's ``predicted_<label>_probs``:
@@ -18,6 +18,7 @@ Column kinds (``classify``):
     numeric        other numbers: counts in BINS equal bins between the column's min and max
                    (bin = min(BINS - 1, floor((x - min) * BINS / (max - min)))); a single value
                    is a point mass
+    (a probability p is in bin min(BINS - 1, floor(p * BINS)))
     other          anything else (timestamps, other arrays and structs): NULLs only
 
 NULLs are counted for every column; NaN and +/-Inf count as NULL, as the served body shows
@@ -34,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import pyarrow as pa
 import sqlglot
+from sqlglot import exp
 
 from predserve.pipeline.drift import CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
 
@@ -90,8 +92,19 @@ def quote(name: str) -> str:
 
 
 def to_duckdb(sql: str) -> str:
-    """A statement written in BigQuery's dialect, as DuckDB runs it."""
-    return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+    """A statement written in BigQuery's dialect, as DuckDB runs it.
+
+    ``FARM_FINGERPRINT(CAST(x AS STRING))`` becomes ``hash(x)``: DuckDB has no FarmHash, and
+    its own hash of the value is the cheapest deterministic one it has (MD5, the one hash
+    both engines share, costs four times as much).
+    """
+    def duckdb_hash(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.FarmFingerprint):
+            return node
+        (value,) = node.expressions
+        return exp.Anonymous(this="hash", expressions=[value.this if isinstance(value, exp.Cast) else value])
+
+    return sqlglot.parse_one(sql, read="bigquery").transform(duckdb_hash).sql(dialect="duckdb")
 
 
 def _value(column: Column) -> str:
@@ -105,12 +118,17 @@ def _value(column: Column) -> str:
 
 
 def _bin(value: str, low: float, high: float) -> str:
-    """The bin of ``value`` among BINS equal bins of [low, high]: min(BINS - 1, floor((value - low) * BINS / (high - low)))."""
+    """The bin of ``value`` among BINS equal bins of [low, high], before clamping:
+    floor((value - low) * BINS / (high - low)), which is BINS for ``high`` itself (see ``_clamp``)."""
     if math.isinf(high - low):  # a range wider than the largest double: halve everything first
         value, low, high = f"({value} / 2)", low / 2, high / 2
-    scale = BINS / (high - low)
     offset = f"({value} - {low!r})" if low else value
-    return f"GREATEST(LEAST(CAST(FLOOR({offset} * {scale!r}) AS INT64), {BINS - 1}), 0)"
+    return f"CAST(FLOOR({offset} * {BINS / (high - low)!r}) AS INT64)"
+
+
+def _clamp(index: int) -> int:
+    """Bins are clamped to 0 .. BINS-1 here, after counting, which keeps the SQL cheap."""
+    return min(max(index, 0), BINS - 1)
 
 
 def summary_sql(columns: list[Column], relation: str) -> str:
@@ -124,42 +142,43 @@ def summary_sql(columns: list[Column], relation: str) -> str:
 
 
 def distribution_sql(columns: list[Column], ranges: dict[str, tuple[float, float]], relation: str) -> str | None:
-    """Counts per (column index, value or label, bin); None when no column needs counting.
+    """Counts per (column index, value or label as text, bin); None when no column needs counting.
 
     ``ranges`` holds the (min, max) of the numeric columns that have more than one value.
+    Values and labels are grouped as they are and turned into text after counting: grouping
+    on the text costs twice as much.
     """
     branches = []
     for index, column in enumerate(columns):
         value = _value(column)
         if column.kind == CATEGORICAL:
-            branches.append(
-                f"(SELECT {index} AS c, CAST({value} AS STRING) AS v, CAST(NULL AS INT64) AS b, COUNT(*) AS n "
-                f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 2 ORDER BY 4 DESC, 2 LIMIT {TOP_VALUES})"
-            )
+            top = (f"SELECT {value} AS v, COUNT(*) AS n FROM {relation} WHERE {value} IS NOT NULL "
+                   f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}")
+            branches.append(f"SELECT {index} AS c, CAST(v AS STRING) AS v, CAST(NULL AS INT64) AS b, n FROM ({top})")
         elif column.kind == NUMERIC and column.name in ranges:
             bin_ = _bin(value, *ranges[column.name])
-            branches.append(
-                f"(SELECT {index} AS c, CAST(NULL AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
-                f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 3)"
-            )
+            branches.append(f"SELECT {index} AS c, CAST(NULL AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
+                            f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 3")
         elif column.kind == PROBABILITIES:
-            # No WHERE on the unnested element: DuckDB runs a filtered UNNEST join far slower.
-            bin_ = f"IF(IS_NAN(p.prob) OR IS_INF(p.prob), NULL, {_bin('p.prob', 0.0, 1.0)})"
-            branches.append(
-                f"(SELECT {index} AS c, CAST(p.label AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
-                f"FROM {relation} AS r, UNNEST(r.{quote(column.name)}) AS p GROUP BY 2, 3)"
-            )
-    return "\nUNION ALL\n".join(branches) if branches else None
+            # NaN, +/-Inf and values too large to bin get no bin. No WHERE on the unnested
+            # element: DuckDB runs a filtered UNNEST join far slower.
+            bin_ = f"IF(ABS(p.prob) < 1e6, {_bin('p.prob', 0.0, 1.0)}, NULL)"
+            labels = f"SELECT p.label AS l, {bin_} AS b, COUNT(*) AS n FROM {relation} AS r, UNNEST(r.{quote(column.name)}) AS p GROUP BY 1, 2"
+            branches.append(f"SELECT {index} AS c, CAST(l AS STRING) AS v, b, n FROM ({labels})")
+    return "\nUNION ALL\n".join(f"({b})" for b in branches) if branches else None
 
 
 def sample_sql(key: str, relation: str, size: int = SAMPLE_IDS) -> str:
-    """The ``size`` ids (as text) with the smallest MD5: the same ids every time they exist.
+    """The ``size`` ids (as text) with the smallest 64-bit hash: the same ids every time they exist.
 
+    BigQuery's FARM_FINGERPRINT of the key's text; DuckDB's ``hash`` of the key (``to_duckdb``).
+    A model that moves from one engine to the other compares the union of both samples once.
     No DISTINCT (a full aggregate): a repeated key, which the unique_keys gate reports, only
     makes the sample a little smaller.
     """
-    text = f"CAST({quote(key)} AS STRING)"
-    return f"SELECT {text} AS id FROM {relation} WHERE {quote(key)} IS NOT NULL ORDER BY TO_HEX(MD5({text})), id LIMIT {size}"
+    k = quote(key)
+    smallest = f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL ORDER BY FARM_FINGERPRINT(CAST({k} AS STRING)), {k} LIMIT {size}"
+    return f"SELECT CAST({k} AS STRING) AS id FROM ({smallest})"  # only the chosen keys become text
 
 
 def compute_profile(run: RunSQL, schema: pa.Schema, key: str, relation: str) -> tuple[dict[str, Any], list[str]]:
@@ -206,7 +225,7 @@ def _column_profile(column: Column, index: int, rows: int, nulls: int, ranges: d
     elif column.kind == NUMERIC:
         bins = [0] * BINS
         for _, b, n in mine:
-            bins[int(b)] += n
+            bins[_clamp(int(b))] += n
         if column.name in ranges:
             out["low"], out["high"], out["counts"] = ranges[column.name][0], ranges[column.name][1], bins
         elif column.name in points:  # one value: a point mass
@@ -219,7 +238,7 @@ def _column_profile(column: Column, index: int, rows: int, nulls: int, ranges: d
         labels: dict[str, list[int]] = {}
         for label, b, n in mine:
             if b is not None and label is not None:
-                labels.setdefault(str(label), [0] * BINS)[int(b)] += n
+                labels.setdefault(str(label), [0] * BINS)[_clamp(int(b))] += n
         out["labels"] = dict(sorted(labels.items(), key=lambda kv: -_mass(kv[1]))[:MAX_LABELS])
     return out
 

@@ -144,9 +144,10 @@ class WarehouseSource:
         return ReadWorkItems(self.items, read_row_group)
 
     def profile(self) -> tuple[dict[str, Any], list[str]]:
-        """DuckDB over the staged shards, in a connection of its own (this runs in a thread)."""
+        """DuckDB over the staged shards, in a connection of its own and on one core: it runs in a
+        thread beside the pipeline, which has work for the others."""
         assert self.schema is not None
-        con = duckdb.connect()
+        con = duckdb.connect(config={"threads": 1})
         try:
             con.sql(f"CREATE VIEW export_rows AS SELECT * FROM {self._relation()}")
             return compute_profile(lambda sql: con.sql(to_duckdb(sql)).fetchall(), self.schema, self.key, "export_rows")
