@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -203,25 +204,57 @@ def run_with_baseline_snapshot(rows: int, store: str, profile: bool) -> dict:
     from predserve.pipeline import run_export
 
     run_export(warehouse=str(prepared_warehouse(rows)), model="churn", key="user_id", store_url=store, query=QUERY)
+    before = resource.getrusage(resource.RUSAGE_SELF)
     out = run_pipeline(rows, store, [], profile=profile)
-    return {k: out[k] for k in ("rows", "seconds", "rows_per_s", "peak_rss_mb")}
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime  # every thread of this process
+    result = {**{k: out[k] for k in ("rows", "seconds", "rows_per_s", "peak_rss_mb")}, "cpu_seconds": round(cpu, 2)}
+    if profile:
+        result["profile_statements_cpu_s"] = profile_statements_cpu(rows)
+    return result
+
+
+def profile_statements_cpu(rows: int) -> float:
+    """CPU seconds of the profile's statements alone (DuckDB on one thread, the calling one), on the same rows."""
+    from predserve.pipeline.sources import WarehouseSource
+
+    source = WarehouseSource(str(prepared_warehouse(rows)), QUERY, "user_id")
+    try:
+        source.prepare()
+        started = time.thread_time()
+        source.profile()
+        return round(time.thread_time() - started, 3)
+    finally:
+        source.cleanup()
 
 
 def measure_profile_overhead(rows: int, store: str, pairs: int) -> dict:
-    """Interleaved pairs of exports with and without the profile (and drift); medians and their ratio."""
-    with_profile, without = [], []
+    """Interleaved pairs of exports with and without the profile (and drift): the medians of their
+    elapsed and CPU seconds (all threads; steadier than elapsed time on a shared machine), and ratios."""
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
     for _ in range(pairs):
-        with_profile.append(measure("profile_on", rows, store)["seconds"])
-        without.append(measure("profile_off", rows, store)["seconds"])
-    on, off = sorted(with_profile)[pairs // 2], sorted(without)[pairs // 2]
-    return {"rows": rows, "with_profile_s": on, "without_s": off, "ratio": round(on / off, 3),
-            "all_with_profile_s": with_profile, "all_without_s": without}
+        runs["on"].append(measure("profile_on", rows, store))
+        runs["off"].append(measure("profile_off", rows, store))
+
+    def median(mode: str, figure: str) -> float:
+        return sorted(r[figure] for r in runs[mode])[pairs // 2]
+
+    out: dict = {"rows": rows, "pairs": pairs,
+                 "profile_statements_cpu_s": sorted(r["profile_statements_cpu_s"] for r in runs["on"])[pairs // 2]}
+    for figure in ("seconds", "cpu_seconds"):
+        on, off = median("on", figure), median("off", figure)
+        out[figure] = {"with_profile": on, "without": off, "ratio": round(on / off, 3),
+                       "all_with_profile": [r[figure] for r in runs["on"]], "all_without": [r[figure] for r in runs["off"]]}
+    return out
 
 
 def print_profile_overhead(overhead: dict) -> None:
-    print(f"profile + drift: {overhead['rows']:,} rows exported in {overhead['with_profile_s']}s with them vs "
-          f"{overhead['without_s']}s without = {overhead['ratio']:.3f}x ({overhead['ratio'] - 1:+.1%}; limit +10%), "
-          f"medians of {len(overhead['all_without_s'])} interleaved pairs")
+    for figure, name in (("seconds", "elapsed"), ("cpu_seconds", "CPU")):
+        f = overhead[figure]
+        print(f"profile + drift, {overhead['rows']:,} rows, {name}: {f['with_profile']}s with them vs {f['without']}s without "
+              f"= {f['ratio']:.3f}x ({f['ratio'] - 1:+.1%}; limit +10%), medians of {overhead['pairs']} interleaved pairs")
+    alone, cpu = overhead["profile_statements_cpu_s"], overhead["cpu_seconds"]["without"]
+    print(f"the profile's statements alone: {alone} CPU s = {alone / cpu:.1%} of the export's {cpu} CPU s without them")
 
 
 def child(mode: str, rows: int, store: str, beam_args: list[str]) -> None:

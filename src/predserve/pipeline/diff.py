@@ -67,6 +67,7 @@ def compare_snapshots(store: Any, model: str, a: int | None = None, b: int | Non
     return {
         "model": model,
         "a": _snapshot_summary(infos[a], profiles[a]), "b": _snapshot_summary(infos[b], profiles[b]),
+        "bins": profiles[b].get("bins", drifts.BINS),
         "columns": columns,
         "sample": sample.to_dict(),
         "changed": [{"id": i, "a": json.loads(old), "b": json.loads(new)} for i, old, new in sample.changed[:examples]],
@@ -84,15 +85,15 @@ def _bar(share: float, scale: float) -> str:
     return "█" * (eighths // 8) + (EIGHTHS[eighths % 8] if eighths % 8 else "")
 
 
-def _numeric_rows(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[tuple[str, float, float]]:
-    """Both numeric profiles on BINS common bins spanning both ranges, then NULL."""
+def _numeric_rows(a: dict[str, Any] | None, b: dict[str, Any] | None, bins: int) -> list[tuple[str, float, float]]:
+    """Both numeric profiles on ``bins`` common bins spanning both ranges, then NULL."""
     sides = [c or {} for c in (a, b)]
     lows = [c["low"] for c in sides if c.get("low") is not None]
     highs = [c["high"] for c in sides if c.get("high") is not None]
     rows: list[tuple[str, float, float]] = []
     if lows:
         low, high = min(lows), max(highs)
-        bins = len(next(c["counts"] for c in sides if c.get("counts"))) if high > low else 1
+        bins = bins if high > low else 1
         width = (high - low) / bins if high > low else 1.0
         edges = [low + i * width for i in range(bins)] + [high if high > low else low + 1.0]
         counts = []
@@ -162,13 +163,12 @@ def render(console: Console, diff: dict[str, Any]) -> None:
         profile = column["b"] or column["a"]
         kind = profile["kind"]
         if kind == NUMERIC:
-            charts = [_chart("", _numeric_rows(column["a"], column["b"]), a, b)]
+            charts = [_chart("", _numeric_rows(column["a"], column["b"], diff["bins"]), a, b)]
         elif kind == CATEGORICAL:
             charts = [_chart("", _categorical_rows(column["a"], column["b"]), a, b)]
         elif kind == PROBABILITIES:
             labels = list(dict.fromkeys([*(column["b"] or {}).get("labels", {}), *(column["a"] or {}).get("labels", {})]))
-            bins = len(next(iter((profile.get("labels") or {"": [0] * 10}).values())))
-            charts = [_chart(f"label {label}", _probability_rows(column["a"], column["b"], label, bins), a, b)
+            charts = [_chart(f"label {label}", _probability_rows(column["a"], column["b"], label, diff["bins"]), a, b)
                       for label in labels[:LABELS_SHOWN]]
             if len(labels) > LABELS_SHOWN:
                 charts.append(Text(f"... and {len(labels) - LABELS_SHOWN} more labels", style="dim"))

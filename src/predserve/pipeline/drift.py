@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 NUMERIC, CATEGORICAL, PROBABILITIES, OTHER = "numeric", "categorical", "probabilities", "other"
+BINS = 10  # bins per histogram in a profile: TensorFlow Data Validation's default number of buckets
 JENSEN_SHANNON, L_INFINITY = "jensen_shannon", "l_infinity"
 METRIC_NAMES = {JENSEN_SHANNON: "Jensen-Shannon divergence", L_INFINITY: "L-infinity distance"}
 

@@ -37,9 +37,8 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from predserve.pipeline.drift import CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
+from predserve.pipeline.drift import BINS, CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
 
-BINS = 10  # TensorFlow Data Validation's default number of histogram buckets
 TOP_VALUES = 20  # TFDV's default number of top values
 MAX_LABELS = 20  # labels kept per probabilities column (those with the most probability mass)
 SAMPLE_IDS = 1000  # ids in the drift sample
