@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner, Result
 from scipy.spatial.distance import jensenshannon
 
 from predserve import Warehouse
@@ -28,6 +29,7 @@ from predserve.pipeline import drift as drifts
 from predserve.pipeline.profile import SAMPLE_IDS
 from predserve.store import open_store
 
+from predserve.cli import main
 from tests.conftest import BQ_PROJECT, BigQueryEmulator
 
 ROWS = 3000  # users scored
@@ -79,12 +81,12 @@ def drift_sample(ids: list[int]) -> list[str]:
     return [r[0] for r in con.sql(f"SELECT CAST(k AS VARCHAR) FROM keys ORDER BY hash(k), k LIMIT {SAMPLE_IDS}").fetchall()]
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "-m", "predserve.cli", *args], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "COLUMNS": "160"})
+def cli(*args: str, check: bool = True) -> Result:
+    """The command line in this process (a real process costs seconds of imports; one test runs one)."""
+    result = CliRunner(env={"COLUMNS": "160"}).invoke(main, list(args), catch_exceptions=False)
     if check:
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+        assert result.exit_code == 0, result.output[-3000:]
+    return result
 
 
 # ---- the formulas ----------------------------------------------------------------------------
@@ -248,7 +250,7 @@ def test_inverted_labels_are_refused_with_the_figure_and_the_override_publishes(
     share = first.profile["columns"]["predicted_churned"]["values"]
     flipped = abs(share["1"] - share["0"]) / ROWS  # each label's share becomes the other's
     assert drift["columns"]["predicted_churned"]["distance"] == pytest.approx(flipped, abs=1e-6)
-    assert f"L-infinity distance {flipped:.3f}" in message
+    assert f"L-infinity distance {flipped:.4f}" in message
     with open_store(store_url, readonly=True) as store:  # the current snapshot keeps serving
         state = store.state("churn")
         assert state.current == first.snapshot and list(state.snapshots) == [first.snapshot]
@@ -263,7 +265,7 @@ def test_inverted_labels_are_refused_with_the_figure_and_the_override_publishes(
 
 def test_collapsed_probabilities_are_refused_and_a_column_limit_publishes_them(models: Path, store_url: str) -> None:
     export(models, store_url, PREDICT.format(model="churn"))
-    with pytest.raises(GateRefused, match=r"predicted_churned_probs: Jensen-Shannon divergence 0\.\d{3} \(label \d\) "
+    with pytest.raises(GateRefused, match=r"predicted_churned_probs: Jensen-Shannon divergence 0\.\d{4} \(label \d\) "
                                           r"is above the limit 0\.1") as refused:
         export(models, store_url, COLLAPSED)
     figure = refused.value.summary.drift["columns"]["predicted_churned_probs"]["distance"]
@@ -302,7 +304,7 @@ def test_the_profile_and_drift_survive_rollback(models: Path, store_url: str) ->
     assert current["metadata"]["profile"] == second.profile and current["metadata"]["drift"] == second.drift
     table = cli("snapshots", "--store", store_url, "churn").stdout
     top = drifts.largest(second.drift)[1]["distance"]
-    assert f"{top:.3f} vs {second.drift['baseline']}" in table
+    assert f"{top:.4f} vs {second.drift['baseline']}" in table
     # the default diff now compares the snapshot rolled back from (the previous in history) with the current one
     result = json.loads(cli("diff", "--store", store_url, "--json", "churn").stdout)
     assert (result["a"]["snapshot"], result["b"]["snapshot"]) == (third.snapshot, second.snapshot)
@@ -311,10 +313,13 @@ def test_the_profile_and_drift_survive_rollback(models: Path, store_url: str) ->
 def test_predserve_diff_shows_both_distributions_the_distances_and_changed_ids(models: Path, store_url: str) -> None:
     first = export(models, store_url, PREDICT.format(model="churn"))
     second = export(models, store_url, INVERTED, policy=GatePolicy(allow_drift=True))
-    out = cli("diff", "--store", store_url, "churn", "--examples", "2").stdout
+    run = subprocess.run([sys.executable, "-m", "predserve.cli", "diff", "--store", store_url, "churn", "--examples", "2"],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "160"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
     distance = second.drift["columns"]["predicted_churned"]["distance"]
     assert f"churn: snapshot {first.snapshot} ({ROWS:,} rows) vs snapshot {second.snapshot} ({ROWS:,} rows)" in out
-    assert f"L-infinity distance {distance:.3f} (value " in out and "100.0% of 1,000 sampled ids changed value" in out
+    assert f"L-infinity distance {distance:.4f} (value " in out and "100.0% of 1,000 sampled ids changed value" in out
     share = {k: v / ROWS for k, v in first.profile["columns"]["predicted_churned"]["values"].items()}
     chart_row = next(line for line in out.splitlines() if line.strip(" │").startswith("0 "))
     assert chart_row.count(f"{share['0']:.1%}") == 1 and chart_row.count(f"{share['1']:.1%}") == 1  # both sides, one row
@@ -336,7 +341,7 @@ def test_predserve_diff_shows_both_distributions_the_distances_and_changed_ids(m
             assert lines[at + 1] == f"  snapshot {first.snapshot}: {json.dumps(old['prediction'])}"
             assert lines[at + 2] == f"  snapshot {second.snapshot}: {json.dumps(new['prediction'])}"
     failed = cli("diff", "--store", store_url, "churn", "7", check=False)
-    assert failed.returncode == 1 and "snapshot 7 of model 'churn' does not exist" in failed.stderr
+    assert failed.exit_code == 1 and "snapshot 7 of model 'churn' does not exist" in failed.stderr
 
 
 def test_the_export_command_prints_and_returns_the_drift(models: Path, tmp_path: Path) -> None:
@@ -348,7 +353,7 @@ def test_the_export_command_prints_and_returns_the_drift(models: Path, tmp_path:
     assert summary["drift"]["baseline"] == 1 and summary["profile"]["rows"] == ROWS
     assert {g["name"] for g in summary["gates"]} >= {"prediction_drift", "changed_labels"}
     refused = cli(*base, "--query", INVERTED, check=False)
-    assert refused.returncode == 1
+    assert refused.exit_code == 1
     assert "gate changed_labels       FAIL       predicted_churned: 100.0%" in refused.stdout
     assert "drift vs snapshot 2 (1,000 sampled ids: 1,000 in both, 0 appeared, 0 disappeared)" in refused.stdout
     assert refused.stderr.splitlines()[-1].startswith("error: snapshot 3 of model 'churn' was not published: prediction_drift: predicted_churned:")
@@ -356,4 +361,4 @@ def test_the_export_command_prints_and_returns_the_drift(models: Path, tmp_path:
                   "--column-max-drift", "predicted_churned_probs=0.9")
     assert "published snapshot 4 of churn" in allowed.stdout
     bad = cli(*base, "--query", INVERTED, "--column-max-drift", "predicted_churned", check=False)
-    assert bad.returncode == 2 and "'predicted_churned' is not COLUMN=LIMIT with a LIMIT between 0 and 1" in bad.stderr
+    assert bad.exit_code == 2 and "'predicted_churned' is not COLUMN=LIMIT with a LIMIT between 0 and 1" in bad.stderr

@@ -281,7 +281,7 @@ def _print_profile(profile: dict[str, Any] | None, drift: dict[str, Any] | None)
         line = f"    {name:<28} {column['kind']:<13} NULL {column['nulls'] / rows:6.1%}"
         figures = columns.get(name)
         if figures is not None:
-            line += f"  {METRIC_NAMES[figures['metric']]} {figures['distance']:.3f}{where(figures)}"
+            line += f"  {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f}{where(figures)}"
             if "changed" in figures:
                 line += f", {figures['changed']:.1%} of sampled ids changed"
             if "mean_abs_change" in figures:
@@ -324,7 +324,7 @@ def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:
     if drift is None or top is None:
         return {"drift": "", "changed": ""}
     changed = [f["changed"] for f in drift["columns"].values() if "changed" in f]
-    return {"drift": f"{top[1]['distance']:.3f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
+    return {"drift": f"{top[1]['distance']:.4f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
 
 
 def _time(ts: float | None) -> str | None:

@@ -147,7 +147,7 @@ def _figures(column: dict[str, Any], in_both: int) -> str:
     distance, sample = column["distance"], column["sample"] or {}
     if distance is None:
         return "not compared: the column is not in both snapshots with the same kind"
-    line = f"{drifts.METRIC_NAMES[distance['metric']]} {distance['distance']:.3f}{drifts.where(distance)}"
+    line = f"{drifts.METRIC_NAMES[distance['metric']]} {distance['distance']:.4f}{drifts.where(distance)}"
     if "changed" in sample:
         line += f"; {sample['changed']:.1%} of {in_both:,} sampled ids changed value"
     if "mean_abs_change" in sample:

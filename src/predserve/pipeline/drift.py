@@ -310,7 +310,7 @@ def describe(drift: dict[str, Any] | None) -> str:
     if top is None:
         return line + "no column to compare"
     name, figures = top
-    line += f"largest {METRIC_NAMES[figures['metric']]} {figures['distance']:.3f} in {name}{where(figures)}"
+    line += f"largest {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f} in {name}{where(figures)}"
     changed = [(c, f["changed"]) for c, f in drift["columns"].items() if "changed" in f]
     if changed:
         column, fraction = max(changed, key=lambda cf: cf[1])

@@ -90,40 +90,49 @@ def _cols(schema: list[Any]) -> str:
 
 
 def check_drift_gates(drift: dict[str, Any] | None, current: SnapshotInfo | None, policy: GatePolicy) -> list[GateResult]:
-    """The two drift gates: each column's distance, and each categorical column's changed fraction."""
+    """The two drift gates against the current snapshot: ``prediction_drift`` and ``changed_labels``."""
     if current is None:
         return []
     if drift is None:
         detail = f"snapshot {current.id} has no profile to compare with (exported before profiles); not checked"
         return [GateResult("prediction_drift", True, False, detail)]
-    columns = drift["columns"]
-    hint = "; pass --allow-drift to publish a known shift, or raise a column's limit with {}"
-    over = [
-        f"{name}: {METRIC_NAMES[f['metric']]} {f['distance']:.3f}{where(f)} is above the limit {policy.drift_limit(name):g}"
-        for name, f in columns.items() if f["distance"] > policy.drift_limit(name)
-    ]
-    if over:
-        distance = GateResult("prediction_drift", False, policy.allow_drift,
-                              "; ".join(over) + hint.format("--column-max-drift COLUMN=LIMIT"))
-    elif columns:
-        name = max(columns, key=lambda c: columns[c]["distance"] - policy.drift_limit(c))
-        f = columns[name]
-        distance = GateResult("prediction_drift", True, False, f"vs snapshot {current.id}, closest to its limit: {name}: "
-                              f"{METRIC_NAMES[f['metric']]} {f['distance']:.3f}{where(f)}, limit {policy.drift_limit(name):g}")
-    else:
-        distance = GateResult("prediction_drift", True, False, f"no prediction column in common with snapshot {current.id}")
-    results = [distance]
-    sample = drift.get("sample") or {}
-    labels = {name: f["changed"] for name, f in columns.items() if "changed" in f}
-    if labels and sample.get("in_both"):
-        ids = f"{sample['in_both']:,} sampled ids in both snapshots"
-        over = [f"{name}: {fraction:.1%} of {ids} changed, above the limit {policy.changed_limit(name):.1%}"
-                for name, fraction in labels.items() if fraction > policy.changed_limit(name)]
-        if over:
-            results.append(GateResult("changed_labels", False, policy.allow_drift,
-                                      "; ".join(over) + hint.format("--column-max-changed-labels COLUMN=LIMIT")))
-        else:
-            name = max(labels, key=lambda c: labels[c] - policy.changed_limit(c))
-            results.append(GateResult("changed_labels", True, False,
-                                      f"{name}: {labels[name]:.1%} of {ids} changed (limit {policy.changed_limit(name):.1%})"))
+    results = [_distance_gate(drift["columns"], current.id, policy)]
+    in_both = (drift.get("sample") or {}).get("in_both", 0)
+    labels = {name: f["changed"] for name, f in drift["columns"].items() if "changed" in f}
+    if labels and in_both:
+        results.append(_changed_gate(labels, in_both, policy))
     return results
+
+
+HINT = "; pass --allow-drift to publish a known shift, or raise a column's limit with {}"
+
+
+def _distance_gate(columns: dict[str, dict[str, Any]], baseline: int, policy: GatePolicy) -> GateResult:
+    """Refuses when a column's distance (Jensen-Shannon or L-infinity) is above its limit."""
+    if not columns:
+        return GateResult("prediction_drift", True, False, f"no prediction column in common with snapshot {baseline}")
+
+    def figure(name: str) -> str:
+        f = columns[name]
+        return f"{name}: {METRIC_NAMES[f['metric']]} {f['distance']:.4f}{where(f)}"
+
+    over = [f"{figure(name)} is above the limit {policy.drift_limit(name):g}"
+            for name in columns if columns[name]["distance"] > policy.drift_limit(name)]
+    if over:
+        return GateResult("prediction_drift", False, policy.allow_drift, "; ".join(over) + HINT.format("--column-max-drift COLUMN=LIMIT"))
+    closest = max(columns, key=lambda c: columns[c]["distance"] - policy.drift_limit(c))
+    return GateResult("prediction_drift", True, False,
+                      f"vs snapshot {baseline}, closest to its limit: {figure(closest)}, limit {policy.drift_limit(closest):g}")
+
+
+def _changed_gate(labels: dict[str, float], in_both: int, policy: GatePolicy) -> GateResult:
+    """Refuses when a categorical column changed for more than its limit of the sampled ids."""
+    ids = f"{in_both:,} sampled ids in both snapshots"
+    over = [f"{name}: {fraction:.1%} of {ids} changed, above the limit {policy.changed_limit(name):.1%}"
+            for name, fraction in labels.items() if fraction > policy.changed_limit(name)]
+    if over:
+        return GateResult("changed_labels", False, policy.allow_drift,
+                          "; ".join(over) + HINT.format("--column-max-changed-labels COLUMN=LIMIT"))
+    closest = max(labels, key=lambda c: labels[c] - policy.changed_limit(c))
+    return GateResult("changed_labels", True, False,
+                      f"{closest}: {labels[closest]:.1%} of {ids} changed (limit {policy.changed_limit(closest):.1%})")
