@@ -9,7 +9,14 @@ Beside the DirectRunner, in the same run: the same export on Beam's DaskRunner (
 first), and an export of a same-shaped table from the BigQuery emulator (bqemulator; CTAS,
 Storage Read streams) into LMDB.
 
+The profile's cost (issue 14: at most 10% of the export at 1M rows): pairs of 1M-row exports
+into a store that already holds a published, profiled snapshot, one with the profile and the
+drift against that snapshot (the default) and one without (``run_export(profile=False)``),
+interleaved; the medians and their ratios are reported (elapsed and CPU seconds), and the CPU
+seconds of the work they add, measured alone (steady where the ratios of two noisy figures are not).
+
     .venv/bin/python bench/export.py [--rows 1000000] [--stores lmdb,bigtable] [--big 10000000]
+    .venv/bin/python bench/export.py --profile-only [--repeat 5]     # just the profile's cost
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,14 +36,16 @@ from common import OUT, Emulator, peak_rss_mb, prepared_warehouse
 QUERY = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL churn, TABLE users)"
 
 
-def run_pipeline(rows: int, store: str, beam_args: list[str], warehouse: str | None = None, table: str | None = None) -> dict:
+def run_pipeline(rows: int, store: str, beam_args: list[str], warehouse: str | None = None, table: str | None = None,
+                 profile: bool = True) -> dict:
     from predserve.pipeline import run_export
 
     warehouse = warehouse or str(prepared_warehouse(rows))
     source = {"table": table} if table else {"query": QUERY}
     sampler = AnonPeak()
     started = time.perf_counter()
-    summary = run_export(warehouse=warehouse, model="churn", key="user_id", store_url=store, beam_args=beam_args, **source)
+    summary = run_export(warehouse=warehouse, model="churn", key="user_id", store_url=store, beam_args=beam_args,
+                         profile=profile, **source)
     seconds = time.perf_counter() - started
     sampler.stop()
     assert summary.published and summary.rows == rows
@@ -189,9 +199,79 @@ def run_beam_bigtableio(rows: int, store: str) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_rss_mb": peak_rss_mb()}
 
 
+def run_with_baseline_snapshot(rows: int, store: str, profile: bool) -> dict:
+    """One export (timed) into a store that already holds a published, profiled snapshot of the same rows,
+    so that the timed export with its profile also measures its drift against that snapshot."""
+    from predserve.pipeline import run_export
+
+    run_export(warehouse=str(prepared_warehouse(rows)), model="churn", key="user_id", store_url=store, query=QUERY)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    out = run_pipeline(rows, store, [], profile=profile)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime  # every thread of this process
+    result = {**{k: out[k] for k in ("rows", "seconds", "rows_per_s", "peak_rss_mb")}, "cpu_seconds": round(cpu, 2)}
+    if profile:
+        result["added_work_cpu_s"] = added_work_cpu(rows, store)
+    return result
+
+
+def added_work_cpu(rows: int, store: str) -> float:
+    """CPU seconds of the work the profile adds, measured alone on the same rows: its three
+    statements (DuckDB on one thread, the calling one), then the drift between the store's two
+    snapshots (both samples read from both, the bodies compared)."""
+    from predserve.pipeline import drift
+    from predserve.pipeline.sources import WarehouseSource
+    from predserve.store import open_store
+
+    source = WarehouseSource(str(prepared_warehouse(rows)), QUERY, "user_id")
+    try:
+        source.prepare()
+        started = time.thread_time()
+        profile, _ = source.profile()
+        with open_store(store) as st:
+            old, new = sorted(st.state("churn").snapshots)[-2:]
+            kinds = {name: column["kind"] for name, column in profile["columns"].items()}
+            drift.compare_sample(st, "churn", old, new, kinds)
+        return round(time.thread_time() - started, 3)
+    finally:
+        source.cleanup()
+
+
+def measure_profile_overhead(rows: int, store: str, pairs: int) -> dict:
+    """Interleaved pairs of exports with and without the profile (and drift): the medians of their
+    elapsed and CPU seconds (all threads; steadier than elapsed time on a shared machine), and ratios."""
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    for _ in range(pairs):
+        runs["on"].append(measure("profile_on", rows, store))
+        runs["off"].append(measure("profile_off", rows, store))
+
+    def median(mode: str, figure: str) -> float:
+        return sorted(r[figure] for r in runs[mode])[pairs // 2]
+
+    out: dict = {"rows": rows, "pairs": pairs,
+                 "added_work_cpu_s": sorted(r["added_work_cpu_s"] for r in runs["on"])[pairs // 2]}
+    for figure in ("seconds", "cpu_seconds"):
+        on, off = median("on", figure), median("off", figure)
+        out[figure] = {"with_profile": on, "without": off, "ratio": round(on / off, 3),
+                       "all_with_profile": [r[figure] for r in runs["on"]], "all_without": [r[figure] for r in runs["off"]]}
+    return out
+
+
+def print_profile_overhead(overhead: dict) -> None:
+    for figure, name in (("seconds", "elapsed"), ("cpu_seconds", "CPU")):
+        f = overhead[figure]
+        print(f"profile + drift, {overhead['rows']:,} rows, {name}: {f['with_profile']}s with them vs {f['without']}s without "
+              f"= {f['ratio']:.3f}x ({f['ratio'] - 1:+.1%}; limit +10%), medians of {overhead['pairs']} interleaved pairs")
+    alone, cpu = overhead["added_work_cpu_s"], overhead["cpu_seconds"]["without"]
+    print(f"the work they add, measured alone (profile statements + drift): {alone} CPU s = {alone / cpu:.1%} "
+          f"of the export's {cpu} CPU s without them")
+
+
 def child(mode: str, rows: int, store: str, beam_args: list[str]) -> None:
     if mode == "baseline":
         result = run_baseline(rows)
+    elif mode in ("profile_on", "profile_off"):
+        result = run_with_baseline_snapshot(rows, store, profile=mode == "profile_on")
     elif mode == "dask":
         result = run_dask(rows, store)
     elif mode == "bigquery":
@@ -236,6 +316,7 @@ def main() -> None:
     parser.add_argument("--stores", default="lmdb,bigtable")
     parser.add_argument("--big", type=int, default=0, help="also export this many rows once into LMDB (e.g. 10000000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the main measurements; the median is reported")
+    parser.add_argument("--profile-only", action="store_true", help="measure only the profile's cost (with vs without)")
     parser.add_argument("--child")
     parser.add_argument("--store", default="")
     parser.add_argument("beam_args", nargs="*")
@@ -245,12 +326,19 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
     prepared_warehouse(args.rows)
+    if args.profile_only:
+        overhead = measure_profile_overhead(args.rows, str(OUT / "export-bench.lmdb"), args.repeat)
+        (OUT / "export-profile.json").write_text(json.dumps(overhead, indent=2))
+        print_profile_overhead(overhead)
+        return
     results: dict = {"baseline_loop": measure("baseline", args.rows, repeat=args.repeat)}
     print("baseline", json.dumps(results["baseline_loop"]), flush=True)
     for store in filter(None, args.stores.split(",")):
         if store == "lmdb":
             path = OUT / "export-bench.lmdb"
             results["lmdb"] = measure("pipeline", args.rows, str(path), repeat=args.repeat)
+            results["profile_overhead"] = measure_profile_overhead(args.rows, str(path), args.repeat)
+            print("profile", json.dumps(results["profile_overhead"]), flush=True)
             results["lmdb_multiprocess"] = measure("pipeline", args.rows, str(path),
                                                    ("--direct_num_workers=2", "--direct_running_mode=multi_processing"))
             results["lmdb_dask_2_workers"] = measure("dask", args.rows, str(path))
@@ -267,8 +355,10 @@ def main() -> None:
     (OUT / "export.json").write_text(json.dumps(results, indent=2))
     base = results["baseline_loop"]["rows_per_s"]
     print(f"\nbaseline loop (Parquet -> orjson -> LMDB): {base:,} rows/s")
+    if "profile_overhead" in results:
+        print_profile_overhead(results["profile_overhead"])
     for name, r in results.items():
-        if name == "baseline_loop":
+        if name in ("baseline_loop", "profile_overhead"):
             continue
         extra = f", store {r['store_mb']} MB = {r['store_vs_raw']}x the {r['raw_mb']} MB of ids+bodies" if "store_mb" in r else ""
         if name in ("lmdb_multiprocess", "lmdb_dask_2_workers", "bigquery_emulator_to_lmdb") and "lmdb" in results:

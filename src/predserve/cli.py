@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from predserve.errors import PredserveError
 from predserve.store.base import DEFAULT_GRACE
+from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT
 
 WAREHOUSE_HELP = "warehouse: a DuckDB file path (created if missing)"
 STORE_HELP = "store URL: PATH or lmdb://PATH (embedded), bigtable://PROJECT/INSTANCE/TABLE"
@@ -128,6 +129,21 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 
 
 # ---- export ---------------------------------------------------------------------------------
+def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    """``COLUMN=LIMIT`` options as {column: limit}, each limit between 0 and 1."""
+    limits = {}
+    for value in values:
+        column, sep, limit = value.rpartition("=")
+        try:
+            number = float(limit)
+        except ValueError:
+            number = -1.0
+        if not sep or not column or not 0 <= number <= 1:
+            raise click.BadParameter(f"{value!r} is not COLUMN=LIMIT with a LIMIT between 0 and 1", ctx, param)
+        limits[column] = number
+    return limits
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("-w", "--warehouse", required=True, help="the warehouse's DuckDB file, or bigquery://PROJECT/DATASET")
 @click.option("--model", required=True, help="model name the predictions are served under")
@@ -144,11 +160,23 @@ def load(warehouse: str, replace: bool, table: str, file: str) -> None:
 @click.option("--allow-duplicates", is_flag=True, help="publish even when keys repeat (the first row wins)")
 @click.option("--max-row-drop", default=0.5, show_default=True, help="refuse when rows fall by more than this fraction vs the current snapshot")
 @click.option("--allow-schema-change", is_flag=True, help="publish even when the prediction columns changed")
+@click.option("--max-drift", type=click.FloatRange(0, 1), default=DEFAULT_MAX_DRIFT, show_default=True,
+              help="refuse when a prediction column's distance from the current snapshot (Jensen-Shannon divergence "
+                   "or L-infinity distance, 0..1) is above this")
+@click.option("--max-changed-labels", type=click.FloatRange(0, 1), default=DEFAULT_MAX_CHANGED_LABELS, show_default=True,
+              help="refuse when a label column changed for more than this fraction of the sampled ids")
+@click.option("--column-max-drift", "column_max_drift", multiple=True, metavar="COLUMN=LIMIT", callback=_column_limits,
+              help="--max-drift for one column (repeatable)")
+@click.option("--column-max-changed-labels", "column_max_changed", multiple=True, metavar="COLUMN=LIMIT",
+              callback=_column_limits, help="--max-changed-labels for one column (repeatable)")
+@click.option("--allow-drift", is_flag=True, help="publish even when the predictions drifted (a known, intended shift)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
 @click.pass_context
 def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str | None, table: str | None, store: str,
            keep: int, grace: float, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
-           allow_duplicates: bool, max_row_drop: float, allow_schema_change: bool, as_json: bool) -> None:
+           allow_duplicates: bool, max_row_drop: float, allow_schema_change: bool, max_drift: float,
+           max_changed_labels: float, column_max_drift: dict[str, float], column_max_changed: dict[str, float],
+           allow_drift: bool, as_json: bool) -> None:
     """Export predictions into a new store snapshot with an Apache Beam pipeline, then publish it.
 
     Extra arguments are Beam pipeline options, e.g. --runner DataflowRunner --project P
@@ -159,7 +187,12 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     _quiet_beam_logging()
     from predserve.pipeline import GatePolicy, GateRefused, run_export
 
-    policy = GatePolicy(allow_empty, allow_null_keys, allow_duplicates, max_row_drop, allow_schema_change)
+    policy = GatePolicy(
+        allow_empty=allow_empty, allow_null_keys=allow_null_keys, allow_duplicates=allow_duplicates,
+        max_row_drop=max_row_drop, allow_schema_change=allow_schema_change, max_drift=max_drift,
+        max_changed_labels=max_changed_labels, column_max_drift=column_max_drift,
+        column_max_changed_labels=column_max_changed, allow_drift=allow_drift,
+    )
     default = None
     if default_prediction is not None:
         try:
@@ -179,12 +212,14 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
             click.echo(json.dumps(refused.summary.to_dict(), indent=2))
         else:
             _print_gates(refused.summary.gates)
+            _print_profile(refused.summary.profile, refused.summary.drift)
         _fail(refused)
         return
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
         return
     _print_gates(summary.gates)
+    _print_profile(summary.profile, summary.drift)
     click.secho(
         f"published snapshot {summary.snapshot} of {model}: {summary.rows:,} rows in {summary.seconds:.1f}s "
         f"({summary.rows_per_second:,.0f} rows/s)", fg="green",
@@ -205,7 +240,7 @@ def _quiet_beam_logging() -> None:
     logging.disable(logging.WARNING)
     try:
         import apache_beam  # noqa: F401
-        import predserve.pipeline  # noqa: F401
+        import predserve.pipeline.export  # noqa: F401
     finally:
         logging.disable(logging.NOTSET)
         root.removeHandler(guard)
@@ -230,6 +265,32 @@ def _print_gates(gates: list[Any]) -> None:
         click.echo(f"  gate {gate.name:<20} {mark:<10} {gate.detail}")
 
 
+def _print_profile(profile: dict[str, Any] | None, drift: dict[str, Any] | None) -> None:
+    """The profile's columns, and with a baseline each column's distance and sample figures."""
+    if profile is None:
+        return
+    from predserve.pipeline.drift import METRIC_NAMES, where
+
+    columns = (drift or {}).get("columns", {})
+    sample = (drift or {}).get("sample") or {}
+    if drift is None:
+        click.echo("  profile (no earlier profile to compare with):")
+    else:
+        click.echo(f"  drift vs snapshot {drift['baseline']} ({sample.get('ids', 0):,} sampled ids: {sample.get('in_both', 0):,} in both, "
+                   f"{sample.get('appeared', 0):,} appeared, {sample.get('disappeared', 0):,} disappeared):")
+    rows = profile["rows"] or 1
+    for name, column in profile["columns"].items():
+        line = f"    {name:<28} {column['kind']:<13} NULL {column['nulls'] / rows:6.1%}"
+        figures = columns.get(name)
+        if figures is not None:
+            line += f"  {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f}{where(figures)}"
+            if "changed" in figures:
+                line += f", {figures['changed']:.1%} of sampled ids changed"
+            if "mean_abs_change" in figures:
+                line += f", mean absolute change {figures['mean_abs_change']:.4g}"
+        click.echo(line)
+
+
 # ---- store ----------------------------------------------------------------------------------
 @main.command()
 @click.option("--store", required=True, help=STORE_HELP)
@@ -249,15 +310,59 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
         return
     print_table(pa.Table.from_pylist([
         {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
-         "created_at": _time(r["created_at"]), "published_at": _time(r["published_at"])}
+         "created_at": _time(r["created_at"]), "published_at": _time(r["published_at"]),
+         **_drift_cells(r["metadata"].get("drift"))}
         for r in rows
     ]), "table")
+
+
+def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:
+    """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest changed fraction.
+
+    ``--json`` has every figure (each snapshot's metadata holds its profile and drift)."""
+    from predserve.pipeline.drift import largest
+
+    top = largest(drift)
+    if drift is None or top is None:
+        return {"drift": "", "changed": ""}
+    changed = [f["changed"] for f in drift["columns"].values() if "changed" in f]
+    return {"drift": f"{top[1]['distance']:.4f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
 
 
 def _time(ts: float | None) -> str | None:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--examples", default=3, show_default=True, help="sampled ids whose prediction changed to show, with both bodies")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.argument("model")
+@click.argument("a", type=int, required=False)
+@click.argument("b", type=int, required=False)
+def diff(store: str, examples: int, as_json: bool, model: str, a: int | None, b: int | None) -> None:
+    """Compare two snapshots of MODEL: each column's distributions side by side, their distance,
+    and sampled ids whose prediction changed, with both bodies.
+
+    \b
+    predserve diff --store S churn          the previously published snapshot vs the current one
+    predserve diff --store S churn 4        snapshot 4 vs the current one
+    predserve diff --store S churn 4 6      snapshot 4 vs snapshot 6
+    """
+    from rich.console import Console
+
+    from predserve.pipeline.diff import compare_snapshots, render
+    from predserve.pipeline.drift import READ_TIMEOUT
+    from predserve.store import open_store
+
+    with open_store(store, readonly=True, read_timeout=READ_TIMEOUT) as st:
+        result = compare_snapshots(st, model, a, b, examples)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        render(Console(), result)
 
 
 @main.command()

@@ -1,7 +1,25 @@
-"""The export stage: an Apache Beam job from warehouse predictions to a published snapshot."""
+"""The export stage: an Apache Beam job from warehouse predictions to a published snapshot.
 
-from predserve.pipeline.export import ExportSummary, GateRefused, run_export
-from predserve.pipeline.gates import GatePolicy
-from predserve.pipeline.sinks import ExportToSnapshot
+The names below load on first use, so ``predserve.pipeline.drift`` (profiles and drift, which
+the API reads) can be imported without importing Beam.
+"""
 
-__all__ = ["run_export", "ExportSummary", "GateRefused", "GatePolicy", "ExportToSnapshot"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "run_export": "predserve.pipeline.export",
+    "ExportSummary": "predserve.pipeline.export",
+    "GateRefused": "predserve.pipeline.export",
+    "GatePolicy": "predserve.pipeline.gates",
+    "ExportToSnapshot": "predserve.pipeline.sinks",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)

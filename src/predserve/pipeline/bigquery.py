@@ -29,6 +29,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from predserve.errors import ExportError
+from predserve.pipeline.profile import compute_profile
 from predserve.pipeline.sources import (
     ROW_GROUP_ROWS,
     ReadWorkItems,
@@ -196,14 +197,23 @@ class BigQuerySource:
         schema = pa.ipc.read_schema(pa.py_buffer(self.arrow_schema))
         return schema.remove_metadata()
 
-    def _run(self, sql: str, config: Any = None) -> list[Any]:
-        with google_errors("BigQuery refused the export query"):
+    def _run(self, sql: str, config: Any = None, what: str = "the export query") -> list[Any]:
+        with google_errors(f"BigQuery refused {what}"):
             retry = self._bigquery.DEFAULT_RETRY.with_timeout(API_TIMEOUT)
             job = self._client.query(sql, job_config=config, retry=retry, timeout=API_TIMEOUT)
             return list(job.result(retry=retry))
 
     def read(self) -> beam.PTransform:
         return ReadWorkItems(self.streams, ReadStream(self.arrow_schema, _emulator_endpoint(STORAGE_EMULATOR)))
+
+    def profile(self) -> tuple[dict[str, Any], list[str]]:
+        """The profile's statements as BigQuery jobs on the temporary table."""
+        schema = pa.ipc.read_schema(pa.py_buffer(self.arrow_schema)).remove_metadata()
+
+        def run(sql: str) -> list[tuple[Any, ...]]:
+            return [tuple(row.values()) for row in self._run(sql, what="the profile query")]
+
+        return compute_profile(run, schema, self.key, f"`{self.table}`")
 
     def cleanup(self) -> None:
         if not self._created:

@@ -4,10 +4,12 @@
     source.prepare()          run the query once -> work items + key statistics (rows, NULL/duplicate keys)
     store.create_snapshot()   a new, invisible snapshot id
     Beam pipeline             work items -> Arrow tables -> JSON bodies -> rows in the snapshot
+      beside it, a thread:    source.profile() -> the columns' distributions + the drift sample's ids
     store.rows_accepted()     the rows written, as the store counted them (no runner metrics)
-    gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed?
-    store.publish()           one atomic pointer switch; then GC keeps the last K snapshots
-                              (and any that was current within the grace period)
+    drift                     vs the current snapshot: profile distances + the sample's bodies compared
+    gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed? drift?
+    store.publish()           one atomic pointer switch, profile and drift in the metadata; then GC keeps
+                              the last K snapshots (and any that was current within the grace period)
     source.cleanup()          always: the staging directory or temporary BigQuery table goes
 
 Anything that fails before the publish discards the new snapshot; the current one keeps
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -28,7 +31,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
 from predserve.errors import ExportError
-from predserve.pipeline.gates import GatePolicy, GateResult, check_gates
+from predserve.pipeline import drift as drifts
+from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
 from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
 from predserve.pipeline.sources import Source, open_source
@@ -49,6 +53,8 @@ class ExportSummary:
     store: str
     gates: list[GateResult] = field(default_factory=list)
     collected: list[int] = field(default_factory=list)
+    profile: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -59,6 +65,7 @@ class ExportSummary:
             "model": self.model, "snapshot": self.snapshot, "rows": self.rows, "published": self.published,
             "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows_per_second),
             "store": self.store, "gates": [g.to_dict() for g in self.gates], "collected_snapshots": self.collected,
+            "profile": self.profile, "drift": self.drift,
         }
 
 
@@ -77,8 +84,12 @@ def run_export(
     max_age: float | None = None,
     default_prediction: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    profile: bool = True,
 ) -> ExportSummary:
-    """Export one model's predictions into a new snapshot and publish it if every gate passes."""
+    """Export one model's predictions into a new snapshot and publish it if every gate passes.
+
+    ``profile=False`` skips the profile, and with it the drift gates (the benchmark's baseline).
+    """
     if (query is None) == (table is None):
         raise ExportError("give exactly one of --query SQL or --table NAME")
     query = query if query is not None else _table_query(warehouse, table or "")
@@ -86,22 +97,31 @@ def run_export(
     started = time.time()
     options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, key)
-    store = open_store(store_url)
+    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
     snapshot = None
     try:
         stats = source.prepare()
         schema = [(f.name, str(f.type)) for f in stats.schema if f.name != key] if stats.schema is not None else []
         snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}).id
-        written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),
-                              stats.rows, started, progress)
+        with ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:  # leaving waits for it, even on errors
+            profiling = pool.submit(source.profile) if profile and stats.rows else None
+            written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),
+                                  stats.rows, started, progress)
+            new_profile, sample = profiling.result() if profiling is not None else (None, [])
         store.finish_snapshot(model, snapshot, written)
+        if sample:
+            store.write_attachment(model, snapshot, drifts.SAMPLE_ATTACHMENT, drifts.encode_sample(sample))
         current = store.current(model)
+        drift = _drift(store, model, current, snapshot, new_profile, sample)
         gates = check_gates(stats, written, schema, current, policy)
-        summary = ExportSummary(model, snapshot, written, False, time.time() - started, store.url, gates)
+        if new_profile is not None:
+            gates += check_drift_gates(drift, current, policy)
+        summary = ExportSummary(model, snapshot, written, False, time.time() - started, store.url, gates, [], new_profile, drift)
         blocking = [g for g in gates if g.blocks]
         if blocking:
             raise GateRefused(summary, blocking)  # the handler below discards the snapshot
-        metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction}
+        metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction,
+                    "profile": new_profile, "drift": drift}
         store.publish(model, snapshot, metadata)
         summary.published = True
         summary.collected = [sid for _, sid in store.gc(model, keep=keep, grace=grace)]
@@ -114,6 +134,17 @@ def run_export(
     finally:
         source.cleanup()
         store.close()
+
+
+def _drift(store: Any, model: str, current: Any, snapshot: int, profile: dict[str, Any] | None,
+           sample: list[str]) -> dict[str, Any] | None:
+    """The new snapshot's drift against the current one (None without two profiles to compare)."""
+    baseline = current.metadata.get("profile") if current is not None else None
+    if profile is None or baseline is None:
+        return None
+    kinds = {name: column["kind"] for name, column in profile["columns"].items()}
+    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample)
+    return drifts.measure(baseline, profile, current.id, compared)
 
 
 class GateRefused(ExportError):

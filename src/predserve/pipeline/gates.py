@@ -6,9 +6,10 @@ never published; the current one keeps serving.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, METRIC_NAMES, where
 from predserve.pipeline.sources import SourceStats
 from predserve.store.base import SnapshotInfo
 
@@ -20,6 +21,19 @@ class GatePolicy:
     allow_duplicates: bool = False
     max_row_drop: float = 0.5  # refuse when rows fall by more than this fraction
     allow_schema_change: bool = False
+    # Drift against the current snapshot (predserve.pipeline.drift): refuse when a column's
+    # distance, or a categorical column's fraction of sampled ids that changed, is above its limit.
+    max_drift: float = DEFAULT_MAX_DRIFT
+    max_changed_labels: float = DEFAULT_MAX_CHANGED_LABELS
+    column_max_drift: dict[str, float] = field(default_factory=dict)
+    column_max_changed_labels: dict[str, float] = field(default_factory=dict)
+    allow_drift: bool = False  # publish a known shift anyway (both drift gates are reported)
+
+    def drift_limit(self, column: str) -> float:
+        return self.column_max_drift.get(column, self.max_drift)
+
+    def changed_limit(self, column: str) -> float:
+        return self.column_max_changed_labels.get(column, self.max_changed_labels)
 
 
 @dataclass
@@ -73,3 +87,52 @@ def check_gates(
 
 def _cols(schema: list[Any]) -> str:
     return "(" + ", ".join(f"{n} {t}" for n, t in schema) + ")"
+
+
+def check_drift_gates(drift: dict[str, Any] | None, current: SnapshotInfo | None, policy: GatePolicy) -> list[GateResult]:
+    """The two drift gates against the current snapshot: ``prediction_drift`` and ``changed_labels``."""
+    if current is None:
+        return []
+    if drift is None:
+        detail = f"snapshot {current.id} has no profile to compare with (exported before profiles); not checked"
+        return [GateResult("prediction_drift", True, False, detail)]
+    results = [_distance_gate(drift["columns"], current.id, policy)]
+    in_both = (drift.get("sample") or {}).get("in_both", 0)
+    labels = {name: f["changed"] for name, f in drift["columns"].items() if "changed" in f}
+    if labels and in_both:
+        results.append(_changed_gate(labels, in_both, policy))
+    return results
+
+
+HINT = "; pass --allow-drift to publish a known shift, or raise a column's limit with {}"
+
+
+def _distance_gate(columns: dict[str, dict[str, Any]], baseline: int, policy: GatePolicy) -> GateResult:
+    """Refuses when a column's distance (Jensen-Shannon or L-infinity) is above its limit."""
+    if not columns:
+        return GateResult("prediction_drift", True, False, f"no prediction column in common with snapshot {baseline}")
+
+    def figure(name: str) -> str:
+        f = columns[name]
+        return f"{name}: {METRIC_NAMES[f['metric']]} {f['distance']:.4f}{where(f)}"
+
+    over = [f"{figure(name)} is above the limit {policy.drift_limit(name):g}"
+            for name in columns if columns[name]["distance"] > policy.drift_limit(name)]
+    if over:
+        return GateResult("prediction_drift", False, policy.allow_drift, "; ".join(over) + HINT.format("--column-max-drift COLUMN=LIMIT"))
+    closest = max(columns, key=lambda c: columns[c]["distance"] - policy.drift_limit(c))
+    return GateResult("prediction_drift", True, False,
+                      f"vs snapshot {baseline}, closest to its limit: {figure(closest)}, limit {policy.drift_limit(closest):g}")
+
+
+def _changed_gate(labels: dict[str, float], in_both: int, policy: GatePolicy) -> GateResult:
+    """Refuses when a categorical column changed for more than its limit of the sampled ids."""
+    ids = f"{in_both:,} sampled ids in both snapshots"
+    over = [f"{name}: {fraction:.1%} of {ids} changed, above the limit {policy.changed_limit(name):.1%}"
+            for name, fraction in labels.items() if fraction > policy.changed_limit(name)]
+    if over:
+        return GateResult("changed_labels", False, policy.allow_drift,
+                          "; ".join(over) + HINT.format("--column-max-changed-labels COLUMN=LIMIT"))
+    closest = max(labels, key=lambda c: labels[c] - policy.changed_limit(c))
+    return GateResult("changed_labels", True, False,
+                      f"{closest}: {labels[closest]:.1%} of {ids} changed (limit {policy.changed_limit(closest):.1%})")

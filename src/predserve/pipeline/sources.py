@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predserve.errors import ExportError
+from predserve.pipeline.profile import compute_profile, to_duckdb
 from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
 
 # Rows per Parquet row group, so per work item: small enough that a 100k-row export still
@@ -49,6 +50,11 @@ class Source(Protocol):
 
     def read(self) -> beam.PTransform:
         """PBegin -> PCollection of ``pa.Table``."""
+
+    def profile(self) -> tuple[dict[str, Any], list[str]]:
+        """The profile of the rows ``read`` yields, and the drift sample's ids (profile.py).
+
+        Called after ``prepare``, in a thread of its own while the pipeline runs."""
 
     def cleanup(self) -> None:
         """Remove what ``prepare`` created; called whether the export succeeded or not."""
@@ -108,6 +114,7 @@ class WarehouseSource:
         self.warehouse, self.query, self.key = warehouse, query, key
         self.workdir: Path | None = None
         self.items: list[tuple[str, int]] = []
+        self.schema: pa.Schema | None = None
 
     def prepare(self) -> SourceStats:
         from predserve.warehouse import Warehouse
@@ -122,15 +129,30 @@ class WarehouseSource:
             return SourceStats(0, 0, 0)
         self.items = [(str(s), i) for s in shards for i in range(pq.ParquetFile(s).num_row_groups)]
         con = duckdb.connect()
-        relation = "read_parquet('{}')".format(str(self.workdir / "*.parquet").replace("'", "''"))
-        schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
+        relation = self._relation()
+        schema = self.schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         check_key(schema, self.key)
         rows, nulls, dups = con.sql(stats_sql(relation, self.key)).fetchall()[0]
         examples = [r[0] for r in con.sql(duplicates_sql(relation, self.key)).fetchall()] if dups else []
         return SourceStats(rows, nulls, dups, examples, schema)
 
+    def _relation(self) -> str:
+        assert self.workdir is not None
+        return "read_parquet('{}')".format(str(self.workdir / "*.parquet").replace("'", "''"))
+
     def read(self) -> beam.PTransform:
         return ReadWorkItems(self.items, read_row_group)
+
+    def profile(self) -> tuple[dict[str, Any], list[str]]:
+        """DuckDB over the staged shards, in a connection of its own and on one core: it runs in a
+        thread beside the pipeline, which has work for the others."""
+        assert self.schema is not None
+        con = duckdb.connect(config={"threads": 1})
+        try:
+            con.sql(f"CREATE VIEW export_rows AS SELECT * FROM {self._relation()}")
+            return compute_profile(lambda sql: con.sql(to_duckdb(sql)).fetchall(), self.schema, self.key, "export_rows")
+        finally:
+            con.close()
 
     def cleanup(self) -> None:
         if self.workdir is not None:

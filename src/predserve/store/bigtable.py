@@ -5,6 +5,7 @@ Row keys
     data rows   ``<model>#<snapshot, 8 hex>#<bucket, 2 hex>#<id>``: family ``p``, column ``v``
     tallies     ``#accepted#<model>#<snapshot, 8 hex>#<writer>``: family ``m``, column ``n``, the
                 rows one writer (one Beam bundle) had accepted when it flushed (8 bytes, big-endian)
+    attachments ``#attachment#<model>#<snapshot, 8 hex>#<name>``: family ``m``, column ``v``
 
 Every snapshot is one contiguous key range (``model#snapshot#``), so deleting it is one
 DropRowRange. Inside it a 2-hex-digit hash bucket spreads sequential ids (1, 2, 3, ...) over
@@ -49,6 +50,7 @@ DATA_FAMILY, META_FAMILY = "p", "m"
 STATE_PREFIX = b"#state#"
 ACCEPTED_PREFIX = b"#accepted#"
 CAS_TIMEOUT = 60.0  # seconds a state update keeps retrying lost compare-and-sets
+ATTACHMENT_PREFIX = b"#attachment#"
 WRITE_BATCH = 2000
 UNAVAILABLE = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError)
 try:  # the data client wraps retried failures in exception groups
@@ -266,6 +268,21 @@ class BigtableStore(SnapshotStore):
         prefix = snapshot_prefix(model, snapshot)
         for row in self._call(self.table.read_rows, ReadRowsQuery(row_ranges=[_prefix_range(prefix)], row_filter=LATEST)):
             yield row.row_key[len(prefix) + 3:], row.cells[0].value
+
+    # ---- attachments ---------------------------------------------------------------------
+    def _put_attachment(self, model: str, snapshot: int, name: str, data: bytes) -> None:
+        key = ATTACHMENT_PREFIX + snapshot_prefix(model, snapshot) + name.encode()
+        self._call(self.table.mutate_row, key, SetCell(META_FAMILY, b"v", data, timestamp_micros=0))
+
+    def _get_attachment(self, model: str, snapshot: int, name: str) -> bytes | None:
+        row = self._call(self.table.read_row, ATTACHMENT_PREFIX + snapshot_prefix(model, snapshot) + name.encode(), row_filter=LATEST)
+        return row.cells[0].value if row is not None and row.cells else None
+
+    def _delete_attachments(self, model: str, snapshot: int) -> None:
+        prefix = ATTACHMENT_PREFIX + snapshot_prefix(model, snapshot)
+        keys_only = rf.RowFilterChain([rf.StripValueTransformerFilter(True), LATEST])
+        for row in self._call(self.table.read_rows, ReadRowsQuery(row_ranges=[_prefix_range(prefix)], row_filter=keys_only)):
+            self._call(self.table.mutate_row, row.row_key, DeleteAllFromRow())
 
     # ---- read side (async, for the API) ------------------------------------------------
     def _atable(self) -> Any:

@@ -31,6 +31,7 @@ from predserve.store.snapshots import SnapshotStore, StateUpdate
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
 ACCEPTED_DB = b"accepted"  # snapshot prefix -> rows the store accepted into it (8 bytes, big-endian)
+ATTACHMENTS_DB = b"attachments"  # snapshot prefix + name -> a snapshot's attachment (see write_attachment)
 DELETE_BATCH = 50_000
 WRITE_CHUNK = 50_000
 
@@ -146,6 +147,8 @@ class LmdbSnapshotWriter(SnapshotWriter):
 
 class LmdbStore(SnapshotStore):
     """Snapshot store in an LMDB environment at ``path``."""
+
+    _attachments_handle: tuple[lmdb.Environment, object] | None = None  # (env, handle), see _attachments
 
     def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
         self.path = Path(path)
@@ -339,6 +342,43 @@ class LmdbStore(SnapshotStore):
                         yield key[len(prefix):], value
         except DAMAGE as exc:
             raise damaged(self.path, exc) from exc
+
+    # ---- attachments ----------------------------------------------------------------------
+    def _attachments(self) -> object | None:
+        """The attachments database, opened on first use (None in a read-only store that has none yet)."""
+        env = self.env
+        cached = self._attachments_handle
+        if cached is not None and cached[0] is env:
+            return cached[1]
+        try:
+            handle = env.open_db(ATTACHMENTS_DB, create=not self.readonly)
+        except lmdb.NotFoundError:
+            return None
+        self._attachments_handle = (env, handle)
+        return handle
+
+    def _put_attachment(self, model: str, snapshot: int, name: str, data: bytes) -> None:
+        db = self._attachments()
+        self._write(lambda txn: txn.put(data_prefix(model, snapshot) + name.encode(), data, db=db))
+
+    def _get_attachment(self, model: str, snapshot: int, name: str) -> bytes | None:
+        db = self._attachments()
+        if db is None:
+            return None
+        with self._read_txn() as txn:
+            return txn.get(data_prefix(model, snapshot) + name.encode(), db=db)
+
+    def _delete_attachments(self, model: str, snapshot: int) -> None:
+        db = self._attachments()
+        prefix = data_prefix(model, snapshot)
+
+        def work(txn: lmdb.Transaction) -> None:
+            cursor = txn.cursor(db=db)
+            if cursor.set_range(prefix):
+                while cursor.key().startswith(prefix) and cursor.delete():
+                    pass
+
+        self._write(work)
 
     def disk_bytes(self) -> int:
         return (self.path / DATA_FILE).stat().st_size

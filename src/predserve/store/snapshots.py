@@ -8,6 +8,7 @@ which transitions are legal lives here, once.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ from predserve.store.base import (
     DEFAULT_GRACE,
     DEFAULT_KEEP,
     FINISHED,
+    MAX_VALUE_BYTES,
     PUBLISHED,
     WRITING,
     ModelState,
@@ -27,6 +29,12 @@ from predserve.store.base import (
 )
 
 StateUpdate = Callable[[ModelState | None], ModelState]
+ATTACHMENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+def _check_attachment_name(name: str) -> None:
+    if not ATTACHMENT_NAME.match(name):
+        raise StoreError(f"invalid attachment name {name!r}: use lower-case letters, digits, '_', '.', '-' (at most 64)")
 
 
 def _owner() -> dict[str, Any]:
@@ -113,6 +121,18 @@ class SnapshotStore(ABC):
     @abstractmethod
     def items(self, model: str, snapshot: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (id, value) of one snapshot."""
+
+    @abstractmethod
+    def _put_attachment(self, model: str, snapshot: int, name: str, data: bytes) -> None:
+        """Store one named attachment of a snapshot (replacing any of that name)."""
+
+    @abstractmethod
+    def _get_attachment(self, model: str, snapshot: int, name: str) -> bytes | None:
+        """One named attachment of a snapshot, or None."""
+
+    @abstractmethod
+    def _delete_attachments(self, model: str, snapshot: int) -> None:
+        """Delete every attachment of one snapshot."""
 
     def count(self, model: str, snapshot: int) -> int:
         return sum(1 for _ in self.items(model, snapshot))
@@ -255,6 +275,7 @@ class SnapshotStore(ABC):
         """
         for sid in snapshots:
             self._delete_data(model, sid)
+            self._delete_attachments(model, sid)
         purged = set(snapshots)
 
         def forget(state: ModelState | None) -> ModelState:
@@ -304,6 +325,26 @@ class SnapshotStore(ABC):
             self._purge(name, self._update_state(name, update).pending_delete)
             deleted.extend((name, sid) for sid in doomed)
         return deleted
+
+    # ---- attachments ---------------------------------------------------------------------
+    def write_attachment(self, model: str, snapshot: int, name: str, data: bytes) -> None:
+        """Keep ``data`` beside a snapshot under ``name``; it is deleted with the snapshot.
+
+        For what belongs to a snapshot but is too large for its metadata, which every API
+        server reads each time it refreshes its pointer (the export keeps its drift sample's
+        ids here). Attachments are not rows: reads, counts and the API never see them.
+        """
+        self._require_writable("write an attachment")
+        _check_attachment_name(name)
+        if len(data) > MAX_VALUE_BYTES:
+            raise StoreError(f"attachment {name!r} is {len(data)} bytes, over the maximum of {MAX_VALUE_BYTES} bytes")
+        self._snapshot(self.state(model), model, snapshot)
+        self._put_attachment(model, snapshot, name, data)
+
+    def read_attachment(self, model: str, snapshot: int, name: str) -> bytes | None:
+        """A snapshot's attachment ``name``, or None when it has none of that name."""
+        _check_attachment_name(name)
+        return self._get_attachment(model, snapshot, name)
 
     # ---- read side helpers ---------------------------------------------------------------
     def current(self, model: str) -> SnapshotInfo | None:

@@ -1,0 +1,327 @@
+"""Drift between two snapshots of a model: distances between their profiles, and what changed
+for a fixed sample of ids. Standard library only (no Beam, no warehouse), so the API can
+import it to show each snapshot's profile and drift (``snapshot_report``).
+
+Distances, as Vertex AI Model Monitoring defines them (it computes them with TensorFlow Data
+Validation, whose formulas these follow):
+
+- numeric columns, and each label of a probabilities column: the Jensen-Shannon divergence
+  of the two histograms,
+      JS(P, Q) = 1/2 * sum_i p_i log2(p_i / m_i) + 1/2 * sum_i q_i log2(q_i / m_i),  m = (P + Q) / 2
+  with base-2 logarithms, so 0 <= JS <= 1; a bin where p_i = 0 adds nothing to its sum (the
+  limit of x log x), so empty bins need no smoothing. Two numeric histograms with different
+  ranges are first re-binned onto the union of their bin edges, each bin's count spread
+  evenly over the new bins it covers; a column with a single value is a point mass, a bin of
+  its own (TFDV's ``AlignHistograms``). A probabilities column's figure is its worst label's.
+- categorical columns: the L-infinity distance, max over values v of |p(v) - q(v)|, each
+  side's counts divided by its own total (TFDV's ``LInftyDistance``); values outside the top
+  ones count together as one value, "other values".
+- "other" columns: the L-infinity distance between their NULL rates.
+
+NULL is one more bin (or value) on both sides, so a column that turns NULL drifts.
+
+On the sample (``SAMPLE_ATTACHMENT``: the ids with the smallest MD5, chosen by the export),
+both snapshots' stored bodies are read in batches and compared: per categorical column the
+fraction of ids present in both whose value changed; per numeric column the mean absolute
+change; per probabilities column the mean absolute change of each label's probability; and
+how many sampled ids appeared (only in the new snapshot) or disappeared (only in the old).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+NUMERIC, CATEGORICAL, PROBABILITIES, OTHER = "numeric", "categorical", "probabilities", "other"
+BINS = 10  # bins per histogram in a profile: TensorFlow Data Validation's default number of buckets
+JENSEN_SHANNON, L_INFINITY = "jensen_shannon", "l_infinity"
+METRIC_NAMES = {JENSEN_SHANNON: "Jensen-Shannon divergence", L_INFINITY: "L-infinity distance"}
+
+# Defaults of the drift gates (see docs/pipeline.md for how they were chosen and how to pick yours).
+DEFAULT_MAX_DRIFT = 0.1  # per column: JS divergence or L-infinity distance
+DEFAULT_MAX_CHANGED_LABELS = 0.1  # per categorical column: fraction of sampled ids whose value changed
+
+SAMPLE_ATTACHMENT = "drift-sample"  # the snapshot attachment holding the sample's ids
+READ_BATCH = 500  # ids per batched read (store.get_many)
+READ_TIMEOUT = 30.0  # seconds one batched read may take: open network stores with it (their default suits the API)
+NULL_VALUE, OTHER_VALUES = "NULL", "other values"  # how the two pseudo-values are reported
+
+
+# ---- distances -------------------------------------------------------------------------------
+def jensen_shannon(p: Sequence[float], q: Sequence[float]) -> float:
+    """JS divergence (base 2) of two aligned count vectors; 0 when both are empty, 1 when one is."""
+    total_p, total_q = float(sum(p)), float(sum(q))
+    if total_p == 0 or total_q == 0:
+        return 0.0 if total_p == total_q else 1.0
+    js = 0.0
+    for a, b in zip(p, q):
+        a, b = a / total_p, b / total_q
+        m = (a + b) / 2
+        if a > 0:
+            js += 0.5 * a * math.log2(a / m)
+        if b > 0:
+            js += 0.5 * b * math.log2(b / m)
+    return min(max(js, 0.0), 1.0)  # rounding can step a hair outside [0, 1]
+
+
+def l_infinity(p: dict[str, float], q: dict[str, float]) -> tuple[float, str | None]:
+    """L-infinity distance of two count maps, each normalised by its own total, and the value where it is largest."""
+    total_p, total_q = float(sum(p.values())), float(sum(q.values()))
+    worst, where = 0.0, None
+    for value in sorted(set(p) | set(q)):
+        share_p = p.get(value, 0) / total_p if total_p else 0.0
+        share_q = q.get(value, 0) / total_q if total_q else 0.0
+        if abs(share_p - share_q) > worst:
+            worst, where = abs(share_p - share_q), value
+    return worst, where
+
+
+def numeric_bins(column: dict[str, Any]) -> tuple[list[tuple[float, float, float]], dict[float, float]]:
+    """(ranged bins as (low, high, count), point masses) of a numeric column's profile."""
+    counts, low, high = column.get("counts") or [], column.get("low"), column.get("high")
+    if not counts or low is None:
+        return [], {}
+    if low == high:
+        return [], {float(low): float(sum(counts))}
+    width = (high - low) / len(counts)
+    edges = [low + i * width for i in range(len(counts))] + [high]
+    return [(edges[i], edges[i + 1], float(n)) for i, n in enumerate(counts)], {}
+
+
+def rebin(bins: list[tuple[float, float, float]], edges: list[float]) -> list[float]:
+    """Counts on ``edges``, each old bin's count spread evenly over the part each new bin covers."""
+    out = [0.0] * (len(edges) - 1)
+    for low, high, count in bins:
+        for j in range(len(edges) - 1):
+            overlap = min(high, edges[j + 1]) - max(low, edges[j])
+            if overlap > 0:
+                out[j] += count * overlap / (high - low)
+    return out
+
+
+def aligned_histograms(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """Two numeric columns' counts on common bins: the union of their edges, then point masses, then NULLs."""
+    old_bins, old_points = numeric_bins(old)
+    new_bins, new_points = numeric_bins(new)
+    edges = sorted({e for low, high, _ in old_bins + new_bins for e in (low, high)})
+    p = rebin(old_bins, edges) if len(edges) > 1 else []
+    q = rebin(new_bins, edges) if len(edges) > 1 else []
+    for point in sorted(set(old_points) | set(new_points)):
+        p.append(old_points.get(point, 0.0))
+        q.append(new_points.get(point, 0.0))
+    return p + [old.get("nulls", 0)], q + [new.get("nulls", 0)]
+
+
+def _shares(column: dict[str, Any]) -> dict[str, float]:
+    """A categorical (or other) column's counts, NULL and other values included as pseudo-values."""
+    counts = {f"={v}": float(n) for v, n in (column.get("values") or {}).items()}
+    counts[NULL_VALUE] = float(column.get("nulls", 0))
+    if column.get("kind") == CATEGORICAL:
+        counts[OTHER_VALUES] = float(column.get("other", 0))
+    return counts
+
+
+def column_distance(old: dict[str, Any], new: dict[str, Any], rows: tuple[int, int]) -> dict[str, Any] | None:
+    """The distance between one column's profiles in two snapshots; None if its kind changed.
+
+    ``rows`` (old, new) gives an "other" column its non-NULL count.
+    """
+    kind = new.get("kind")
+    if kind != old.get("kind"):
+        return None
+    if kind == NUMERIC:
+        return {"metric": JENSEN_SHANNON, "distance": jensen_shannon(*aligned_histograms(old, new))}
+    if kind == PROBABILITIES:
+        worst = {"metric": JENSEN_SHANNON, "distance": 0.0, "label": None}
+        old_labels, new_labels = old.get("labels") or {}, new.get("labels") or {}
+        for label in sorted(set(old_labels) | set(new_labels)):
+            p = list(old_labels.get(label, [])) or [0] * len(new_labels[label])
+            q = list(new_labels.get(label, [])) or [0] * len(p)
+            distance = jensen_shannon(p + [old.get("nulls", 0)], q + [new.get("nulls", 0)])
+            if worst["label"] is None or distance > worst["distance"]:
+                worst.update(distance=distance, label=label)
+        return worst
+    old_shares, new_shares = _shares(old), _shares(new)
+    if kind == OTHER:
+        old_shares["not NULL"] = rows[0] - old_shares[NULL_VALUE]
+        new_shares["not NULL"] = rows[1] - new_shares[NULL_VALUE]
+    distance, where = l_infinity(old_shares, new_shares)
+    return {"metric": L_INFINITY, "distance": distance, "value": _shown(where)}
+
+
+def _shown(value: str | None) -> str | None:
+    return value[1:] if value is not None and value.startswith("=") else value
+
+
+def profile_distances(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per column present in both profiles with the same kind: its distance (see column_distance)."""
+    rows = (int(old.get("rows", 0)), int(new.get("rows", 0)))
+    out = {}
+    for name, column in (new.get("columns") or {}).items():
+        before = (old.get("columns") or {}).get(name)
+        if before is not None:
+            distance = column_distance(before, column, rows)
+            if distance is not None:
+                out[name] = distance
+    return out
+
+
+# ---- the sample --------------------------------------------------------------------------------
+@dataclass
+class SampleComparison:
+    """What changed for the sampled ids between two snapshots."""
+
+    ids: int = 0  # sampled ids looked up (both snapshots' samples)
+    in_both: int = 0
+    appeared: int = 0  # in the new snapshot only
+    disappeared: int = 0  # in the old snapshot only
+    columns: dict[str, dict[str, float]] = field(default_factory=dict)  # "changed" or "mean_abs_change"
+    changed: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (id, old body, new body), label changes first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ids": self.ids, "in_both": self.in_both, "appeared": self.appeared, "disappeared": self.disappeared}
+
+
+def encode_sample(ids: Iterable[str]) -> bytes:
+    return json.dumps({"hash": "md5", "ids": list(ids)}).encode()
+
+
+def read_sample(store: Any, model: str, snapshot: int) -> list[str]:
+    """A snapshot's sampled ids (none for a snapshot exported before samples were kept)."""
+    raw = store.read_attachment(model, snapshot, SAMPLE_ATTACHMENT)
+    return list(json.loads(raw)["ids"]) if raw else []
+
+
+def read_bodies(store: Any, model: str, snapshot: int, ids: Sequence[str]) -> list[bytes | None]:
+    """Stored bodies of ``ids``, in batched reads of READ_BATCH ids."""
+    out: list[bytes | None] = []
+    for start in range(0, len(ids), READ_BATCH):
+        out.extend(store.get_many(model, snapshot, [i.encode() for i in ids[start:start + READ_BATCH]]))
+    return out
+
+
+def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, str],
+                   new_ids: Sequence[str] | None = None) -> SampleComparison:
+    """Look both snapshots' samples up in both snapshots and compare the predictions.
+
+    ``kinds`` maps each compared column to its kind; ``new_ids`` is the new snapshot's sample
+    when the caller already has it (the export), else it is read from the store.
+    """
+    ids = sorted(set(read_sample(store, model, old)) | set(new_ids if new_ids is not None else read_sample(store, model, new)))
+    return compare_bodies(ids, read_bodies(store, model, old, ids), read_bodies(store, model, new, ids), kinds)
+
+
+def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequence[bytes | None],
+                   kinds: dict[str, str]) -> SampleComparison:
+    out = SampleComparison()
+    changed: dict[str, list[bool]] = {c: [] for c, k in kinds.items() if k == CATEGORICAL}
+    deltas: dict[str, list[float]] = {c: [] for c, k in kinds.items() if k in (NUMERIC, PROBABILITIES)}
+    label_changes, other_changes = [], []
+    for entity_id, before, after in zip(ids, old, new):
+        if before is None or after is None:
+            out.appeared += before is None and after is not None
+            out.disappeared += after is None and before is not None
+            continue
+        out.in_both += 1
+        a, b = json.loads(before)["prediction"], json.loads(after)["prediction"]
+        label_changed = False
+        for column in changed:
+            differs = a.get(column) != b.get(column)
+            changed[column].append(differs)
+            label_changed |= differs
+        for column in deltas:
+            deltas[column].extend(_abs_changes(a.get(column), b.get(column), kinds[column]))
+        if label_changed:
+            label_changes.append((entity_id, before, after))
+        elif a != b:
+            other_changes.append((entity_id, before, after))
+    out.ids = out.in_both + out.appeared + out.disappeared  # ids in neither snapshot are not counted
+    for column, flags in changed.items():
+        out.columns[column] = {"changed": sum(flags) / len(flags) if flags else 0.0}
+    for column, values in deltas.items():
+        out.columns[column] = {"mean_abs_change": sum(values) / len(values) if values else 0.0}
+    out.changed = label_changes + other_changes
+    return out
+
+
+def _abs_changes(a: Any, b: Any, kind: str) -> list[float]:
+    if kind == PROBABILITIES:
+        old, new = _probabilities(a), _probabilities(b)
+        return [abs(new[label] - old[label]) for label in old.keys() & new.keys()]
+    x, y = _number(a), _number(b)
+    return [abs(y - x)] if x is not None and y is not None else []
+
+
+def _probabilities(value: Any) -> dict[str, float]:
+    out = {}
+    for item in value or []:
+        if isinstance(item, dict) and _number(item.get("prob")) is not None:
+            out[str(item.get("label"))] = _number(item.get("prob"))  # type: ignore[assignment]
+    return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)  # BIGNUMERIC is served as a string of digits
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# ---- a snapshot's drift, as stored in its metadata ---------------------------------------------
+def measure(old_profile: dict[str, Any], new_profile: dict[str, Any], baseline: int,
+            sample: SampleComparison | None) -> dict[str, Any]:
+    """The ``drift`` metadata entry: distances per column, the sample's figures merged in."""
+    columns = profile_distances(old_profile, new_profile)
+    if sample is not None:
+        for name, figures in sample.columns.items():
+            if name in columns:
+                columns[name].update(figures)
+    for figures in columns.values():  # six decimals: compact metadata, far below any limit's precision
+        figures.update({k: round(v, 6) for k, v in figures.items() if isinstance(v, float)})
+    return {"baseline": baseline, "columns": columns, "sample": sample.to_dict() if sample is not None else None}
+
+
+def snapshot_report(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``{"profile", "drift"}`` of a snapshot from its metadata (None for what it lacks).
+
+    What the API's model history can show per snapshot; shapes in docs/pipeline.md.
+    """
+    return {"profile": metadata.get("profile"), "drift": metadata.get("drift")}
+
+
+def largest(drift: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
+    """The column with the largest distance in a ``drift`` entry, with its figures."""
+    columns = (drift or {}).get("columns") or {}
+    if not columns:
+        return None
+    name = max(columns, key=lambda c: columns[c]["distance"])
+    return name, columns[name]
+
+
+def describe(drift: dict[str, Any] | None) -> str:
+    """One line about a snapshot's drift, e.g. for a command that switches snapshots."""
+    if not drift:
+        return "no drift recorded (the first snapshot, or exported before profiles)"
+    top = largest(drift)
+    line = f"drift vs snapshot {drift['baseline']}: "
+    if top is None:
+        return line + "no column to compare"
+    name, figures = top
+    line += f"largest {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f} in {name}{where(figures)}"
+    changed = [(c, f["changed"]) for c, f in drift["columns"].items() if "changed" in f]
+    if changed:
+        column, fraction = max(changed, key=lambda cf: cf[1])
+        line += f"; {fraction:.1%} of sampled ids changed {column}"
+    return line
+
+
+def where(figures: dict[str, Any]) -> str:
+    """`` (label L)`` / `` (value V)``: where a column's distance is largest, if it names one."""
+    if figures.get("label") is not None:
+        return f" (label {figures['label']})"
+    if figures.get("value") is not None:
+        return f" (value {figures['value']})"
+    return ""

@@ -1,0 +1,247 @@
+"""Profiles: a compact distribution of every prediction column, computed while exporting.
+
+The source already aggregates the materialised rows once for its key statistics (DuckDB over
+the staged Parquet shards, or BigQuery on the temporary table). The profile is three more SQL
+statements in that same step, written once in BigQuery's dialect and transpiled for DuckDB by
+sqlglot, so both sources compute the same thing on every runner:
+
+    summary       one aggregate: rows, NULLs per column, min and max of numeric columns
+    distribution  one UNION ALL with a branch per column: counts of the top values,
+                  of fixed bins, or of fixed probability bins per label
+    sample        the ids whose 64-bit hash (of the id's text) is smallest: the drift sample
+
+Column kinds (``classify``):
+    probabilities  ARRAY<STRUCT<label, prob FLOAT64>>, as ML.PREDICT's ``predicted_<label>_probs``:
+                   per label, counts of ``prob`` in BINS equal bins of [0, 1]
+    categorical    STRING and BOOL, and INT64 labels (``predicted_x`` beside ``predicted_x_probs``,
+                   ``centroid_id``): counts of the TOP_VALUES most frequent values, the rest as "other"
+    numeric        other numbers: counts in BINS equal bins between the column's min and max
+                   (bin = min(BINS - 1, floor((x - min) * BINS / (max - min)))); a single value
+                   is a point mass
+    (a probability p is in bin min(BINS - 1, floor(p * BINS)))
+    other          anything else (timestamps, other arrays and structs): NULLs only
+
+NULLs are counted for every column; NaN and +/-Inf count as NULL, as the served body shows
+them. The profile is a small JSON-able dict, stored in the snapshot's metadata; its shape
+is documented in docs/pipeline.md ("Profiles and drift"), and ``predserve.pipeline.drift``
+compares two of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+from predserve.pipeline.drift import BINS, CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
+
+TOP_VALUES = 20  # TFDV's default number of top values
+MAX_LABELS = 20  # labels kept per probabilities column (those with the most probability mass)
+SAMPLE_IDS = 1000  # ids in the drift sample
+PROFILE_VERSION = 1
+
+# Runs one statement written in BigQuery's dialect on the source's engine; returns its rows.
+RunSQL = Callable[[str], Sequence[Sequence[Any]]]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    floating: bool = False  # NaN and +/-Inf are served as null, so they count as NULL
+
+
+def classify(schema: pa.Schema, key: str) -> list[Column]:
+    """The profiled columns (every column but the key) and their kinds."""
+    names = set(schema.names)
+    columns = []
+    for field in schema:
+        if field.name == key:
+            continue
+        t = field.type
+        if _is_probabilities(t):
+            kind = PROBABILITIES
+        elif pa.types.is_boolean(t) or pa.types.is_string(t) or pa.types.is_large_string(t):
+            kind = CATEGORICAL
+        elif pa.types.is_integer(t):
+            is_label = f"{field.name}_probs" in names or field.name.lower() == "centroid_id"
+            kind = CATEGORICAL if is_label else NUMERIC
+        elif pa.types.is_floating(t) or pa.types.is_decimal(t):
+            kind = NUMERIC
+        else:
+            kind = OTHER
+        columns.append(Column(field.name, kind, pa.types.is_floating(t)))
+    return columns
+
+
+def _is_probabilities(t: pa.DataType) -> bool:
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_struct(t.value_type):
+        return False
+    fields = {t.value_type.field(i).name: t.value_type.field(i).type for i in range(t.value_type.num_fields)}
+    return set(fields) == {"label", "prob"} and pa.types.is_floating(fields["prob"])
+
+
+def quote(name: str) -> str:
+    """A BigQuery quoted identifier."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def to_duckdb(sql: str) -> str:
+    """A statement written in BigQuery's dialect, as DuckDB runs it.
+
+    ``FARM_FINGERPRINT(CAST(x AS STRING))`` becomes ``hash(x)``: DuckDB has no FarmHash, and
+    its own hash of the value is the cheapest deterministic one it has (MD5, the one hash
+    both engines share, costs four times as much).
+    """
+    def duckdb_hash(node: exp.Expression) -> exp.Expression:
+        if not isinstance(node, exp.FarmFingerprint):
+            return node
+        (value,) = node.expressions
+        return exp.Anonymous(this="hash", expressions=[value.this if isinstance(value, exp.Cast) else value])
+
+    return sqlglot.parse_one(sql, read="bigquery").transform(duckdb_hash).sql(dialect="duckdb")
+
+
+def _value(column: Column) -> str:
+    """The column as the body shows it: NaN and +/-Inf become NULL; numbers become FLOAT64."""
+    c = quote(column.name)
+    if column.floating:
+        return f"IF(IS_NAN({c}) OR IS_INF({c}), NULL, CAST({c} AS FLOAT64))"
+    if column.kind == NUMERIC:
+        return f"CAST({c} AS FLOAT64)"
+    return c
+
+
+def _bin(value: str, low: float, high: float) -> str:
+    """The bin of ``value`` among BINS equal bins of [low, high], before clamping:
+    floor((value - low) * BINS / (high - low)), which is BINS for ``high`` itself (see ``_clamp``)."""
+    if math.isinf(high - low):  # a range wider than the largest double: halve everything first
+        value, low, high = f"({value} / 2)", low / 2, high / 2
+    offset = f"({value} - {low!r})" if low else value
+    return f"CAST(FLOOR({offset} * {BINS / (high - low)!r}) AS INT64)"
+
+
+def _clamp(index: int) -> int:
+    """Bins are clamped to 0 .. BINS-1 here, after counting, which keeps the SQL cheap."""
+    return min(max(index, 0), BINS - 1)
+
+
+def summary_sql(columns: list[Column], relation: str) -> str:
+    parts = ["COUNT(*)"]
+    for column in columns:
+        value = _value(column)
+        parts.append(f"COUNTIF({value} IS NULL)")
+        if column.kind == NUMERIC:
+            parts += [f"MIN({value})", f"MAX({value})"]
+    return f"SELECT {', '.join(parts)} FROM {relation}"
+
+
+def distribution_sql(columns: list[Column], ranges: dict[str, tuple[float, float]], relation: str) -> str | None:
+    """Counts per (column index, value or label as text, bin); None when no column needs counting.
+
+    ``ranges`` holds the (min, max) of the numeric columns that have more than one value.
+    Values and labels are grouped as they are and turned into text after counting: grouping
+    on the text costs twice as much.
+    """
+    branches = []
+    for index, column in enumerate(columns):
+        value = _value(column)
+        if column.kind == CATEGORICAL:
+            top = (f"SELECT {value} AS v, COUNT(*) AS n FROM {relation} WHERE {value} IS NOT NULL "
+                   f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_VALUES}")
+            branches.append(f"SELECT {index} AS c, CAST(v AS STRING) AS v, CAST(NULL AS INT64) AS b, n FROM ({top})")
+        elif column.kind == NUMERIC and column.name in ranges:
+            bin_ = _bin(value, *ranges[column.name])
+            branches.append(f"SELECT {index} AS c, CAST(NULL AS STRING) AS v, {bin_} AS b, COUNT(*) AS n "
+                            f"FROM {relation} WHERE {value} IS NOT NULL GROUP BY 3")
+        elif column.kind == PROBABILITIES:
+            # NaN, +/-Inf and values too large to bin get no bin. No WHERE on the unnested
+            # element: DuckDB runs a filtered UNNEST join far slower.
+            bin_ = f"IF(ABS(p.prob) < 1e6, {_bin('p.prob', 0.0, 1.0)}, NULL)"
+            labels = f"SELECT p.label AS l, {bin_} AS b, COUNT(*) AS n FROM {relation} AS r, UNNEST(r.{quote(column.name)}) AS p GROUP BY 1, 2"
+            branches.append(f"SELECT {index} AS c, CAST(l AS STRING) AS v, b, n FROM ({labels})")
+    return "\nUNION ALL\n".join(f"({b})" for b in branches) if branches else None
+
+
+def sample_sql(key: str, relation: str, size: int = SAMPLE_IDS) -> str:
+    """The ``size`` ids (as text) with the smallest 64-bit hash: the same ids every time they exist.
+
+    BigQuery's FARM_FINGERPRINT of the key's text; DuckDB's ``hash`` of the key (``to_duckdb``).
+    A model that moves from one engine to the other compares the union of both samples once.
+    No DISTINCT (a full aggregate): a repeated key, which the unique_keys gate reports, only
+    makes the sample a little smaller.
+    """
+    k = quote(key)
+    smallest = f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL ORDER BY FARM_FINGERPRINT(CAST({k} AS STRING)), {k} LIMIT {size}"
+    return f"SELECT CAST({k} AS STRING) AS id FROM ({smallest})"  # only the chosen keys become text
+
+
+def compute_profile(run: RunSQL, schema: pa.Schema, key: str, relation: str) -> tuple[dict[str, Any], list[str]]:
+    """The profile of ``relation``'s rows and its drift sample's ids, with three statements run by ``run``."""
+    columns = classify(schema, key)
+    summary = list(run(summary_sql(columns, relation))[0])
+    rows = int(summary.pop(0))
+    nulls: dict[str, int] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    points: dict[str, float] = {}
+    for column in columns:
+        nulls[column.name] = int(summary.pop(0))
+        if column.kind == NUMERIC:
+            low, high = summary.pop(0), summary.pop(0)
+            if low is not None and float(low) < float(high):
+                ranges[column.name] = (float(low), float(high))
+            elif low is not None:
+                points[column.name] = float(low)
+    counts: list[tuple[int, Any, Any, int]] = []
+    sql = distribution_sql(columns, ranges, relation)
+    if sql is not None:
+        counts = [(int(c), v, b, int(n)) for c, v, b, n in run(sql)]
+    profile = {
+        "version": PROFILE_VERSION,
+        "bins": BINS,
+        "rows": rows,
+        "columns": {
+            column.name: _column_profile(column, index, rows, nulls[column.name], ranges, points, counts)
+            for index, column in enumerate(columns)
+        },
+    }
+    sample = list(dict.fromkeys(str(r[0]) for r in run(sample_sql(key, relation)))) if rows else []
+    return profile, sample
+
+
+def _column_profile(column: Column, index: int, rows: int, nulls: int, ranges: dict[str, tuple[float, float]],
+                    points: dict[str, float], counts: list[tuple[int, Any, Any, int]]) -> dict[str, Any]:
+    mine = [(v, b, n) for c, v, b, n in counts if c == index]
+    out: dict[str, Any] = {"kind": column.kind, "nulls": nulls}
+    if column.kind == CATEGORICAL:
+        values = {str(v): n for v, _, n in mine}
+        out["values"] = values
+        out["other"] = rows - nulls - sum(values.values())
+    elif column.kind == NUMERIC:
+        bins = [0] * BINS
+        for _, b, n in mine:
+            bins[_clamp(int(b))] += n
+        if column.name in ranges:
+            out["low"], out["high"], out["counts"] = ranges[column.name][0], ranges[column.name][1], bins
+        elif column.name in points:  # one value: a point mass
+            out["low"] = out["high"] = points[column.name]
+            out["counts"] = [rows - nulls]
+        else:  # every value NULL
+            out["low"] = out["high"] = None
+            out["counts"] = []
+    elif column.kind == PROBABILITIES:
+        labels: dict[str, list[int]] = {}
+        for label, b, n in mine:
+            if b is not None and label is not None:
+                labels.setdefault(str(label), [0] * BINS)[_clamp(int(b))] += n
+        out["labels"] = dict(sorted(labels.items(), key=lambda kv: -_mass(kv[1]))[:MAX_LABELS])
+    return out
+
+
+def _mass(counts: list[int]) -> float:
+    """A label's probability mass, estimated from its bins' midpoints (to keep the heaviest labels)."""
+    return sum(n * (i + 0.5) for i, n in enumerate(counts))
