@@ -149,7 +149,7 @@ def test_attachments_live_and_die_with_their_snapshot(store_url: str) -> None:
             later = store.create_snapshot("m").id
             store.finish_snapshot("m", later, 0)
             store.publish("m", later)
-        assert ("m", snap) in store.gc("m", keep=1)
+        assert ("m", snap) in store.gc("m", keep=1, grace=0)
         assert store.read_attachment("m", snap, "drift-sample") is None
 
 
