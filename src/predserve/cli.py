@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pyarrow as pa
 
 from predserve.errors import PredserveError
 from predserve.store.base import DEFAULT_GRACE
 from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT
+
+if TYPE_CHECKING:  # pyarrow is imported where a table is printed: `predserve serve` starts without it
+    import pyarrow as pa
 
 WAREHOUSE_HELP = "warehouse: a DuckDB file path (created if missing)"
 STORE_HELP = "store URL: PATH or lmdb://PATH (embedded), bigtable://PROJECT/INSTANCE/TABLE"
@@ -50,6 +52,7 @@ def print_table(table: pa.Table, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(table.to_pylist(), default=str, indent=2))
     elif fmt == "csv":
+        import pyarrow as pa
         import pyarrow.csv as pacsv
 
         sink = pa.BufferOutputStream()
@@ -84,6 +87,8 @@ def _cell(value: Any) -> str:
 
 def _flatten_nested(table: pa.Table) -> pa.Table:
     """CSV cannot hold lists or structs: write them as JSON text."""
+    import pyarrow as pa
+
     columns = []
     for col in table.columns:
         if pa.types.is_nested(col.type):
@@ -308,6 +313,8 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
     if as_json:
         click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows}, indent=2))
         return
+    import pyarrow as pa
+
     print_table(pa.Table.from_pylist([
         {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
          "created_at": _time(r["created_at"]), "published_at": _time(r["published_at"]),
@@ -493,6 +500,8 @@ def iam_create(iam_path: str | None, role: str, models: str | None, key_only: bo
 def iam_list(iam_path: str | None) -> None:
     """List service accounts and their roles (never keys)."""
     from predserve.iam import Registry
+
+    import pyarrow as pa
 
     accounts = Registry(iam_path).accounts()
     print_table(pa.Table.from_pylist(
