@@ -166,8 +166,8 @@ class BigQuerySource:
         schema = self._open_read_session()
         check_key(schema, self.key)
         relation = f"`{self.table}`"
-        rows, nulls, dups = self._run(stats_sql(relation, self.key, quote="`"))[0]
-        examples = [r[0] for r in self._run(duplicates_sql(relation, self.key, quote="`"))] if dups else []
+        rows, nulls, dups = self._run(stats_sql(relation, self.key, dialect="bigquery"))[0]
+        examples = [r[0] for r in self._run(duplicates_sql(relation, self.key, dialect="bigquery"))] if dups else []
         if rows and not self.streams:
             raise ExportError(f"BigQuery returned no read streams for {rows} rows of {self.table}")
         return SourceStats(int(rows), int(nulls), int(dups), examples, schema)

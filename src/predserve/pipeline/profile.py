@@ -37,6 +37,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
+from predserve.identifiers import quote_identifier
 from predserve.pipeline.drift import BINS, CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
 
 TOP_VALUES = 20  # TFDV's default number of top values
@@ -85,11 +86,6 @@ def _is_probabilities(t: pa.DataType) -> bool:
     return set(fields) == {"label", "prob"} and pa.types.is_floating(fields["prob"])
 
 
-def quote(name: str) -> str:
-    """A BigQuery quoted identifier."""
-    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
-
-
 def to_duckdb(sql: str) -> str:
     """A statement written in BigQuery's dialect, as DuckDB runs it.
 
@@ -108,7 +104,7 @@ def to_duckdb(sql: str) -> str:
 
 def _value(column: Column) -> str:
     """The column as the body shows it: NaN and +/-Inf become NULL; numbers become FLOAT64."""
-    c = quote(column.name)
+    c = quote_identifier(column.name, "bigquery")
     if column.floating:
         return f"IF(IS_NAN({c}) OR IS_INF({c}), NULL, CAST({c} AS FLOAT64))"
     if column.kind == NUMERIC:
@@ -162,7 +158,8 @@ def distribution_sql(columns: list[Column], ranges: dict[str, tuple[float, float
             # NaN, +/-Inf and values too large to bin get no bin. No WHERE on the unnested
             # element: DuckDB runs a filtered UNNEST join far slower.
             bin_ = f"IF(ABS(p.prob) < 1e6, {_bin('p.prob', 0.0, 1.0)}, NULL)"
-            labels = f"SELECT p.label AS l, {bin_} AS b, COUNT(*) AS n FROM {relation} AS r, UNNEST(r.{quote(column.name)}) AS p GROUP BY 1, 2"
+            probs = quote_identifier(column.name, "bigquery")
+            labels = f"SELECT p.label AS l, {bin_} AS b, COUNT(*) AS n FROM {relation} AS r, UNNEST(r.{probs}) AS p GROUP BY 1, 2"
             branches.append(f"SELECT {index} AS c, CAST(l AS STRING) AS v, b, n FROM ({labels})")
     return "\nUNION ALL\n".join(f"({b})" for b in branches) if branches else None
 
@@ -175,7 +172,7 @@ def sample_sql(key: str, relation: str, size: int = SAMPLE_IDS) -> str:
     No DISTINCT (a full aggregate): a repeated key, which the unique_keys gate reports, only
     makes the sample a little smaller.
     """
-    k = quote(key)
+    k = quote_identifier(key, "bigquery")
     smallest = f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL ORDER BY FARM_FINGERPRINT(CAST({k} AS STRING)), {k} LIMIT {size}"
     return f"SELECT CAST({k} AS STRING) AS id FROM ({smallest})"  # only the chosen keys become text
 

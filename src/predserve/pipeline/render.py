@@ -17,10 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from predserve.errors import ExportError
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+from predserve.identifiers import quote_identifier
 
 
 def _needs_rewrite(t: pa.DataType) -> bool:
@@ -49,7 +46,7 @@ def _value_sql(expr: str, t: pa.DataType, depth: int = 0) -> str:
         return expr
     if pa.types.is_struct(t):
         fields = [t.field(i) for i in range(t.num_fields)]
-        packed = ", ".join(f"{_quote(f.name)} := {_value_sql(f'{expr}.{_quote(f.name)}', f.type, depth)}" for f in fields)
+        packed = ", ".join(f"{quote_identifier(f.name)} := {_value_sql(f'{expr}.{quote_identifier(f.name)}', f.type, depth)}" for f in fields)
         return f"CASE WHEN {expr} IS NOT NULL THEN struct_pack({packed}) END"
     element = f"x{depth}"
     return f"list_transform({expr}, lambda {element}: {_value_sql(element, t.value_type, depth + 1)})"
@@ -90,14 +87,14 @@ class BodyRenderer:
         if self.key not in schema.names:
             raise ExportError(f"key column {self.key!r} is not in the export query's columns: {', '.join(schema.names)}")
         fields = [f for f in schema if f.name != self.key]
-        struct = ", ".join(f"{_quote(f.name)} := {_value_sql(_quote(f.name), f.type)}" for f in fields)
+        struct = ", ".join(f"{quote_identifier(f.name)} := {_value_sql(quote_identifier(f.name), f.type)}" for f in fields)
         head = ('{"model":' + json.dumps(self.model) + ',"id":').replace("'", "''")
-        key_text = f"CAST({_quote(self.key)} AS VARCHAR)"
+        key_text = f"CAST({quote_identifier(self.key)} AS VARCHAR)"
         return (
             f"SELECT encode({key_text}) AS id, "
             f"encode('{head}' || to_json({key_text}) || ',\"snapshot\":{self.snapshot},\"prediction\":' "
             f"|| to_json(struct_pack({struct})) || '}}') AS body "
-            f"FROM batch WHERE {_quote(self.key)} IS NOT NULL"
+            f"FROM batch WHERE {quote_identifier(self.key)} IS NOT NULL"
         )
 
     def render(self, table: pa.Table | pa.RecordBatch) -> tuple[list[bytes], list[bytes]]:

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predserve.errors import ExportError
+from predserve.identifiers import Dialect, quote_identifier
 from predserve.pipeline.profile import compute_profile, to_duckdb
 from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
 
@@ -77,18 +78,14 @@ class ReadWorkItems(beam.PTransform):
         )
 
 
-def quote_ident(name: str, quote: str = '"') -> str:
-    return quote + name.replace(quote, quote * 2) + quote
-
-
-def stats_sql(relation: str, key: str, quote: str = '"') -> str:
+def stats_sql(relation: str, key: str, dialect: Dialect = "duckdb") -> str:
     """Rows, NULL keys and duplicate keys of ``relation`` in one aggregate (DuckDB or BigQuery)."""
-    k = quote_ident(key, quote)
+    k = quote_identifier(key, dialect)
     return f"SELECT count(*), count(*) - count({k}), count({k}) - count(DISTINCT {k}) FROM {relation}"
 
 
-def duplicates_sql(relation: str, key: str, quote: str = '"') -> str:
-    k = quote_ident(key, quote)
+def duplicates_sql(relation: str, key: str, dialect: Dialect = "duckdb") -> str:
+    k = quote_identifier(key, dialect)
     return f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 ORDER BY {k} LIMIT 5"
 
 

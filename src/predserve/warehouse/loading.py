@@ -9,7 +9,8 @@ import duckdb
 from predserve.errors import SQLError
 from predserve.warehouse.engine import Warehouse
 from predserve.warehouse.dialect import parse_table_name
-from predserve.warehouse.names import name_parts, quote_identifier
+from predserve.identifiers import quote_identifier
+from predserve.warehouse.names import name_parts
 
 
 def load_file(warehouse: str, table: str, file: str, replace: bool = False) -> int:

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
+from predserve.identifiers import quote_identifier
 from predserve.warehouse import explain, metrics
 from predserve.warehouse.features import FeatureEncoder, expand_structs, is_numeric
 from predserve.warehouse.gradient_descent import LinearModel
@@ -450,7 +451,7 @@ def feature_statistics(table: pa.Table, columns: list[str]) -> list[dict[str, An
     fields = ["min", "max", "mean", "median", "stddev", "category_count", "null_count"]
     selects = []
     for name in columns:
-        q = '"' + name.replace('"', '""') + '"'
+        q = quote_identifier(name)
         t = table.column(name).type
         if is_numeric(t):
             stats = [f"min({q})::DOUBLE", f"max({q})::DOUBLE", f"avg({q})::DOUBLE", f"median({q})::DOUBLE",

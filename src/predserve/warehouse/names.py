@@ -1,5 +1,5 @@
-"""Names: one way to quote an identifier for DuckDB, and one way to resolve a table or model
-name written in BigQuery's forms.
+"""Names: one way to resolve a table or model name written in BigQuery's forms (identifiers
+are quoted by ``predserve.identifiers``).
 
 BigQuery names are ``name``, ``dataset.name`` or ``project.dataset.name`` (often backticked
 as one: ```my-project.bqml_tutorial.penguins_model```). In the warehouse a dataset is a DuckDB
@@ -12,13 +12,9 @@ from __future__ import annotations
 import sqlglot.expressions as exp
 
 from predserve.errors import SQLError
+from predserve.identifiers import quote_identifier
 
 DEFAULT_DATASET = "main"
-
-
-def quote_identifier(name: str) -> str:
-    """``name`` as a DuckDB identifier, quoted, so any column or table name is safe in SQL."""
-    return exp.to_identifier(name, quoted=True).sql(dialect="duckdb")
 
 
 def name_parts(table: exp.Table) -> list[str]:

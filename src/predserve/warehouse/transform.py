@@ -37,6 +37,7 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ParseError, TokenError
 
 from predserve.errors import ModelError
+from predserve.identifiers import quote_identifier
 from predserve.warehouse import hashing
 from predserve.warehouse.preprocessing import (FUNCTIONS, SCALAR_FUNCTIONS, VOCABULARY_FUNCTIONS, int_arg, literal, ml_call, recipe,
                                                vocabulary)
@@ -55,10 +56,6 @@ REFUSED_FUNCTIONS = tuple(getattr(exp, name) for name in (
 # The connection TRANSFORMs run on: no files, no network, no extensions, settings locked.
 SANDBOX = {"enable_external_access": False, "autoload_known_extensions": False, "autoinstall_known_extensions": False,
            "lock_configuration": True}
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @cache
@@ -168,7 +165,7 @@ class Transform:
         """The TRANSFORM output for ``data`` (skipping e.g. the label, absent at prediction time)."""
         if self._cursor is None:
             self._cursor = _sandbox().cursor()
-        select = ", ".join(f"{sql} AS {_quote(name)}" for name, sql in self._duckdb if name not in skip)
+        select = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in self._duckdb if name not in skip)
         self._cursor.register("transform_input", data)
         try:
             return self._cursor.sql(f"SELECT {select} FROM transform_input").to_arrow_table()
