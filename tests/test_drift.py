@@ -261,6 +261,12 @@ def test_inverted_labels_are_refused_with_the_figure_and_the_override_publishes(
     with open_store(store_url, readonly=True) as store:
         assert json.loads(store.get("churn", published.snapshot, b"7"))["prediction"]["predicted_churned"] == \
             1 - body["prediction"]["predicted_churned"]
+        refusal, override = store.state("churn").events[-2:]  # the model's timeline tells both
+    assert refusal["event"] == "refused" and refusal["snapshot"] == refused.value.summary.snapshot
+    assert refusal["previous"] == first.snapshot and refusal["rows"] == ROWS
+    assert [g["gate"] for g in refusal["gates"]] == ["prediction_drift", "changed_labels"]
+    assert f"L-infinity distance {flipped:.4f}" in refusal["gates"][0]["detail"]
+    assert override["event"] == "published" and override["overridden"] == ["prediction_drift", "changed_labels"]
 
 
 def test_collapsed_probabilities_are_refused_and_a_column_limit_publishes_them(models: Path, store_url: str) -> None:
