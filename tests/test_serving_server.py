@@ -46,9 +46,11 @@ def stderr_of(server: ApiServer) -> str:
 
 # ---- start-up and configuration ----------------------------------------------------------------
 def test_serving_imports_nothing_from_the_warehouse_or_beam() -> None:
+    """Of the pipeline, only its light drift module (standard library only), which the API's model history reads."""
     code = ("import sys, predserve.cli, predserve.serving.server, predserve.client\n"
             "heavy = ('sklearn', 'xgboost', 'apache_beam', 'duckdb', 'predserve.warehouse', 'predserve.pipeline')\n"
-            "print([m for m in sys.modules if m.startswith(heavy)])")
+            "light = ('predserve.pipeline', 'predserve.pipeline.drift')\n"
+            "print([m for m in sys.modules if m.startswith(heavy) and m not in light])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     lazy = subprocess.run([sys.executable, "-c", "from predserve import Warehouse; print(Warehouse.__name__)"],
@@ -121,6 +123,32 @@ def test_two_workers_serve_and_a_killed_worker_is_replaced(store: str, api_serve
     assert killed not in workers_of(server) and len(workers_of(server)) == 2, "the killed worker was not replaced"
     with server.client() as client:
         assert {client.get(ONE.format(i)).status_code for i in range(1, 60)} == {200}
+
+
+def test_the_console_traffic_sums_every_workers_samples(store: str, api_server) -> None:
+    """Two workers each count the requests they answer; the console's traffic route, whichever worker
+    answers it, includes the other's samples within a second of the first ask."""
+    server = api_server(store, None, "--no-auth", "--workers", "2")
+    with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0)) as one_per_connection:
+        for i in range(1, 200):  # a connection per request: the kernel spreads them over both workers
+            assert one_per_connection.get(ONE.format(i)).status_code == 200
+    deadline = time.monotonic() + 15
+    answers = []
+    with server.client() as client:
+        while True:
+            answers.append(client.get("/v1/console/traffic?seconds=60").json())
+            if len(answers[-1]["workers"]["reporting"]) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+
+    def predictions(answer: dict) -> int:
+        return next(s for s in answer["series"] if s["route"] == "*")["last_minute"]["requests"]
+
+    first, last = answers[0], answers[-1]
+    assert first["workers"]["reporting"] == [first["workers"]["answered_by"]]  # the first ask: only its own samples
+    assert 0 < predictions(first) < 199  # so both workers served some
+    assert last["workers"]["configured"] == 2 and set(last["workers"]["reporting"]) == workers_of(server)
+    assert predictions(last) == 199
 
 
 def test_sigterm_stops_gracefully(store: str, api_server) -> None:
