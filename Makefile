@@ -62,10 +62,10 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium (the web console's browser tests)"
 	apt-get update -q && apt-get install -y -q chromium
 
-# Every benchmark (about 40 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
+# Every benchmark (about 50 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
 # bench/serve.py also runs uvicorn (the `bench` extra) and Feast, in its own virtualenv.
 FEAST_VENV := bench/out/feast-venv
-bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV)
+bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV) $(CHROMIUM)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m pip install -q -e '.[test,bench]'
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/train.py
@@ -73,6 +73,7 @@ bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV)
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) bench/export.py --big 10000000
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py
+	$(PY) bench/console.py
 
 $(FEAST_VENV):
 	$(PYTHON) -m venv $@

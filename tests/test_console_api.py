@@ -337,3 +337,18 @@ def test_workers_share_their_seconds_as_appended_lines(tmp_path: Path) -> None:
     old = time.time() - 10  # a worker that stopped writing is left out
     os.utime(writer.own, (old, old))
     assert reader.others() == []
+
+
+def test_the_console_docs_list_every_route_and_show_every_view() -> None:
+    from predserve.serving.console import console as router
+    from tests.conftest import ROOT
+
+    doc = (ROOT / "docs/console.md").read_text()
+    for route in router.routes:
+        path = route.path.replace("{entity_id}", "{id}").replace("{name}", "console.js")  # type: ignore[attr-defined]
+        assert path in doc, f"docs/console.md does not describe {path}"
+    shots = re.findall(r"\]\((console-[a-z]+\.png)\)", doc)
+    assert len(shots) == 6
+    for name in shots:
+        size = (ROOT / "docs" / name).stat().st_size
+        assert size < 150_000, f"docs/{name} is {size} bytes; keep screenshots small"

@@ -59,6 +59,8 @@
   // A tick label: as many decimals as small values need, none for large ones.
   function tick(value) {
     if (value === 0) return "0";
+    if (Math.abs(value) >= 1e6) return Number((value / 1e6).toPrecision(3)) + "M";
+    if (Math.abs(value) >= 1e4) return Number((value / 1e3).toPrecision(3)) + "k";
     if (Math.abs(value) >= 100) return integer(Math.round(value));
     if (Math.abs(value) >= 10) return Number(value.toFixed(1)).toString();
     return Number(value.toPrecision(2)).toString();
@@ -110,7 +112,11 @@
     $("login").addEventListener("submit", signIn);
     $("logout").addEventListener("click", signOut);
     window.addEventListener("hashchange", route);
-    document.addEventListener("visibilitychange", () => { if (!document.hidden) route(); });
+    // Polling pauses while the tab is hidden; it resumes (re-rendering the view) when the tab is shown, but
+    // the lookup view, which does not poll, keeps its answer.
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && state.timer === null && !location.hash.startsWith("#/lookup")) route();
+    });
     try {
       state.session = await api("/v1/console/session");
       showConsole();
@@ -212,6 +218,7 @@
   function poll(task, every, generation) {
     const run = async () => {
       if (generation !== state.generation) return;
+      state.timer = null;
       try {
         await task();
       } catch (error) {
@@ -523,65 +530,79 @@
   // ---- live traffic -----------------------------------------------------------------------------
   const seriesKey = (s) => s.route + "\u0000" + s.model;
 
+  // The view is built once; each answer redraws the charts and the table, and adds new series to the menu
+  // (so a menu the user has open stays open).
   function startTraffic(view, generation) {
-    const local = { series: new Map(), selected: state.view.traffic || seriesKey({ route: "*", model: "*" }), window: 300 };
+    const all = seriesKey({ route: "*", model: "*" });
+    const local = { series: new Map(), selected: state.view.traffic || all, window: 300 };
     state.view = { traffic: local.selected };
+    const picker = el("select", { id: "series-picker", "aria-label": "route and model" });
+    const note = el("p", { class: "muted", id: "workers" });
+    const charts = el("div", { class: "charts" });
+    const table = el("tbody");
+    const redraw = () => drawTraffic(local, charts, table);
+    picker.addEventListener("change", () => { local.selected = picker.value; state.view = { traffic: picker.value }; redraw(); });
+    replace(view, generation, el("h1", {}, "Live traffic"), note,
+      el("p", {}, "Show ", picker, " over the last 5 minutes, one point per second."), charts,
+      el("h2", {}, "Last minute"),
+      el("table", { id: "traffic-table" }, headers(["route", "model", "requests#", "req/s#", "p50 ms#", "p99 ms#", "5xx#", "4xx#"]), table));
     let first = true;
     poll(async () => {
       const answer = await api("/v1/console/traffic?seconds=" + (first ? local.window : 5));
       first = false;
-      mergeTraffic(local, answer);
-      renderTraffic(view, generation, local, answer);
+      if (generation !== state.generation) return;
+      for (const key of mergeTraffic(local, answer)) {
+        const s = local.series.get(key);
+        picker.append(el("option", { value: key, selected: key === local.selected }, seriesName(s)));
+      }
+      note.textContent = workerNote(answer.workers);
+      redraw();
     }, POLL_MS.traffic, generation);
   }
 
   // Keeps ``window`` seconds per series: the first answer brings them all, later ones the last few.
+  // Returns the keys of the series seen for the first time.
   function mergeTraffic(local, answer) {
     const oldest = answer.now - local.window + 1;
+    const added = [];
     for (const s of answer.series) {
       const key = seriesKey(s);
-      const known = local.series.get(key) || { route: s.route, model: s.model, prediction: s.prediction, points: new Map() };
+      let known = local.series.get(key);
+      if (!known) {
+        known = { route: s.route, model: s.model, points: new Map() };
+        local.series.set(key, known);
+        added.push(key);
+      }
       for (const p of s.points) known.points.set(p[0], p);
       for (const second of known.points.keys()) if (second < oldest) known.points.delete(second);
       known.last_minute = s.last_minute;
-      local.series.set(key, known);
     }
     local.now = answer.now;
+    return added;
   }
 
-  function renderTraffic(view, generation, local, answer) {
+  function drawTraffic(local, charts, table) {
     const times = [];
     for (let t = local.now - local.window + 1; t <= local.now; t += 1) times.push(t);
     const chosen = local.series.get(local.selected) || local.series.get(seriesKey({ route: "*", model: "*" }));
-    const column = (index, scale = 1) => times.map((t) => {
+    const column = (index) => times.map((t) => {
       const p = chosen.points.get(t);
       if (!p) return index >= 4 ? null : 0;
-      if (index === 2 || index === 3) return p[1] ? (p[index] / p[1]) * scale : null;
+      if (index === 2 || index === 3) return p[1] ? p[index] / p[1] : null;
       return p[index];
     });
-    const workers = answer.workers;
-    const picker = el("select", { id: "series-picker", "aria-label": "route and model" },
-      [...local.series.values()].map((s) => el("option", { value: seriesKey(s), selected: seriesKey(s) === seriesKey(chosen) }, seriesName(s))));
-    picker.addEventListener("change", () => { local.selected = picker.value; state.view = { traffic: picker.value }; renderTraffic(view, generation, local, answer); });
     const requests = [{ label: "requests/s", cls: "s1", values: column(1) }];
     const latency = [{ label: "p50", cls: "s1", values: column(4) }, { label: "p99", cls: "s3", values: column(5) }];
     const errors = [{ label: "5xx", cls: "s3", values: column(3) }, { label: "4xx", cls: "s2", values: column(2) }];
-    replace(view, generation,
-      el("h1", {}, "Live traffic"),
-      el("p", { class: "muted", id: "workers" }, workerNote(workers)),
-      el("p", {}, "Show ", picker, " over the last 5 minutes, one point per second."),
-      el("div", { class: "charts" },
-        el("figure", {}, el("figcaption", {}, "Requests per second"), lineChart({ id: "traffic-requests", times, series: requests, format: tick }), legend(requests)),
-        el("figure", {}, el("figcaption", {}, "Latency (ms)"), lineChart({ id: "traffic-latency", times, series: latency, format: tick }), legend(latency)),
-        el("figure", {}, el("figcaption", {}, "Error rate"), lineChart({ id: "traffic-errors", times, series: errors, format: (v) => tick(v * 100) + "%" }), legend(errors))),
-      el("h2", {}, "Last minute"),
-      el("table", { id: "traffic-table" },
-        headers(["route", "model", "requests#", "req/s#", "p50 ms#", "p99 ms#", "5xx#", "4xx#"]),
-        el("tbody", {}, [...local.series.values()].map((s) => el("tr", { "data-route": s.route, "data-model": s.model },
-          el("td", {}, s.route === "*" ? "all prediction routes" : s.route), el("td", {}, s.model === "*" ? "all" : s.model || "–"),
-          el("td", { class: "num" }, integer(s.last_minute.requests)), el("td", { class: "num" }, fixed(s.last_minute.rate, 2)),
-          el("td", { class: "num" }, fixed(s.last_minute.p50_ms, 3)), el("td", { class: "num" }, fixed(s.last_minute.p99_ms, 3)),
-          el("td", { class: "num" }, percent(s.last_minute.error_rate, 2)), el("td", { class: "num" }, percent(s.last_minute.client_error_rate, 2)))))));
+    charts.replaceChildren(
+      el("figure", {}, el("figcaption", {}, "Requests per second"), lineChart({ id: "traffic-requests", times, series: requests, format: tick }), legend(requests)),
+      el("figure", {}, el("figcaption", {}, "Latency (ms)"), lineChart({ id: "traffic-latency", times, series: latency, format: tick }), legend(latency)),
+      el("figure", {}, el("figcaption", {}, "Error rate"), lineChart({ id: "traffic-errors", times, series: errors, format: (v) => tick(v * 100) + "%" }), legend(errors)));
+    table.replaceChildren(...[...local.series.values()].map((s) => el("tr", { "data-route": s.route, "data-model": s.model },
+      el("td", {}, s.route === "*" ? "all prediction routes" : s.route), el("td", {}, s.model === "*" ? "all" : s.model || "–"),
+      el("td", { class: "num" }, integer(s.last_minute.requests)), el("td", { class: "num" }, fixed(s.last_minute.rate, 2)),
+      el("td", { class: "num" }, fixed(s.last_minute.p50_ms, 3)), el("td", { class: "num" }, fixed(s.last_minute.p99_ms, 3)),
+      el("td", { class: "num" }, percent(s.last_minute.error_rate, 2)), el("td", { class: "num" }, percent(s.last_minute.client_error_rate, 2)))));
   }
 
   function seriesName(s) {
