@@ -352,3 +352,17 @@ def test_the_console_docs_list_every_route_and_show_every_view() -> None:
     for name in shots:
         size = (ROOT / "docs" / name).stat().st_size
         assert size < 150_000, f"docs/{name} is {size} bytes; keep screenshots small"
+
+
+def test_every_console_file_is_package_data() -> None:
+    """A wheel or sdist carries what `predserve serve` reads from serving/static/ (both were checked by hand:
+    docs/console.md)."""
+    import fnmatch
+    import tomllib
+
+    from tests.conftest import ROOT
+
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["predserve.serving"]
+    files = [path.relative_to(STATIC.parent).as_posix() for path in STATIC.iterdir()]
+    assert sorted(files) == ["static/console.css", "static/console.js", "static/index.html"]
+    assert all(any(fnmatch.fnmatch(name, glob) for glob in globs) for name in files)
