@@ -36,21 +36,13 @@ from common import OUT, ROOT, free_port, stop, wait_port
 
 CHROMIUM = os.environ.get("PREDSERVE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-FEATURES = "plan, country, tenure_months, monthly_hours, support_tickets, days_since_login, monthly_spend, churned"
-PREDICT = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL {model}, TABLE users)"
-INVERTED = """
-SELECT user_id, 1 - predicted_churned AS predicted_churned,
-       [STRUCT(CAST(0 AS INT64) AS label, p[OFFSET(1)].prob AS prob), STRUCT(CAST(1 AS INT64) AS label, p[OFFSET(0)].prob AS prob)]
-         AS predicted_churned_probs
-FROM (SELECT user_id, predicted_churned, predicted_churned_probs AS p FROM ML.PREDICT(MODEL churn, TABLE users))
-"""
 DATA_URL_PAGE = "data:text/html,<!doctype html><title>baseline</title><h1>predserve</h1><p>a one-line page</p>"
 
 
 def prepare(rows: int) -> tuple[str, str, dict[str, str]]:
     """The store, the service-account file and its keys (rebuilt on every run: the timeline shows times)."""
     from predserve import Warehouse
-    from predserve.datagen import TRAIN_SQL, create_users
+    from predserve.datagen import INVERTED_PREDICT_SQL, PREDICT_SQL, TRAIN_SQL, create_users
     from predserve.iam import Registry
     from predserve.pipeline import GateRefused, run_export
     from predserve.store import open_store
@@ -62,16 +54,15 @@ def prepare(rows: int) -> tuple[str, str, dict[str, str]]:
     with Warehouse(warehouse) as wh:
         create_users(wh, rows)
         wh.sql(TRAIN_SQL.format(model="churn"))
-        wh.sql(f"CREATE MODEL churn_bt OPTIONS(model_type='boosted_tree_classifier', input_label_cols=['churned']) "
-               f"AS SELECT {FEATURES} FROM users")
+        wh.sql(TRAIN_SQL.format(model="churn_bt").replace("'logistic_reg'", "'boosted_tree_classifier'"))  # another family
 
     def export(query: str) -> None:
         run_export(warehouse=str(warehouse), model="churn", key="user_id", store_url=store, query=query, max_age=86400)
 
-    export(PREDICT.format(model="churn"))
-    export(PREDICT.format(model="churn_bt"))
+    export(PREDICT_SQL.format(model="churn"))
+    export(PREDICT_SQL.format(model="churn_bt"))
     try:
-        export(INVERTED)
+        export(INVERTED_PREDICT_SQL.format(model="churn"))
     except GateRefused:
         pass
     with open_store(store) as writer:

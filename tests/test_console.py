@@ -18,12 +18,11 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from predserve.datagen import PREDICT_SQL
+from predserve.datagen import INVERTED_PREDICT_SQL, PREDICT_SQL
 from predserve.iam import Registry
 from predserve.pipeline import GateRefused, run_export
 from predserve.store import open_store
 from tests.conftest import ApiServer, launch_api_server, stop_api_server
-from tests.test_console_api import INVERTED
 
 CHROMIUM = os.environ.get("PREDSERVE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -63,7 +62,7 @@ def deployment(trained_warehouse: Path, tmp_path_factory: pytest.TempPathFactory
     export(PREDICT_SQL.format(model="churn"))
     export(PREDICT_SQL.format(model="churn"))
     with pytest.raises(GateRefused):
-        export(INVERTED)
+        export(INVERTED_PREDICT_SQL.format(model="churn"))
     registry = Registry(iam)
     keys = {"admin": registry.create("console-admin", "admin")[1], "reader": registry.create("app-reader", "reader")[1]}
     server = launch_api_server(store, iam)

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from predserve.datagen import PREDICT_SQL
+from predserve.datagen import INVERTED_PREDICT_SQL, PREDICT_SQL
 from predserve.pipeline import GateRefused, run_export
 from predserve.serving import traffic
 from predserve.serving.console import STATIC
@@ -30,13 +30,7 @@ from tests.serving_support import InProcess, in_process, make_keys, publish_rows
 pytestmark = pytest.mark.anyio
 ONE = "/v1/models/churn/predictions/{}"
 GET_ROUTE = "/v1/models/{model}/predictions/{entity_id}"
-# The inverted churn model: every label flipped, which the drift gates refuse.
-INVERTED = """
-SELECT user_id, 1 - predicted_churned AS predicted_churned,
-       [STRUCT(CAST(0 AS INT64) AS label, p[OFFSET(1)].prob AS prob), STRUCT(CAST(1 AS INT64) AS label, p[OFFSET(0)].prob AS prob)]
-         AS predicted_churned_probs
-FROM (SELECT user_id, predicted_churned, predicted_churned_probs AS p FROM ML.PREDICT(MODEL churn, TABLE users))
-"""
+INVERTED = INVERTED_PREDICT_SQL.format(model="churn")  # every label flipped: the drift gates refuse it
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from scipy.spatial.distance import jensenshannon
 
 from predserve import Warehouse
-from predserve.datagen import create_users, users_table
+from predserve.datagen import INVERTED_PREDICT_SQL, create_users, users_table
 from predserve.errors import StoreError
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline import drift as drifts
@@ -37,12 +37,7 @@ TRAINING_ROWS = 20_000
 FEATURES = "plan, country, tenure_months, monthly_hours, support_tickets, days_since_login, monthly_spend, churned"
 PREDICT = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL {model}, TABLE users)"
 # The same model with its labels inverted: every predicted label flipped, each label's probability swapped.
-INVERTED = """
-SELECT user_id, 1 - predicted_churned AS predicted_churned,
-       [STRUCT(CAST(0 AS INT64) AS label, p[OFFSET(1)].prob AS prob), STRUCT(CAST(1 AS INT64) AS label, p[OFFSET(0)].prob AS prob)]
-         AS predicted_churned_probs
-FROM (SELECT user_id, predicted_churned, predicted_churned_probs AS p FROM ML.PREDICT(MODEL churn, TABLE users))
-"""
+INVERTED = INVERTED_PREDICT_SQL.format(model="churn")
 # A model whose probabilities collapsed to one value (the labels it predicts keep their share).
 COLLAPSED = """
 SELECT user_id, predicted_churned,
