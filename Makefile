@@ -1,6 +1,7 @@
 # predserve: the two commands of the README's quickstart, and the steps they need.
 #   make demo   the whole flow on generated data, then serve on http://127.0.0.1:8000
-#   make test   the test suite (builds the Bigtable emulator and installs the BigQuery emulator the tests start)
+#   make test   the test suite (builds the Bigtable emulator, installs the BigQuery emulator the tests start and
+#               Debian's chromium, which the web console's tests drive)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,14 +11,15 @@ EMULATOR := .cache/bin/bigtable-emulator
 BQ_VENV := .cache/bqemulator
 BQ_EMULATOR := $(BQ_VENV)/.installed
 GOPATH_DEBIAN := /usr/share/gocode
+CHROMIUM := /usr/bin/chromium
 DEMO_ARGS ?=
 
-.PHONY: demo test install emulator bqemulator bench clean
+.PHONY: demo test install emulator bqemulator chromium bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/predserve demo $(DEMO_ARGS)
 
-test: $(STAMP) $(EMULATOR) $(BQ_EMULATOR)
+test: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(CHROMIUM)
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -53,10 +55,17 @@ $(BQ_EMULATOR): tools/bqemulator/requirements.txt | $(STAMP)
 	$(BQ_VENV)/bin/python -m pip install -q -r tools/bqemulator/requirements.txt
 	touch $@
 
-# Every benchmark (about 40 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
+# Debian's Chromium: the web console's tests drive it headless with Playwright (the `test` extra),
+# launched by its path; Playwright's own browser download is never used.
+chromium: $(CHROMIUM)
+$(CHROMIUM):
+	@echo "installing Debian's chromium (the web console's browser tests)"
+	apt-get update -q && apt-get install -y -q chromium
+
+# Every benchmark (about 50 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
 # bench/serve.py also runs uvicorn (the `bench` extra) and Feast, in its own virtualenv.
 FEAST_VENV := bench/out/feast-venv
-bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV)
+bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV) $(CHROMIUM)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(PY) -m pip install -q -e '.[test,bench]'
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/train.py
@@ -64,6 +73,7 @@ bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV)
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) bench/export.py --big 10000000
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py
+	$(PY) bench/console.py
 
 $(FEAST_VENV):
 	$(PYTHON) -m venv $@

@@ -10,9 +10,14 @@ Server on CPU 0, load generator on CPU 1 (taskset). Loopback only, bounded in ti
   - start-up time of `predserve serve` and the API worker's memory;
   - the Bigtable emulator: the one-id route against the store's bare async read rate;
   - Feast's Python feature server on the same predictions (when bench/out/feast-venv exists,
-    see bench/feast_server.py).
+    see bench/feast_server.py);
+  - a web console open beside the load: the one-id route's max req/s (and with one worker its
+    open-loop p99 at half load) with a poller that follows the console page's own pattern (the
+    traffic view's 1 request/s, plus the model list and the model detail at 1 request/s each:
+    more than the page asks) against the same runs without it, alternating; and the mean
+    server-side time of each console request.
 
-    .venv/bin/python bench/serve.py [--sections main,servers,startup,bigtable,feast] [--duration 5] [--rounds 3]
+    .venv/bin/python bench/serve.py [--sections main,servers,startup,bigtable,feast,console] [--duration 5] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -344,18 +349,93 @@ def section_feast(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any
     return result
 
 
+def poll_console(port: int, key: str) -> None:
+    """Until killed: what an open console asks, each second (the first traffic ask is the page's full window)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    paths = ["/v1/console/traffic?seconds=300", "/v1/models", "/v1/models/churn"]
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10) as client:
+        while True:
+            started = time.monotonic()
+            for path in paths:
+                client.get(path).raise_for_status()
+            paths[0] = "/v1/console/traffic?seconds=5"
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+def route_means_ms(port: int, routes: list[str]) -> dict[str, float]:
+    """Mean server-side time of each route so far, from the server's own Prometheus histograms."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    totals: dict[str, list[float]] = {route: [0.0, 0.0] for route in routes}
+    for line in text.splitlines():
+        found = re.match(r'predserve_request_seconds_(sum|count)\{method="GET",route="([^"]+)",status="200"\} (\S+)', line)
+        if found and found.group(2) in totals:
+            totals[found.group(2)][found.group(1) == "count"] += float(found.group(3))
+    return {route: round(s / n * 1000, 3) for route, (s, n) in totals.items() if n}
+
+
+def section_console(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
+    """The hot route with a console polling beside it, against the same route without (alternating runs):
+    max req/s, and with one worker the open-loop p99 at half load (as in section_main); and what each
+    of the console's requests costs the worker that answers it."""
+    from predserve.iam import Registry
+
+    store = lmdb_store()
+    admin = Registry(iam).create("bench-console", "admin")[1]
+    one = ONE_LUA.format(key=key, rows=ROWS)
+    console_routes = ["/v1/console/traffic", "/v1/models", "/v1/models/{model}"]
+    result: dict[str, Any] = {}
+    for workers in args.workers:
+        rates: dict[str, list[float]] = {"quiet": [], "console": []}
+        p99: dict[str, list[float]] = {"quiet": [], "console": []}
+        costs: list[dict[str, float]] = []
+        for _ in range(args.rounds):
+            half = None
+            for mode in ("quiet", "console"):
+                with Server("predserve", store, iam, workers) as server:
+                    poller = None
+                    if mode == "console":
+                        poller = subprocess.Popen(["taskset", "-c", LOAD_CPU, PY, __file__, "--poll-console", str(server.port),
+                                                   "--key", admin], cwd=ROOT / "bench")
+                        time.sleep(2)  # the console's first (full) ask, and the workers start sharing
+                    try:
+                        wrk_rate(server.port, one, 1)  # warm-up
+                        rates[mode].append(wrk_rate(server.port, one, args.duration))
+                        half = half or rates[mode][-1] * 0.5  # the quiet run's half load, for both
+                        if workers == 1:
+                            p99[mode].append(open_loop(server.port, key, half, args.duration)["p99_ms"])
+                        if poller is not None:
+                            costs.append(route_means_ms(server.port, console_routes))
+                    finally:
+                        if poller is not None:
+                            stop(poller)
+                            assert poller.returncode in (0, -15), f"the console poller failed ({poller.returncode})"
+        entry: dict[str, Any] = {"rps": rates, "console_vs_quiet_rps": round(paired(rates, "console", "quiet"), 3),
+                                 "console_request_mean_ms": {r: statistics.median(c[r] for c in costs if r in c) for r in console_routes}}
+        if workers == 1:
+            entry["open_loop_half_load_p99_ms"] = p99
+            entry["console_vs_quiet_p99"] = round(statistics.median(c / q for c, q in zip(p99["console"], p99["quiet"])), 2)
+        print(json.dumps({"workers": workers, **entry}), flush=True)
+        result[f"workers_{workers}"] = entry
+    return result
+
+
 SECTIONS = {"main": section_main, "servers": section_servers, "startup": section_startup, "bigtable": section_bigtable,
-            "feast": section_feast}
+            "feast": section_feast, "console": section_console}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sections", default="main,servers,startup,bigtable,feast")
+    parser.add_argument("--sections", default="main,servers,startup,bigtable,feast,console")
     parser.add_argument("--workers", default="1,2", type=lambda s: [int(w) for w in s.split(",")])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bare-reads", help=argparse.SUPPRESS)  # internal: one bare-read measurement in its own process
+    parser.add_argument("--poll-console", type=int, help=argparse.SUPPRESS)  # internal: a console's polling, on this port
+    parser.add_argument("--key", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.poll_console:
+        poll_console(args.poll_console, args.key)
+        return
     if args.bare_reads:
         import uvloop  # the event loop predserve's workers run
 
@@ -389,6 +469,11 @@ def summarize(results: dict[str, Any]) -> None:
         print(f"bigtable: store reads served {statistics.median(b['store_reads_served_rps']):.0f}/s, in plain asyncio "
               f"{statistics.median(b['plain_asyncio_reads_per_s']):.0f}/s; route {statistics.median(b['one_id_rps']):.0f} req/s "
               f"({b['route_vs_store_reads']}x the served reads)")
+    if "console" in results:
+        for name, c in results["console"].items():
+            p99 = f", p99 at half load {c['console_vs_quiet_p99']}x" if "console_vs_quiet_p99" in c else ""
+            print(f"console open, {name}: one id {statistics.median(c['rps']['console']):.0f} vs {statistics.median(c['rps']['quiet']):.0f} "
+                  f"req/s ({c['console_vs_quiet_rps']}x){p99}; each console request {c['console_request_mean_ms']} ms")
     if "feast" in results:
         f = results["feast"]
         print("feast:", {k: round(statistics.median(v)) for k, v in f["rps"].items()},

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from predserve import Warehouse
 from predserve.cli import main
+from predserve.iam import Registry
 from tests.conftest import ROOT
 
 runner = CliRunner()
@@ -136,3 +137,7 @@ def test_make_demo_command_prints_served_predictions(tmp_path: Path) -> None:
     assert "published snapshot 1: 100,000 rows" in out
     assert "GET /v1/models/churn/predictions/42 -> 200" in out
     assert '"predicted_churned_probs"' in out and "curl -H 'Authorization: Bearer psk_" in out
+    assert re.search(r"web console: http://127\.0\.0\.1:\d+/console", out)
+    admin_key = re.search(r"sign in with the admin key (psk_\S+)", out).group(1)
+    account = Registry(tmp_path / "demo" / "iam.json").authenticate(admin_key)
+    assert account is not None and account.is_admin

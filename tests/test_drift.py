@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from scipy.spatial.distance import jensenshannon
 
 from predserve import Warehouse
-from predserve.datagen import create_users, users_table
+from predserve.datagen import INVERTED_PREDICT_SQL, create_users, users_table
 from predserve.errors import StoreError
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline import drift as drifts
@@ -37,12 +37,7 @@ TRAINING_ROWS = 20_000
 FEATURES = "plan, country, tenure_months, monthly_hours, support_tickets, days_since_login, monthly_spend, churned"
 PREDICT = "SELECT user_id, predicted_churned, predicted_churned_probs FROM ML.PREDICT(MODEL {model}, TABLE users)"
 # The same model with its labels inverted: every predicted label flipped, each label's probability swapped.
-INVERTED = """
-SELECT user_id, 1 - predicted_churned AS predicted_churned,
-       [STRUCT(CAST(0 AS INT64) AS label, p[OFFSET(1)].prob AS prob), STRUCT(CAST(1 AS INT64) AS label, p[OFFSET(0)].prob AS prob)]
-         AS predicted_churned_probs
-FROM (SELECT user_id, predicted_churned, predicted_churned_probs AS p FROM ML.PREDICT(MODEL churn, TABLE users))
-"""
+INVERTED = INVERTED_PREDICT_SQL.format(model="churn")
 # A model whose probabilities collapsed to one value (the labels it predicts keep their share).
 COLLAPSED = """
 SELECT user_id, predicted_churned,
@@ -261,6 +256,12 @@ def test_inverted_labels_are_refused_with_the_figure_and_the_override_publishes(
     with open_store(store_url, readonly=True) as store:
         assert json.loads(store.get("churn", published.snapshot, b"7"))["prediction"]["predicted_churned"] == \
             1 - body["prediction"]["predicted_churned"]
+        refusal, override = store.state("churn").events[-2:]  # the model's timeline tells both
+    assert refusal["event"] == "refused" and refusal["snapshot"] == refused.value.summary.snapshot
+    assert refusal["previous"] == first.snapshot and refusal["rows"] == ROWS
+    assert [g["gate"] for g in refusal["gates"]] == ["prediction_drift", "changed_labels"]
+    assert f"L-infinity distance {flipped:.4f}" in refusal["gates"][0]["detail"]
+    assert override["event"] == "published" and override["overridden"] == ["prediction_drift", "changed_labels"]
 
 
 def test_collapsed_probabilities_are_refused_and_a_column_limit_publishes_them(models: Path, store_url: str) -> None:

@@ -127,6 +127,31 @@ def test_two_workers_serve_and_a_killed_worker_is_replaced(store: str, api_serve
         assert {client.get(ONE.format(i)).status_code for i in range(1, 60)} == {200}
 
 
+def test_the_console_traffic_sums_every_workers_samples(store: str, api_server) -> None:
+    """Two workers each count the requests they answer; the console's traffic route, whichever worker
+    answers it, includes the other's samples within a second of the first ask."""
+    server = api_server(store, None, "--no-auth", "--workers", "2")
+    with httpx.Client(base_url=server.url, limits=httpx.Limits(max_keepalive_connections=0)) as one_per_connection:
+        for i in range(1, 200):  # a connection per request: the kernel spreads them over both workers
+            assert one_per_connection.get(ONE.format(i)).status_code == 200
+    def predictions(answer: dict) -> int:
+        return next(s for s in answer["series"] if s["route"] == "*")["last_minute"]["requests"]
+
+    deadline = time.monotonic() + 15  # the other worker writes its seconds once complete: a second or two
+    answers = []
+    with server.client() as client:
+        while True:
+            answers.append(client.get("/v1/console/traffic?seconds=60").json())
+            if predictions(answers[-1]) == 199 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+    first, last = answers[0], answers[-1]
+    assert first["workers"]["reporting"] == [first["workers"]["answered_by"]]  # the first ask: only its own samples
+    assert 0 < predictions(first) < 199  # so both workers served some
+    assert last["workers"]["configured"] == 2 and set(last["workers"]["reporting"]) == workers_of(server)
+    assert predictions(last) == 199
+
+
 def test_sigterm_stops_gracefully(store: str, api_server) -> None:
     server = api_server(store, None, "--no-auth")
     server.proc.send_signal(signal.SIGTERM)

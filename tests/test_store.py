@@ -72,6 +72,52 @@ def test_rollback_to_previous_and_to_named(store_url: str) -> None:
             store.rollback("m", 42)
 
 
+def test_the_timeline_records_publishes_rollbacks_and_refusals(store_url: str) -> None:
+    """Each pointer move and refusal is an event in the model's state, written in the same atomic update."""
+    with open_store(store_url) as store:
+        one = publish(store, "m", "one")
+        two = publish(store, "m", "two")
+        store.rollback("m")
+        refused = store.create_snapshot("m").id
+        store.finish_snapshot("m", refused, 7)
+        store.discard("m", refused, [("row_count_drop", "7 rows vs 200 in snapshot 1 (-96.5% drop, limit 50%)"),
+                                     ("prediction_drift", "x" * 1000)])
+        failed = store.create_snapshot("m").id
+        store.discard("m", failed)  # a failed export (no gate refused it) is not an event
+        store.publish("m", _finished(store, "m"), overridden=["prediction_drift"])
+        with open_store(store_url, readonly=True) as reader:  # read back from the store, as a server does
+            events = reader.state("m").events
+    assert [(e["event"], e["snapshot"], e["previous"]) for e in events] == [
+        ("published", one, None), ("published", two, one), ("rolled_back", one, two), ("refused", refused, one),
+        ("published", refused + 2, one)]
+    assert [e["rows"] for e in events] == [len(IDS), len(IDS), len(IDS), 7, 1]
+    assert events[3]["gates"][0] == {"gate": "row_count_drop", "detail": "7 rows vs 200 in snapshot 1 (-96.5% drop, limit 50%)"}
+    assert len(events[3]["gates"][1]["detail"]) == 300 and events[3]["gates"][1]["detail"].endswith("…")
+    assert events[4]["overridden"] == ["prediction_drift"] and "overridden" not in events[0]
+    assert all(events[i]["time"] <= events[i + 1]["time"] for i in range(len(events) - 1))
+
+
+def test_the_timeline_keeps_the_last_events_only(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers read the state every second: it holds the last MAX_EVENTS events, no more."""
+    from predserve.store import base
+
+    monkeypatch.setattr(base, "MAX_EVENTS", 4)
+    with open_store(store_url) as store:
+        snaps = [publish(store, "m", f"v{i}") for i in range(6)]
+        events = store.state("m").events
+    assert [e["snapshot"] for e in events] == snaps[2:]
+
+
+def _finished(store, model: str) -> int:
+    """A new snapshot of one row, finished (ready to publish)."""
+    snap = store.create_snapshot(model).id
+    writer = store.writer(model, snap)
+    writer.write([(b"1", b"x")])
+    writer.close()
+    store.finish_snapshot(model, snap, 1)
+    return snap
+
+
 def test_gc_keeps_exactly_the_last_k(store_url: str) -> None:
     with open_store(store_url) as store:
         snaps = [publish(store, "m", f"v{i}") for i in range(5)]

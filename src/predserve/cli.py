@@ -311,7 +311,7 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
         raise click.ClickException(f"model {model!r} has no snapshots in {store}")
     rows = [{**s.to_dict(), "current": s.id == state.current} for s in sorted(state.snapshots.values(), key=lambda s: s.id)]
     if as_json:
-        click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows}, indent=2))
+        click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows, "events": state.events}, indent=2))
         return
     import pyarrow as pa
 

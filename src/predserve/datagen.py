@@ -59,6 +59,15 @@ SELECT user_id, predicted_churned, predicted_churned_probs
 FROM ML.PREDICT(MODEL {model}, TABLE users)
 """
 
+# A broken export of a model: the right rows and columns, every predicted label flipped and each
+# label's probability swapped. The drift gates refuse it (the tests, benchmarks and docs show that).
+INVERTED_PREDICT_SQL = """
+SELECT user_id, 1 - predicted_churned AS predicted_churned,
+       [STRUCT(CAST(0 AS INT64) AS label, p[OFFSET(1)].prob AS prob), STRUCT(CAST(1 AS INT64) AS label, p[OFFSET(0)].prob AS prob)]
+         AS predicted_churned_probs
+FROM (SELECT user_id, predicted_churned, predicted_churned_probs AS p FROM ML.PREDICT(MODEL {model}, TABLE users))
+"""
+
 
 def create_users(warehouse: "object", rows: int, seed: int = 7) -> None:
     """Create (or replace) the ``users`` table in a Warehouse from generated rows."""

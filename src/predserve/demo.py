@@ -1,8 +1,9 @@
 """``predserve demo``: the whole flow on generated data, then serve.
 
 warehouse (generate users, CREATE MODEL, ML.EVALUATE) -> Beam export of ML.PREDICT into an
-LMDB snapshot -> a reader service account -> the API in a child process -> a few real HTTP
-requests, printed with their latency and the curl command to repeat them.
+LMDB snapshot -> a reader and an admin service account -> the API in a child process -> a few
+real HTTP requests, printed with their latency and the curl command to repeat them, and the web
+console's address with the admin key to sign in with.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from predserve.warehouse import Warehouse
 
 MODEL = "churn"
 SAMPLE_IDS = ("1", "42", "12345")
+MAX_AGE = 24 * 3600.0  # a daily batch model: its snapshot is stale after a day without an export
 
 
 def free_port(preferred: int) -> int:
@@ -81,7 +83,7 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
 
     summary = run_export(
         warehouse=str(warehouse_path), model=MODEL, key="user_id", store_url=str(store_path),
-        query=PREDICT_SQL.format(model=MODEL), progress=progress,
+        query=PREDICT_SQL.format(model=MODEL), max_age=MAX_AGE, progress=progress,
     )
     console.print(f"[green]✓[/] published snapshot {summary.snapshot}: {summary.rows:,} rows "
                   f"in {summary.seconds:.1f}s ({summary.rows_per_second:,.0f} rows/s)")
@@ -90,6 +92,9 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
     name = f"demo-reader-{int(time.time())}"
     _, key = registry.create(name, "reader", [MODEL])
     console.print(f"[green]✓[/] service account {name} (role reader on {MODEL}); its key is shown only on this screen")
+    admin_name = f"demo-admin-{int(time.time())}"
+    _, admin_key = registry.create(admin_name, "admin")
+    console.print(f"[green]✓[/] service account {admin_name} (role admin, for the web console)")
 
     port = free_port(port)
     url = f"http://127.0.0.1:{port}"
@@ -109,6 +114,8 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
                 console.print_json(json.dumps(response.json()))
         console.print("\nrepeat it with:")
         console.print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/models/{MODEL}/predictions/{SAMPLE_IDS[1]}", highlight=False, soft_wrap=True)
+        console.print(f"\n[bold]web console:[/] {url}/console", highlight=False, soft_wrap=True)
+        console.print(f"  sign in with the admin key {admin_key}", highlight=False, soft_wrap=True)
         if not serve:
             return
         console.print("\n[bold]serving until Ctrl-C[/]")

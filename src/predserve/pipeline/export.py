@@ -118,11 +118,12 @@ def run_export(
             gates += check_drift_gates(drift, current, policy)
         summary = ExportSummary(model, snapshot, written, False, time.time() - started, store.url, gates, [], new_profile, drift)
         blocking = [g for g in gates if g.blocks]
-        if blocking:
-            raise GateRefused(summary, blocking)  # the handler below discards the snapshot
+        if blocking:  # discarded now, with the refusal on the model's timeline
+            _discard_quietly(store, model, snapshot, [(g.name, g.detail) for g in blocking])
+            raise GateRefused(summary, blocking)
         metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction,
                     "profile": new_profile, "drift": drift}
-        store.publish(model, snapshot, metadata)
+        store.publish(model, snapshot, metadata, overridden=[g.name for g in gates if g.overridden and not g.passed])
         summary.published = True
         summary.collected = [sid for _, sid in store.gc(model, keep=keep, grace=grace)]
         summary.seconds = time.time() - started
@@ -156,13 +157,14 @@ class GateRefused(ExportError):
         super().__init__(f"snapshot {summary.snapshot} of model {summary.model!r} was not published: {reasons}")
 
 
-def _discard_quietly(store: Any, model: str, snapshot: int) -> None:
-    """Drop the failed export's snapshot; if even that fails, GC will (the error in flight wins)."""
+def _discard_quietly(store: Any, model: str, snapshot: int, refused: Sequence[tuple[str, str]] = ()) -> None:
+    """Drop the failed export's snapshot (``refused``: the gates that refused it, for the model's
+    timeline); if even that fails, GC will (the error in flight wins)."""
     try:
         state = store.state(model)
         info = state.snapshots.get(snapshot) if state else None
         if info is not None and info.state != "published":
-            store.discard(model, snapshot)
+            store.discard(model, snapshot, refused)
     except Exception as exc:  # the original failure is the one to report
         log.warning("could not discard unpublished snapshot %s of %s (%s); `predserve gc` will", snapshot, model, exc)
 

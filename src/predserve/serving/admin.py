@@ -12,10 +12,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from predserve.iam import IamError, ServiceAccount
+from predserve.pipeline.drift import snapshot_report
 from predserve.serving.auth import authorize
 from predserve.serving.context import ServingContext
 from predserve.serving.errors import ApiError, ErrorBody
 from predserve.serving.pointers import CurrentSnapshot
+from predserve.serving.schemas import AccountList, ModelDetail, ModelList
 
 
 def serving_context(request: Request) -> ServingContext:
@@ -48,22 +50,27 @@ class NewAccount(BaseModel):
 
 def summary(snapshot: CurrentSnapshot) -> dict[str, Any]:
     info = snapshot.info
+    events = snapshot.state.events
     return {
         "model": snapshot.model, "snapshot": info.id, "created_at": info.created_at, "published_at": info.published_at,
         "rows": info.rows, "age_seconds": round(snapshot.age(), 3), "max_age": snapshot.max_age, "stale": snapshot.is_stale(),
+        "last_event": events[-1] if events else None,
     }
 
 
 models = APIRouter(tags=["models (admin)"])
 
 
-@models.get("/v1/models", summary="List published models (admin)", responses=errors(401, 403, 503))
+# Optional fields absent from the stored JSON (a categorical column has no histogram) stay absent.
+@models.get("/v1/models", summary="List published models (admin)", responses=errors(401, 403, 503),
+            response_model=ModelList, response_model_exclude_unset=True)
 async def list_models(context: Context, _: Admin) -> dict[str, Any]:
     return {"models": [summary(snapshot) for snapshot in await context.published()]}
 
 
-@models.get("/v1/models/{model}", summary="Model detail: current snapshot, age and history (admin)",
-            responses=errors(401, 403, 404, 503))
+@models.get("/v1/models/{model}", summary="Model detail: current snapshot, age, history with profiles and drift, "
+            "timeline (admin)", responses=errors(401, 403, 404, 503), response_model=ModelDetail,
+            response_model_exclude_unset=True)
 async def model_detail(model: str, context: Context, _: Admin) -> dict[str, Any]:
     snapshot = await context.pointers.get(model)
     if snapshot is None:
@@ -72,16 +79,18 @@ async def model_detail(model: str, context: Context, _: Admin) -> dict[str, Any]
     detail["schema"] = snapshot.info.metadata.get("schema")
     detail["history"] = [
         {"snapshot": s.id, "state": s.state, "rows": s.rows, "created_at": s.created_at, "published_at": s.published_at,
-         "current": s.id == snapshot.id}
+         "current": s.id == snapshot.id, **snapshot_report(s.metadata)}
         for s in sorted(snapshot.state.snapshots.values(), key=lambda s: s.id)
     ]
+    detail["events"] = snapshot.state.events[::-1]
     return detail
 
 
 accounts = APIRouter(tags=["service accounts (admin)"])
 
 
-@accounts.get("/v1/serviceAccounts", summary="List service accounts (admin)", responses=errors(401, 403))
+@accounts.get("/v1/serviceAccounts", summary="List service accounts (admin)", responses=errors(401, 403),
+              response_model=AccountList)
 async def list_accounts(context: Context, _: Admin) -> dict[str, Any]:
     return {"service_accounts": [a.public() for a in context.registry.accounts()]}
 

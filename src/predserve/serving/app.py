@@ -12,6 +12,7 @@ and the body read (bounded in size and time) before FastAPI sees the request.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -26,12 +27,14 @@ from predserve.serving.asgi import (
     strict_path,
 )
 from predserve.serving.config import ServeConfig
+from predserve.serving.console import console
 from predserve.serving.context import ServingContext
 from predserve.serving.errors import ApiError, install_handlers, internal_error, log_internal_error, store_unavailable
 from predserve.serving.metrics import UNMATCHED
 from predserve.serving.openapi import openapi_schema
 from predserve.serving.predictions import GET_ROUTE, ROUTE_METHODS, Match, get_many, get_one, match
 from predserve.serving.probes import probes
+from predserve.serving.traffic_share import keep_sharing
 
 log = logging.getLogger("predserve.serving")
 STALE_HEADERS = [(b"x-predserve-stale", b"true")]
@@ -48,7 +51,7 @@ def create_admin_app() -> FastAPI:
         "Authenticate with `Authorization: Bearer KEY` (keys come from `predserve iam create`).",
     )
     install_handlers(app)
-    for router in (models, accounts, probes):
+    for router in (models, accounts, console, probes):
         app.include_router(router)
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app
@@ -62,6 +65,7 @@ class ServingApp:
         self.admin = create_admin_app()
         self._owns_context = context is None
         self.context: ServingContext | None = None
+        self._sharing: asyncio.Task[None] | None = None  # writes this worker's traffic samples for the console
         if context is not None:
             self.attach(context)
 
@@ -112,7 +116,7 @@ class ServingApp:
             status = 500
             log_internal_error(exc, method, route)
             await send_error(send, internal_error(exc), method == "HEAD")
-        context.metrics.observe_request(route, method, status, time.perf_counter() - started)
+        context.metrics.observe_request(route, method, status, time.perf_counter() - started, model)
 
     async def delegate(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Hand a request to FastAPI; a request with a body must first pass the admin check and the body limits."""
@@ -144,6 +148,7 @@ class ServingApp:
             if message["type"] == "lifespan.startup":
                 try:
                     self.start()
+                    self.share_traffic()
                 except Exception as exc:
                     log.error("start-up failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -163,7 +168,16 @@ class ServingApp:
         gc.collect()
         gc.freeze()
 
+    def share_traffic(self) -> None:
+        """With several workers, write this worker's traffic samples while a console wants them (traffic.py)."""
+        context = self.context
+        if context is not None and context.traffic_share is not None:
+            self._sharing = asyncio.get_running_loop().create_task(keep_sharing(context.traffic_share, context.metrics.traffic))
+
     def stop(self) -> None:
+        if self._sharing is not None:
+            self._sharing.cancel()
+            self._sharing = None
         if self._owns_context and self.context is not None:
             self.context.close()
             self.context = None

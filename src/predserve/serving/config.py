@@ -27,6 +27,10 @@ class ServeConfig:
     max_body: int = 1 << 20  # bytes of request body accepted (batchGet, admin POSTs)
     body_timeout: float = 10.0  # seconds a request body may take to arrive
     read_timeout: float = 0.05  # seconds a network store read may take (Bigtable)
+    # Set by the server, not by an option: the worker processes, and with more than one the
+    # directory where they exchange their traffic samples for the console (see traffic.py).
+    workers: int = 1
+    traffic_dir: str | None = None
 
     @property
     def network_store(self) -> bool:

@@ -15,6 +15,7 @@ from predserve.serving.config import ServeConfig
 from predserve.serving.errors import ApiError
 from predserve.serving.metrics import ApiMetrics
 from predserve.serving.pointers import CurrentSnapshot, PointerCache
+from predserve.serving.traffic_share import TrafficShare
 from predserve.store import SnapshotStore, open_store
 
 
@@ -26,9 +27,12 @@ class ServingContext:
     registry: Registry
     metrics: ApiMetrics
     keys: Registry | None = field(init=False)  # the registry requests are checked against; None without auth
+    # Where the workers exchange their traffic samples (several workers only, see traffic.py).
+    traffic_share: TrafficShare | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = self.registry if self.config.auth else None
+        self.traffic_share = TrafficShare(self.config.traffic_dir, self.config.workers) if self.config.traffic_dir else None
 
     @classmethod
     def open(cls, config: ServeConfig) -> "ServingContext":

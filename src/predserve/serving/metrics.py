@@ -16,8 +16,11 @@ from typing import Literal
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from predserve.serving.traffic import TrafficSampler
+
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 UNMATCHED = "unmatched"  # the route label of requests no route answered
+UNKNOWN_MODEL = "(unknown)"  # the console's model label for a name this worker has not served a prediction of
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # What a prediction request (or one id of a batchGet) came to: the stored prediction, the
@@ -71,15 +74,20 @@ class ApiMetrics:
         self.registry.register(self)
         self.snapshot_age = Gauge("predserve_snapshot_age_seconds", "Age of each model's current snapshot",
                                   ["model"], registry=self.registry)
+        self.traffic = TrafficSampler()  # the console's live view (not exported to Prometheus)
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Record one request's latency under its route template, method and status."""
+    def observe_request(self, route: str, method: str, status: int, seconds: float, model: str = "") -> None:
+        """Record one request's latency under its route template, method and status, and count it
+        in the console's traffic samples under its route and ``model`` (prediction routes)."""
         histogram = self.requests.get((route, method, status))
         if histogram is None:
             if method not in KNOWN_METHODS:  # clients choose methods: keep the label set bounded
                 method = "OTHER"
             histogram = self.requests.setdefault((route, method, status), LatencyHistogram())
         histogram.observe(seconds)
+        if model and (model, "found") not in self.outcomes:  # clients choose names too: only served models count
+            model = UNKNOWN_MODEL
+        self.traffic.observe(route, model, status, seconds)
 
     def count(self, model: str, outcome: Outcome, predictions: int = 1) -> None:
         """Count predictions of one model by outcome (only published models get here)."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 import faulthandler
 import logging
 import socket
+import tempfile
+from contextlib import ExitStack
+from dataclasses import replace
 from functools import partial
 
 from granian.constants import HTTPModes, Interfaces, Loops
@@ -85,4 +88,8 @@ def run_server(config: ServeConfig, options: ServerOptions) -> None:
     server = build_server(options)  # configures logging
     for warning in config.warnings():
         log.warning(warning)
-    server.serve(target_loader=partial(create_app, config), wrap_loader=False)
+    with ExitStack() as cleanup:
+        if options.workers > 1:  # the workers' traffic samples meet here for the console (traffic.py)
+            shared = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="predserve-traffic-"))
+            config = replace(config, workers=options.workers, traffic_dir=shared)
+        server.serve(target_loader=partial(create_app, config), wrap_loader=False)

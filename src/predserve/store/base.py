@@ -28,6 +28,13 @@ DEFAULT_GRACE = 60.0
 # Snapshot states. "writing" snapshots are unfinished; GC collects them once they are stale.
 WRITING, FINISHED, PUBLISHED = "writing", "finished", "published"
 
+# The model's timeline: what happened to its pointer, newest last (see ModelState.record).
+EVENT_PUBLISHED, EVENT_ROLLED_BACK, EVENT_REFUSED = "published", "rolled_back", "refused"
+# Events kept per model. The state is read by every API server each second (its pointer
+# refresh), so the timeline is bounded, and so is each refusal's text (MAX_EVENT_DETAIL).
+MAX_EVENTS = 100
+MAX_EVENT_DETAIL = 300
+
 
 @dataclass
 class SnapshotInfo:
@@ -63,6 +70,8 @@ class ModelState:
     history: list[int] = field(default_factory=list)
     # Snapshots removed from the state whose data is still being deleted (crash-safe GC).
     pending_delete: list[int] = field(default_factory=list)
+    # The last MAX_EVENTS publishes, rollbacks and refusals, oldest first (see ``record``).
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +81,7 @@ class ModelState:
             "snapshots": {str(k): v.to_dict() for k, v in self.snapshots.items()},
             "history": self.history,
             "pending_delete": self.pending_delete,
+            "events": self.events,
         }
 
     @classmethod
@@ -83,10 +93,21 @@ class ModelState:
             snapshots={int(k): SnapshotInfo.from_dict(v) for k, v in data["snapshots"].items()},
             history=list(data["history"]),
             pending_delete=list(data.get("pending_delete", [])),
+            events=list(data.get("events", [])),  # states written before the timeline have none
         )
 
     def current_info(self) -> SnapshotInfo | None:
         return self.snapshots.get(self.current) if self.current is not None else None
+
+    def record(self, event: str, snapshot: int, **details: Any) -> None:
+        """Add an event to the model's timeline, dropping the oldest past MAX_EVENTS.
+
+        Every event has ``time``, ``event`` (published, rolled_back, refused), ``snapshot``
+        and ``previous`` (the snapshot current before it; for a refusal, the one that kept
+        serving); ``details`` add the rest (rows, the refusing gates...).
+        """
+        self.events.append({"time": now(), "event": event, "snapshot": snapshot, "previous": self.current, **details})
+        del self.events[:-MAX_EVENTS]
 
 
 def check_model_name(model: str) -> None:

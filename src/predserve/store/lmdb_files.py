@@ -122,13 +122,18 @@ class Shrinkage:
 
     def check(self, remember: bool = False) -> None:
         size = os.lseek(self.fd, 0, os.SEEK_END)
-        if size < self.largest:
+        largest = self.largest
+        if size < largest:
+            # Threads sharing a store share this mark: another may have raised it from a look taken
+            # after ours while the file grew. A file that really shrank is still short when looked at again.
+            size = os.lseek(self.fd, 0, os.SEEK_END)
+        if size < largest:
             raise StoreDamaged(
                 f"the LMDB store {self.path} is damaged: {self.path / DATA_FILE} shrank from "
                 f"{self.largest:,} to {size:,} bytes while in use (LMDB never shrinks it: it was "
                 f"truncated). {REMEDY}"
             )
-        if remember:
+        if remember and size > self.largest:  # never lowered by a thread's older look
             self.largest = size
 
     def close(self) -> None:

@@ -17,7 +17,11 @@ from predserve.errors import StoreError
 from predserve.store.base import (
     DEFAULT_GRACE,
     DEFAULT_KEEP,
+    EVENT_PUBLISHED,
+    EVENT_REFUSED,
+    EVENT_ROLLED_BACK,
     FINISHED,
+    MAX_EVENT_DETAIL,
     MAX_VALUE_BYTES,
     PUBLISHED,
     WRITING,
@@ -70,6 +74,10 @@ def _point_at(state: ModelState, target: int) -> None:
         previous.retired_at = now()
     state.snapshots[target].retired_at = None
     state.current = target
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= MAX_EVENT_DETAIL else text[:MAX_EVENT_DETAIL - 1] + "…"
 
 
 def _within_grace(info: SnapshotInfo, grace: float) -> bool:
@@ -202,8 +210,12 @@ class SnapshotStore(ABC):
 
         return self._update_state(model, update).snapshots[snapshot]
 
-    def publish(self, model: str, snapshot: int, metadata: dict[str, Any] | None = None) -> SnapshotInfo:
-        """Make a finished snapshot current, in one atomic step."""
+    def publish(self, model: str, snapshot: int, metadata: dict[str, Any] | None = None,
+                overridden: Sequence[str] = ()) -> SnapshotInfo:
+        """Make a finished snapshot current, in one atomic step, and note it on the model's timeline.
+
+        ``overridden``: the gates that failed but were overridden (``--allow-drift``...), for the timeline.
+        """
         self._require_writable("publish")
 
         def update(state: ModelState | None) -> ModelState:
@@ -214,6 +226,7 @@ class SnapshotStore(ABC):
             assert state is not None
             info.state, info.published_at = PUBLISHED, now()
             info.metadata.update(metadata or {})
+            state.record(EVENT_PUBLISHED, snapshot, rows=info.rows, **({"overridden": list(overridden)} if overridden else {}))
             _point_at(state, snapshot)
             state.history.append(snapshot)
             return state
@@ -246,14 +259,19 @@ class SnapshotStore(ABC):
                     state.history.remove(snapshot)
                 state.history.append(snapshot)
                 target = snapshot
+            state.record(EVENT_ROLLED_BACK, target, rows=state.snapshots[target].rows)
             _point_at(state, target)
             return state
 
         state = self._update_state(model, update)
         return state.snapshots[state.current]  # type: ignore[index]
 
-    def discard(self, model: str, snapshot: int) -> None:
-        """Delete an unpublished snapshot now (a failed or refused export cleans up after itself)."""
+    def discard(self, model: str, snapshot: int, refused: Sequence[tuple[str, str]] = ()) -> None:
+        """Delete an unpublished snapshot now (a failed or refused export cleans up after itself).
+
+        ``refused``: the (gate, detail) pairs that refused it, noted on the model's timeline in
+        the same state update (each detail cut to MAX_EVENT_DETAIL characters).
+        """
         self._require_writable("discard a snapshot")
 
         def update(state: ModelState | None) -> ModelState:
@@ -261,6 +279,9 @@ class SnapshotStore(ABC):
             if info.state == PUBLISHED:
                 raise StoreError(f"snapshot {snapshot} of model {model!r} was published; only gc removes published snapshots")
             assert state is not None
+            if refused:
+                gates = [{"gate": gate, "detail": _shorten(detail)} for gate, detail in refused]
+                state.record(EVENT_REFUSED, snapshot, rows=info.rows, gates=gates)
             del state.snapshots[snapshot]
             state.pending_delete = sorted(set(state.pending_delete) | {snapshot})
             return state
