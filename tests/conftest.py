@@ -351,3 +351,9 @@ def dask_cluster(bigtable_emulator: str, tmp_path_factory: pytest.TempPathFactor
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The in-process async tests (pytest's anyio plugin) run on asyncio, as the server does."""
+    return "asyncio"

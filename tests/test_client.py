@@ -157,10 +157,6 @@ async def test_async_client(deployment: tuple[ApiServer, dict[str, str], str]) -
             await other.batch_get("churn", ["1"])
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def test_the_readme_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import ROOT

@@ -33,10 +33,6 @@ GET_ROUTE = "/v1/models/{model}/predictions/{entity_id}"
 INVERTED = INVERTED_PREDICT_SQL.format(model="churn")  # every label flipped: the drift gates refuse it
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture(scope="module")
 def timeline_store(trained_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, dict[str, str]]:

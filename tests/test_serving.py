@@ -31,10 +31,6 @@ ONE = "/v1/models/churn/predictions/{}"
 MANY = "/v1/models/churn/predictions:batchGet"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture(scope="module")
 def exported(trained_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, dict[str, str]]:
