@@ -29,6 +29,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from predserve.errors import ExportError
+from predserve.identifiers import quote_identifier
 from predserve.pipeline.profile import compute_profile
 from predserve.pipeline.sources import (
     ROW_GROUP_ROWS,
@@ -146,6 +147,8 @@ class BigQuerySource:
         self.project, self.dataset = rest
         self.query, self.key = query.strip().rstrip(";").strip(), key
         self.table = f"{self.project}.{self.dataset}.{TEMP_TABLE_PREFIX}{uuid.uuid4().hex[:16]}"
+        self.relation = quote_identifier(self.table, "bigquery")  # the table in SQL: one quoted path
+        self.schema: pa.Schema | None = None
         self.streams: list[str] = []
         self.arrow_schema = b""
         self._client: Any = None
@@ -158,16 +161,15 @@ class BigQuerySource:
         self._created = True  # from here on, cleanup drops the table (a no-op if it never came to be)
         config = self._bigquery.QueryJobConfig(default_dataset=f"{self.project}.{self.dataset}")
         self._run(
-            f"CREATE TABLE `{self.table}`\n"
+            f"CREATE TABLE {self.relation}\n"
             f"OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {TEMP_TABLE_HOURS} HOUR))\n"
             f"AS\n{self.query}\n",
             config,
         )
-        schema = self._open_read_session()
+        schema = self.schema = self._open_read_session()
         check_key(schema, self.key)
-        relation = f"`{self.table}`"
-        rows, nulls, dups = self._run(stats_sql(relation, self.key, dialect="bigquery"))[0]
-        examples = [r[0] for r in self._run(duplicates_sql(relation, self.key, dialect="bigquery"))] if dups else []
+        rows, nulls, dups = self._run(stats_sql(self.relation, self.key, dialect="bigquery"))[0]
+        examples = [r[0] for r in self._run(duplicates_sql(self.relation, self.key, dialect="bigquery"))] if dups else []
         if rows and not self.streams:
             raise ExportError(f"BigQuery returned no read streams for {rows} rows of {self.table}")
         return SourceStats(int(rows), int(nulls), int(dups), examples, schema)
@@ -208,12 +210,12 @@ class BigQuerySource:
 
     def profile(self) -> tuple[dict[str, Any], list[str]]:
         """The profile's statements as BigQuery jobs on the temporary table."""
-        schema = pa.ipc.read_schema(pa.py_buffer(self.arrow_schema)).remove_metadata()
+        assert self.schema is not None, "prepare() opens the read session first"
 
         def run(sql: str) -> list[tuple[Any, ...]]:
             return [tuple(row.values()) for row in self._run(sql, what="the profile query")]
 
-        return compute_profile(run, schema, self.key, f"`{self.table}`")
+        return compute_profile(run, self.schema, self.key, self.relation)
 
     def cleanup(self) -> None:
         if not self._created:
