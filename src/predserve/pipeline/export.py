@@ -8,8 +8,9 @@
     store.rows_accepted()     the rows written, as the store counted them (no runner metrics)
     drift                     vs the current snapshot: profile distances + the sample's bodies compared
     gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed? drift?
-    store.publish()           one atomic pointer switch, profile and drift in the metadata; then GC keeps
-                              the last K snapshots (and any that was current within the grace period)
+    store.publish()           replays the updates logged since the export started into the new snapshot,
+                              then one atomic pointer switch, profile and drift in the metadata; then GC
+                              keeps the last K snapshots (and any that was current within the grace period)
     source.cleanup()          always: the staging directory or temporary BigQuery table goes
 
 Anything that fails before the publish discards the new snapshot; the current one keeps
@@ -100,9 +101,12 @@ def run_export(
     store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
     snapshot = None
     try:
+        # Before the query runs: updates logged after this are replayed into the new snapshot
+        # when it publishes, so no update is lost to, or overwritten by, this export's data.
+        log_from = store.update_position(model)
         stats = source.prepare()
         schema = [(f.name, str(f.type)) for f in stats.schema if f.name != key] if stats.schema is not None else []
-        snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}).id
+        snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}, log_from=log_from).id
         with ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:  # leaving waits for it, even on errors
             profiling = pool.submit(source.profile) if profile and stats.rows else None
             written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),

@@ -49,6 +49,11 @@ class SnapshotInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     # When it last stopped being current (a later publish or a rollback); None while current.
     retired_at: float | None = None
+    # The update-log position this snapshot holds every update up to (see store/updates.py):
+    # for an unfinished one, the log position when its export started (replayed from there
+    # before it publishes); for a published one, the position when it last became or stopped
+    # being current. The current snapshot also holds every update after it.
+    log_from: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +77,8 @@ class ModelState:
     pending_delete: list[int] = field(default_factory=list)
     # The last MAX_EVENTS publishes, rollbacks and refusals, oldest first (see ``record``).
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Update-log entries at or below this position have been deleted by GC (see store/updates.py).
+    log_trimmed_to: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +89,7 @@ class ModelState:
             "history": self.history,
             "pending_delete": self.pending_delete,
             "events": self.events,
+            "log_trimmed_to": self.log_trimmed_to,
         }
 
     @classmethod
@@ -94,6 +102,7 @@ class ModelState:
             history=list(data["history"]),
             pending_delete=list(data.get("pending_delete", [])),
             events=list(data.get("events", [])),  # states written before the timeline have none
+            log_trimmed_to=int(data.get("log_trimmed_to", 0)),  # nor before the update log
         )
 
     def current_info(self) -> SnapshotInfo | None:

@@ -6,6 +6,10 @@ Row keys
     tallies     ``#accepted#<model>#<snapshot, 8 hex>#<writer>``: family ``m``, column ``n``, the
                 rows one writer (one Beam bundle) had accepted when it flushed (8 bytes, big-endian)
     attachments ``#attachment#<model>#<snapshot, 8 hex>#<name>``: family ``m``, column ``v``
+    update log  ``#log#<model>#<position, 16 hex>``: family ``m``, column ``v`` (one entry);
+                ``#loghead#<model>``: column ``n``, the last position handed out (an increment)
+    sequences   ``#seq#<model>#<id>``: family ``m``, column ``s``, at cell timestamp
+                (sequence + 1) * 1000, holding the log position of that update
 
 Every snapshot is one contiguous key range (``model#snapshot#``), so deleting it is one
 DropRowRange. Inside it a 2-hex-digit hash bucket spreads sequential ids (1, 2, 3, ...) over
@@ -14,6 +18,26 @@ CheckAndMutateRow on its version: an atomic compare-and-set, so publishes are at
 concurrent writers cannot lose each other's updates. A writer that loses the race reads the
 row again after a randomised, exponentially growing pause (``google.api_core.retry``: full
 jitter, 5 ms doubling up to 1 s), for up to ``CAS_TIMEOUT`` seconds.
+
+Updates use cell timestamps, not check-and-mutate: an update with sequence ``s`` writes its
+body at timestamp ``(s + 1) * 1000`` (Bigtable's millisecond granularity), where the export
+writes at 0, and a delete writes an empty cell (a tombstone) the same way. Every read takes
+the newest cell, so whatever order updates of one id arrive in, from however many writers,
+the one with the highest sequence is served: redelivery rewrites the same cell and an older
+update writes a cell that is never read (the families keep one version, so GC drops it).
+A check-and-mutate per row would do the same with a read round trip per update and a
+retry loop under contention; the timestamp needs neither. The ``#seq#`` rows (also
+newest-timestamp-wins) only refuse updates not newer than the last applied one, which
+matters after a publish: the new snapshot's rows are export data at timestamp 0.
+
+Bigtable has no transaction across rows, so an update and a publish are ordered by a
+protocol instead of a lock. An updater (1) reads the pointer, (2) writes the bodies into
+that snapshot, (3) logs the updates, (4) reads the pointer again and, if it moved, writes
+the bodies into the new current snapshot too. A publish (or rollback) (a) replays the log
+into the target, (b) switches the pointer (compare-and-set), (c) replays again every entry
+(a) did not see. Either (c) sees an update's log entry or the updater's step (4) sees the
+new pointer, so no update is lost; between (b) and the end of (c) (milliseconds) a racing
+update may be served from the old snapshot only.
 
 The API reads with the async data client and a short deadline (default 50 ms): a slow or
 absent Bigtable gives a 503, not a hung request. Set ``BIGTABLE_EMULATOR_HOST`` to use the
@@ -41,16 +65,22 @@ from google.cloud.bigtable.data import (
     SetCell,
 )
 from google.cloud.bigtable.data import row_filters as rf
+from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
 from predserve.errors import StoreError, StoreUnavailable
-from predserve.store.base import ModelState, SnapshotWriter, check_columns
-from predserve.store.snapshots import SnapshotStore, StateUpdate
+from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, now
+from predserve.store.snapshots import SnapshotStore, StateUpdate, SwitchUpdate
+from predserve.store.updates import (
+    LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
+    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+)
 
 DATA_FAMILY, META_FAMILY = "p", "m"
 STATE_PREFIX = b"#state#"
 ACCEPTED_PREFIX = b"#accepted#"
 CAS_TIMEOUT = 60.0  # seconds a state update keeps retrying lost compare-and-sets
 ATTACHMENT_PREFIX = b"#attachment#"
+LOG_PREFIX, LOG_HEAD_PREFIX, SEQUENCE_PREFIX = b"#log#", b"#loghead#", b"#seq#"
 WRITE_BATCH = 2000
 UNAVAILABLE = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError)
 try:  # the data client wraps retried failures in exception groups
@@ -79,6 +109,25 @@ def _prefix_range(prefix: bytes) -> RowRange:
 
 
 LATEST = rf.CellsColumnLimitFilter(1)
+# The newest cell, unless it is a tombstone (an empty value): for scans that skip deleted ids.
+LIVE = rf.RowFilterChain([LATEST, rf.ValueRangeFilter(start_value=b"\x00")])
+
+
+def cell_timestamp(sequence: int) -> int:
+    """An update's cell timestamp: above the export's 0, a whole millisecond (see the module docstring)."""
+    return (sequence + 1) * 1000
+
+
+def log_prefix(model: str) -> bytes:
+    return LOG_PREFIX + model.encode() + b"#"
+
+
+def log_key(model: str, position: int) -> bytes:
+    return log_prefix(model) + b"%016x" % position
+
+
+def sequence_key(model: str, entity_id: bytes) -> bytes:
+    return SEQUENCE_PREFIX + model.encode() + b"#" + entity_id
 
 
 class Collided(Exception):
@@ -246,13 +295,13 @@ class BigtableStore(SnapshotStore):
 
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
         row = self._call(self.table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._deadline)
-        return row.cells[0].value if row is not None and row.cells else None
+        return (row.cells[0].value or None) if row is not None and row.cells else None  # b"": a deleted id
 
     def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
         prefix = snapshot_prefix(model, snapshot)
         keys = [data_key(prefix, i) for i in ids]
         rows = self._call(self.table.read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._deadline)
-        found = {row.row_key: row.cells[0].value for row in rows if row.cells}
+        found = {row.row_key: row.cells[0].value for row in rows if row.cells and row.cells[0].value}  # b"": deleted
         return [found.get(k) for k in keys]
 
     def rows_accepted(self, model: str, snapshot: int) -> int:
@@ -261,13 +310,111 @@ class BigtableStore(SnapshotStore):
 
     def count(self, model: str, snapshot: int) -> int:
         query = ReadRowsQuery(row_ranges=[_prefix_range(snapshot_prefix(model, snapshot))],
-                              row_filter=rf.RowFilterChain([rf.StripValueTransformerFilter(True), LATEST]))
+                              row_filter=rf.RowFilterChain([LIVE, rf.StripValueTransformerFilter(True)]))
         return sum(1 for _ in self._call(self.table.read_rows, query))
 
     def items(self, model: str, snapshot: int) -> Iterable[tuple[bytes, bytes]]:
         prefix = snapshot_prefix(model, snapshot)
-        for row in self._call(self.table.read_rows, ReadRowsQuery(row_ranges=[_prefix_range(prefix)], row_filter=LATEST)):
+        for row in self._call(self.table.read_rows, ReadRowsQuery(row_ranges=[_prefix_range(prefix)], row_filter=LIVE)):
             yield row.row_key[len(prefix) + 3:], row.cells[0].value
+
+    # ---- updates (see the module docstring for the protocol) ------------------------------
+    def _apply_updates(self, model: str, updates: Sequence[Update]) -> UpdateResult:
+        state = self.state(model)
+        info = state.current_info() if state else None
+        if info is None:
+            raise StoreError(f"model {model!r} has no published snapshot in {self.url} to update; run `predserve export` first")
+        columns = snapshot_columns(info.metadata)
+        ids = []
+        for index, update in enumerate(updates):  # every update is checked before any is written
+            try:
+                check_update_columns(update, columns)
+                ids.append(encode_id(update.id))
+            except StoreError as exc:
+                raise UpdateRejected(index, str(exc)) from None
+        last = self._sequences(model, ids)
+        chosen: list[tuple[bytes, Update, bytes | None]] = []
+        for entity_id, update in zip(ids, updates):
+            if last.get(entity_id, -1) >= update.sequence:
+                continue
+            last[entity_id] = update.sequence
+            chosen.append((entity_id, update, None if update.delete else encode_prediction(update)))
+        result = UpdateResult(ignored=len(updates) - len(chosen), snapshot=info.id)
+        if not chosen:
+            result.position = self.update_position(model)
+            return result
+        self._write_bodies(model, info.id, [(i, u.id, u.sequence, p) for i, u, p in chosen])
+        end = self._allocate(model, len(chosen))
+        first = end - len(chosen) + 1
+        applied_at = now()
+        self._bulk([RowMutationEntry(log_key(model, first + n), [SetCell(META_FAMILY, b"v", encode_entry(u, p, applied_at), timestamp_micros=0)])
+                    for n, (_, u, p) in enumerate(chosen)])
+        moved = self.state(model)
+        if moved is not None and moved.current not in (None, info.id):  # a publish or rollback switched meanwhile
+            self._write_bodies(model, moved.current, [(i, u.id, u.sequence, p) for i, u, p in chosen])
+            result.snapshot = moved.current
+        self._bulk([RowMutationEntry(sequence_key(model, i), [SetCell(META_FAMILY, b"s", struct.pack(">Q", first + n),
+                                                                      timestamp_micros=cell_timestamp(u.sequence))])
+                    for n, (i, u, _) in enumerate(chosen)])
+        result.applied, result.position = len(chosen), end
+        return result
+
+    def _sequences(self, model: str, ids: list[bytes]) -> dict[bytes, int]:
+        """Each id's last applied sequence (ids never updated are absent)."""
+        keys = {sequence_key(model, i): i for i in ids}
+        rows = self._call(self.table.read_rows, ReadRowsQuery(row_keys=list(keys), row_filter=LATEST))
+        return {keys[row.row_key]: row.cells[0].timestamp_micros // 1000 - 1 for row in rows if row.cells}
+
+    def _write_bodies(self, model: str, snapshot: int, rows: list[tuple[bytes, str, int, bytes | None]]) -> None:
+        """(id bytes, id, sequence, prediction JSON or None) -> cells at the sequence's timestamp."""
+        prefix = snapshot_prefix(model, snapshot)
+        self._bulk([RowMutationEntry(data_key(prefix, entity_id), [SetCell(
+            DATA_FAMILY, b"v", b"" if prediction is None else render_body(model, snapshot, text, prediction),
+            timestamp_micros=cell_timestamp(sequence))]) for entity_id, text, sequence, prediction in rows])
+
+    def _bulk(self, entries: list[RowMutationEntry]) -> None:
+        for start in range(0, len(entries), WRITE_BATCH):
+            try:
+                self._call(self.table.bulk_mutate_rows, entries[start:start + WRITE_BATCH])
+            except StoreUnavailable:
+                raise
+            except gexc.GoogleAPICallError as exc:
+                raise StoreError(f"writing updates to Bigtable failed: {exc}") from exc
+            except Exception as exc:  # MutationsExceptionGroup: some rows failed after the client's retries
+                raise StoreError(f"writing updates to Bigtable failed: {exc}") from exc
+
+    def _allocate(self, model: str, count: int) -> int:
+        """Hand out ``count`` log positions with one atomic increment; returns the last of them."""
+        row = self._call(self.table.read_modify_write_row, LOG_HEAD_PREFIX + model.encode(), IncrementRule(META_FAMILY, b"n", count))
+        return struct.unpack(">q", row.cells[0].value)[0]
+
+    def update_position(self, model: str) -> int:
+        row = self._call(self.table.read_row, LOG_HEAD_PREFIX + model.encode(), row_filter=LATEST)
+        return struct.unpack(">q", row.cells[0].value)[0] if row is not None and row.cells else 0
+
+    def log_entries(self, model: str, after: int, limit: int | None = None) -> list[LogEntry]:
+        prefix = log_prefix(model)
+        query = ReadRowsQuery(row_ranges=[RowRange(start_key=log_key(model, after + 1), end_key=_prefix_range(prefix).end_key)],
+                              row_filter=LATEST, limit=limit)
+        return [decode_entry(int(row.row_key[len(prefix):], 16), row.cells[0].value)
+                for row in self._call(self.table.read_rows, query) if row.cells]
+
+    def _replay(self, model: str, snapshot: int, entries: list[LogEntry]) -> None:
+        self._write_bodies(model, snapshot, [(e.id.encode(), e.id, e.sequence, e.prediction) for e in entries])
+
+    def _switch(self, model: str, target: int, log_from: int, update: SwitchUpdate) -> ModelState:
+        head = self.update_position(model)
+        seen = self.log_entries(model, log_from)
+        self._replay(model, target, seen)  # (a)
+        state = self._update_state(model, lambda current: update(current, head))  # (b)
+        replayed = {e.position for e in seen}
+        self._replay(model, target, [e for e in self.log_entries(model, log_from) if e.position not in replayed])  # (c)
+        return state
+
+    def _trim_log(self, model: str, upto: int) -> None:
+        query = ReadRowsQuery(row_ranges=[RowRange(start_key=log_prefix(model), end_key=log_key(model, upto + 1))],
+                              row_filter=rf.RowFilterChain([rf.StripValueTransformerFilter(True), LATEST]))
+        self._bulk([RowMutationEntry(row.row_key, [DeleteAllFromRow()]) for row in self._call(self.table.read_rows, query)])
 
     # ---- attachments ---------------------------------------------------------------------
     def _put_attachment(self, model: str, snapshot: int, name: str, data: bytes) -> None:
@@ -302,7 +449,7 @@ class BigtableStore(SnapshotStore):
     async def aget(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
         table = self._atable()
         row = await self._acall(table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._deadline)
-        return row.cells[0].value if row is not None and row.cells else None
+        return (row.cells[0].value or None) if row is not None and row.cells else None  # b"": a deleted id
 
     async def aget_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
         prefix = snapshot_prefix(model, snapshot)
@@ -310,7 +457,7 @@ class BigtableStore(SnapshotStore):
         if not keys:
             return []
         rows = await self._acall(self._atable().read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._deadline)
-        found = {row.row_key: row.cells[0].value for row in rows if row.cells}
+        found = {row.row_key: row.cells[0].value for row in rows if row.cells and row.cells[0].value}  # b"": deleted
         return [found.get(k) for k in keys]
 
     async def astate(self, model: str) -> ModelState | None:

@@ -6,6 +6,13 @@ value. Publishing rewrites the model's state in one write transaction, so it is 
 reader resolves the pointer and reads the value in one read transaction, so it sees one
 snapshot. Read transactions are per call, so no reader pins old pages for long.
 
+Updates between exports live in an ``updates`` database, per model: ``H<model>`` the last log
+position, ``L<model> NUL <position, 8 bytes>`` one log entry, ``S<model> NUL <id>`` the id's
+last applied sequence and its log position. A batch of updates, its rows in the current
+snapshot and its log entries commit in one write transaction; LMDB allows one write
+transaction at a time across every process of the machine, which is the lock that keeps an
+update from landing between a publish's replay of the log and its pointer switch.
+
 Access control is the file system's: the export job's account owns the directory; the API
 opens it read-only. The files' modes, and the checks that keep a truncated or corrupted file
 from killing a server, are in ``lmdb_files.py``.
@@ -23,15 +30,22 @@ from typing import Iterator, Sequence
 import lmdb
 
 from predserve.errors import StoreError
-from predserve.store.base import ModelState, SnapshotWriter, check_columns
+from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, now
 from predserve.store.lmdb_files import (
-    DAMAGE, DATA_FILE, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
+    DAMAGE, DATA_FILE, MAX_DBS, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
 )
-from predserve.store.snapshots import SnapshotStore, StateUpdate
+from predserve.store.snapshots import LOG_SCAN_CHUNK, SnapshotStore, StateUpdate, SwitchUpdate
+from predserve.store.updates import (
+    LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
+    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+)
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
 ACCEPTED_DB = b"accepted"  # snapshot prefix -> rows the store accepted into it (8 bytes, big-endian)
 ATTACHMENTS_DB = b"attachments"  # snapshot prefix + name -> a snapshot's attachment (see write_attachment)
+UPDATES_DB = b"updates"  # the update log, its head and the ids' sequences (see the module docstring)
+POSITION = struct.Struct(">Q")
+SEQUENCE = struct.Struct(">QQ")  # (the id's last applied sequence, the log position of that update)
 DELETE_BATCH = 50_000
 WRITE_CHUNK = 50_000
 
@@ -73,7 +87,7 @@ def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, o
             env = lmdb.open(
                 str(path),
                 map_size=INITIAL_MAP_SIZE,
-                max_dbs=4,
+                max_dbs=MAX_DBS,
                 max_readers=2048,
                 readonly=readonly,
                 readahead=False,  # random point reads: don't pull neighbouring pages in
@@ -129,6 +143,18 @@ def data_prefix(model: str, snapshot: int) -> bytes:
     return model.encode() + b"\x00" + struct.pack(">Q", snapshot)
 
 
+def _head_key(model: str) -> bytes:
+    return b"H" + model.encode()
+
+
+def _log_prefix(model: str) -> bytes:
+    return b"L" + model.encode() + b"\x00"
+
+
+def _sequence_key(model: str, entity_id: bytes) -> bytes:
+    return b"S" + model.encode() + b"\x00" + entity_id
+
+
 class LmdbSnapshotWriter(SnapshotWriter):
     """Writes one snapshot's rows, in LMDB write transactions of up to WRITE_CHUNK rows."""
 
@@ -171,6 +197,7 @@ class LmdbStore(SnapshotStore):
             self._size.close()
         self._env, self._models_db, self._data_db = _shared_environment(self.path, self.readonly)
         self._accepted_db = None if self.readonly else _open_db(self._env, ACCEPTED_DB)
+        self._updates_db = None if self.readonly else _open_db(self._env, UPDATES_DB)
         self._pid = os.getpid()
         self._size = Shrinkage(self.path)
 
@@ -342,6 +369,144 @@ class LmdbStore(SnapshotStore):
                         yield key[len(prefix):], value
         except DAMAGE as exc:
             raise damaged(self.path, exc) from exc
+
+    # ---- updates --------------------------------------------------------------------------
+    def _updates(self) -> object | None:
+        """The updates database (None in a read-only store that has none yet)."""
+        if self._updates_db is not None:
+            return self._updates_db
+        try:
+            self._updates_db = self.env.open_db(UPDATES_DB, create=False)
+        except lmdb.NotFoundError:
+            return None
+        return self._updates_db
+
+    def _apply_updates(self, model: str, updates: Sequence[Update]) -> UpdateResult:
+        db = self._updates()
+
+        def work(txn: lmdb.Transaction) -> UpdateResult:
+            raw = txn.get(model.encode(), db=self._models_db)
+            state = ModelState.from_dict(json.loads(raw)) if raw else None
+            info = state.current_info() if state else None
+            if info is None:
+                raise StoreError(f"model {model!r} has no published snapshot in {self.url} to update; run `predserve export` first")
+            columns = snapshot_columns(info.metadata)
+            prefix = data_prefix(model, info.id)
+            head_key, log_prefix = _head_key(model), _log_prefix(model)
+            raw_head = txn.get(head_key, db=db)
+            head = POSITION.unpack(raw_head)[0] if raw_head else 0
+            result = UpdateResult(snapshot=info.id)
+            applied_at = now()
+            for index, update in enumerate(updates):
+                try:
+                    check_update_columns(update, columns)
+                    entity_id = encode_id(update.id)
+                except StoreError as exc:
+                    raise UpdateRejected(index, str(exc)) from None
+                sequence_key = _sequence_key(model, entity_id)
+                last = txn.get(sequence_key, db=db)
+                if last is not None and SEQUENCE.unpack(last)[0] >= update.sequence:
+                    result.ignored += 1
+                    continue
+                head += 1
+                prediction = None if update.delete else encode_prediction(update)
+                if prediction is None:
+                    txn.delete(prefix + entity_id, db=self._data_db)
+                else:
+                    txn.put(prefix + entity_id, render_body(model, info.id, update.id, prediction), db=self._data_db)
+                txn.put(log_prefix + POSITION.pack(head), encode_entry(update, prediction, applied_at), db=db)
+                txn.put(sequence_key, SEQUENCE.pack(update.sequence, head), db=db)
+                result.applied += 1
+            txn.put(head_key, POSITION.pack(head), db=db)
+            result.position = head
+            return result
+
+        return self._write(work)
+
+    def update_position(self, model: str) -> int:
+        db = self._updates()
+        if db is None:
+            return 0
+        with self._read_txn() as txn:
+            raw = txn.get(_head_key(model), db=db)
+        return POSITION.unpack(raw)[0] if raw else 0
+
+    def log_entries(self, model: str, after: int, limit: int | None = None) -> list[LogEntry]:
+        db = self._updates()
+        if db is None:
+            return []
+        with self._read_txn() as txn:
+            return self._log_in(txn, db, model, after, limit)
+
+    @staticmethod
+    def _log_in(txn: lmdb.Transaction, db: object, model: str, after: int, limit: int | None) -> list[LogEntry]:
+        prefix = _log_prefix(model)
+        entries: list[LogEntry] = []
+        cursor = txn.cursor(db=db)
+        if cursor.set_range(prefix + POSITION.pack(after + 1)):
+            for key, value in cursor:
+                if not key.startswith(prefix) or (limit is not None and len(entries) >= limit):
+                    break
+                entries.append(decode_entry(POSITION.unpack(key[len(prefix):])[0], value))
+        return entries
+
+    def _replay(self, txn: lmdb.Transaction, model: str, snapshot: int, entries: list[LogEntry]) -> None:
+        prefix = data_prefix(model, snapshot)
+        for entry in entries:
+            body = entry.body(model, snapshot)
+            key = prefix + entry.id.encode()
+            if body is None:
+                txn.delete(key, db=self._data_db)
+            else:
+                txn.put(key, body, db=self._data_db)
+
+    def _switch(self, model: str, target: int, log_from: int, update: SwitchUpdate) -> ModelState:
+        """Replay, then switch in the same write transaction. A long backlog is replayed in
+        chunks first (the target is not current, so nobody reads it mid-way); the publishing
+        transaction replays only what was logged after the last chunk."""
+        db = self._updates()
+        reached = log_from
+        while db is not None:
+            entries = self.log_entries(model, reached, limit=LOG_SCAN_CHUNK)
+            if len(entries) < LOG_SCAN_CHUNK:
+                break
+            self._write(lambda txn: self._replay(txn, model, target, entries))
+            reached = entries[-1].position
+
+        def work(txn: lmdb.Transaction) -> ModelState:
+            position = reached
+            if db is not None:
+                entries = self._log_in(txn, db, model, reached, None)
+                self._replay(txn, model, target, entries)
+                raw_head = txn.get(_head_key(model), db=db)
+                position = max(reached, POSITION.unpack(raw_head)[0] if raw_head else 0)
+            key = model.encode()
+            raw = txn.get(key, db=self._models_db)
+            state = update(ModelState.from_dict(json.loads(raw)) if raw else None, position)
+            txn.put(key, json.dumps(state.to_dict()).encode(), db=self._models_db)
+            return state
+
+        return self._write(work)
+
+    def _trim_log(self, model: str, upto: int) -> None:
+        db = self._updates()
+        if db is None:
+            return
+        prefix = _log_prefix(model)
+        end = prefix + POSITION.pack(upto)
+
+        def work(txn: lmdb.Transaction) -> int:
+            cursor = txn.cursor(db=db)
+            deleted = 0
+            if cursor.set_range(prefix):
+                while deleted < DELETE_BATCH and cursor.key().startswith(prefix) and cursor.key() <= end:
+                    if not cursor.delete():
+                        break
+                    deleted += 1
+            return deleted
+
+        while self._write(work) == DELETE_BATCH:
+            pass
 
     # ---- attachments ----------------------------------------------------------------------
     def _attachments(self) -> object | None:

@@ -33,6 +33,7 @@ import lmdb
 from predserve.errors import StoreDamaged, StoreError
 
 DATA_FILE, LOCK_FILE = "data.mdb", "lock.mdb"
+MAX_DBS = 8  # named databases: models, data, accepted, attachments, updates, and room to grow
 DIR_MODE, DATA_MODE, LOCK_MODE = 0o750, 0o640, 0o660
 # LMDB errors that mean the file's content is damaged (not that the store is busy or full).
 # BadTxnError belongs here because every predserve transaction is fresh and used once: LMDB
@@ -46,7 +47,7 @@ REMEDY = ("Restore the store directory from a backup, or re-run `predserve expor
 # a child process: on a truncated file it dies of SIGBUS instead of its caller.
 WALK_EVERY_PAGE = """
 import sys, lmdb
-env = lmdb.open(sys.argv[1], readonly=True, max_dbs=4)
+env = lmdb.open(sys.argv[1], readonly=True, max_dbs=int(sys.argv[2]))
 with env.begin(buffers=True) as txn:
     for name, _ in txn.cursor():
         for _, value in txn.cursor(db=env.open_db(bytes(name), txn=txn, create=False)):
@@ -94,7 +95,7 @@ def check_whole(path: Path, env: lmdb.Environment) -> None:
     needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     if size >= needed:
         return
-    walk = subprocess.run([sys.executable, "-c", WALK_EVERY_PAGE, str(path)], capture_output=True, text=True)
+    walk = subprocess.run([sys.executable, "-c", WALK_EVERY_PAGE, str(path), str(MAX_DBS)], capture_output=True, text=True)
     if walk.returncode == -signal.SIGBUS:
         raise StoreDamaged(
             f"the LMDB store {path} is damaged: {path / DATA_FILE} is {size:,} bytes but its last commit "

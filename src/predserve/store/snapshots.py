@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Sequence
 
 from predserve.errors import StoreError
+from predserve.store.updates import DEFAULT_UPDATE_RETENTION, LogEntry, Update, UpdateResult
 from predserve.store.base import (
     DEFAULT_GRACE,
     DEFAULT_KEEP,
@@ -33,6 +34,9 @@ from predserve.store.base import (
 )
 
 StateUpdate = Callable[[ModelState | None], ModelState]
+# A state update that also learns the update-log position the switched-to snapshot holds.
+SwitchUpdate = Callable[[ModelState | None, int], ModelState]
+LOG_SCAN_CHUNK = 10_000
 ATTACHMENT_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
@@ -63,17 +67,30 @@ def owner_is_dead(owner: dict[str, Any]) -> bool:
     return False
 
 
-def _point_at(state: ModelState, target: int) -> None:
+def _point_at(state: ModelState, target: int, log_position: int) -> None:
     """Make ``target`` current, recording when the snapshot it replaces stopped being current.
 
     That time is state data, so a GC in any process (on any host) knows which snapshots
-    servers may still be reading through their pointer caches.
+    servers may still be reading through their pointer caches. ``log_position``: the update
+    log position both now hold every update up to (the one retired gets no later ones).
     """
     previous = state.current_info()
     if previous is not None and previous.id != target:
         previous.retired_at = now()
+        previous.log_from = log_position
     state.snapshots[target].retired_at = None
+    state.snapshots[target].log_from = log_position
     state.current = target
+
+
+def _check_log_kept(state: ModelState, info: SnapshotInfo, action: str) -> None:
+    """Refuse to switch to a snapshot whose missing updates GC already trimmed from the log."""
+    if state.log_trimmed_to > (info.log_from or 0):
+        raise StoreError(
+            f"cannot {action} snapshot {info.id} of model {info.model!r}: it lacks updates made after log "
+            f"position {info.log_from or 0}, and the update log only keeps those after {state.log_trimmed_to} "
+            "(older ones passed the update retention). Re-run the export."
+        )
 
 
 def _shorten(text: str) -> str:
@@ -89,6 +106,21 @@ def _within_grace(info: SnapshotInfo, grace: float) -> bool:
     if info.retired_at is None:
         info.retired_at = now()
     return now() - info.retired_at < grace
+
+
+def _trim_log_floor(state: ModelState, head: int, expired: int, doomed: list[int]) -> None:
+    """GC's log rule: raise ``state.log_trimmed_to`` to what no kept snapshot needs, or to the
+    last expired entry; a retired snapshot that needed an expired entry joins ``doomed``.
+
+    A retired snapshot needs the entries after its ``log_from`` (a rollback replays them), an
+    unfinished one those after its export started; the current one needs none.
+    """
+    for sid, info in list(state.snapshots.items()):
+        if info.state == PUBLISHED and sid != state.current and (info.log_from or 0) < expired:
+            doomed.append(sid)
+            del state.snapshots[sid]
+    needs = [info.log_from or 0 for sid, info in state.snapshots.items() if sid != state.current]
+    state.log_trimmed_to = max(state.log_trimmed_to, expired, min(needs) if needs else head)
 
 
 class SnapshotStore(ABC):
@@ -142,6 +174,32 @@ class SnapshotStore(ABC):
     def _delete_attachments(self, model: str, snapshot: int) -> None:
         """Delete every attachment of one snapshot."""
 
+    @abstractmethod
+    def _apply_updates(self, model: str, updates: Sequence[Update]) -> UpdateResult:
+        """Apply updates to the current snapshot and append them to the log, atomically.
+
+        Per id, an update whose sequence is not above the id's last applied sequence changes
+        nothing. A rejected update (UpdateRejected) leaves the store as it was.
+        """
+
+    @abstractmethod
+    def update_position(self, model: str) -> int:
+        """The position of the model's last logged update (0 when there has been none)."""
+
+    @abstractmethod
+    def log_entries(self, model: str, after: int, limit: int | None = None) -> list[LogEntry]:
+        """Logged updates after position ``after``, oldest first (at most ``limit``)."""
+
+    @abstractmethod
+    def _switch(self, model: str, target: int, log_from: int, update: SwitchUpdate) -> ModelState:
+        """Replay the log after ``log_from`` into ``target`` and apply ``update`` to the state,
+        so that no update lands between the replay and the switch (LMDB: one write transaction;
+        Bigtable: see its module). ``update`` gets the position ``target`` then holds."""
+
+    @abstractmethod
+    def _trim_log(self, model: str, upto: int) -> None:
+        """Delete the log entries at or below ``upto``."""
+
     def count(self, model: str, snapshot: int) -> int:
         return sum(1 for _ in self.items(model, snapshot))
 
@@ -162,10 +220,17 @@ class SnapshotStore(ABC):
                 "Writing is the export job's role."
             )
 
-    def create_snapshot(self, model: str, metadata: dict[str, Any] | None = None) -> SnapshotInfo:
-        """Allocate a new, unpublished snapshot id for ``model``."""
+    def create_snapshot(self, model: str, metadata: dict[str, Any] | None = None, log_from: int | None = None) -> SnapshotInfo:
+        """Allocate a new, unpublished snapshot id for ``model``.
+
+        ``log_from``: the update-log position when the data going into it was read (the
+        export takes it before running its query); updates after it are replayed into the
+        snapshot when it publishes. By default, the position now.
+        """
         self._require_writable("create a snapshot")
         check_model_name(model)
+        if log_from is None:
+            log_from = self.update_position(model)
 
         def update(state: ModelState | None) -> ModelState:
             state = state or ModelState(model=model)
@@ -175,6 +240,7 @@ class SnapshotStore(ABC):
                 state=WRITING,
                 created_at=now(),
                 metadata={**(metadata or {}), "writer": _owner()},
+                log_from=log_from,
             )
             state.snapshots[info.id] = info
             state.next_id += 1
@@ -218,26 +284,39 @@ class SnapshotStore(ABC):
         """
         self._require_writable("publish")
 
-        def update(state: ModelState | None) -> ModelState:
+        def check(state: ModelState | None) -> SnapshotInfo:
             info = self._snapshot(state, model, snapshot)
             if info.state != FINISHED:
                 hint = " (finish writing it first)" if info.state == WRITING else " (use rollback to return to it)"
                 raise StoreError(f"cannot publish snapshot {snapshot} of model {model!r}: it is {info.state}{hint}")
+            _check_log_kept(state, info, "publish")  # type: ignore[arg-type]
+            return info
+
+        log_from = check(self.state(model)).log_from or 0
+
+        def update(state: ModelState | None, position: int) -> ModelState:
+            info = check(state)
             assert state is not None
             info.state, info.published_at = PUBLISHED, now()
             info.metadata.update(metadata or {})
-            state.record(EVENT_PUBLISHED, snapshot, rows=info.rows, **({"overridden": list(overridden)} if overridden else {}))
-            _point_at(state, snapshot)
+            state.record(EVENT_PUBLISHED, snapshot, rows=info.rows, replayed=position - log_from,
+                         **({"overridden": list(overridden)} if overridden else {}))
+            _point_at(state, snapshot, position)
             state.history.append(snapshot)
             return state
 
-        return self._update_state(model, update).snapshots[snapshot]
+        return self._switch(model, snapshot, log_from, update).snapshots[snapshot]
 
     def rollback(self, model: str, snapshot: int | None = None) -> SnapshotInfo:
-        """Point ``model`` back at ``snapshot``, or at the previously published one."""
+        """Point ``model`` back at ``snapshot``, or at the previously published one.
+
+        The snapshot returned to also gets every update made since it stopped being current
+        (replayed from the log in the same atomic step), so a rollback undoes an export, never
+        an update.
+        """
         self._require_writable("roll back")
 
-        def update(state: ModelState | None) -> ModelState:
+        def choose(state: ModelState | None) -> int:
             if state is None or state.current is None:
                 raise StoreError(f"model {model!r} has no published snapshot to roll back from")
             if snapshot is None:
@@ -246,24 +325,38 @@ class SnapshotStore(ABC):
                         f"model {model!r} has no earlier snapshot to roll back to "
                         f"(only snapshot {state.current} was published and kept)"
                     )
+                return state.history[-2]
+            info = self._snapshot(state, model, snapshot)
+            if info.state != PUBLISHED:
+                raise StoreError(
+                    f"cannot roll back model {model!r} to snapshot {snapshot}: it was never "
+                    f"published (it is {info.state})"
+                )
+            return snapshot
+
+        before = self.state(model)
+        target = choose(before)
+        info = before.snapshots[target]  # type: ignore[union-attr]
+        _check_log_kept(before, info, "roll back to")  # type: ignore[arg-type]
+        log_from = info.log_from or 0
+        current_before = before.current  # type: ignore[union-attr]
+
+        def update(state: ModelState | None, position: int) -> ModelState:
+            if choose(state) != target or state.current != current_before:  # type: ignore[union-attr]
+                raise StoreError(f"model {model!r} changed while rolling back (another publish or rollback); run it again")
+            assert state is not None
+            _check_log_kept(state, state.snapshots[target], "roll back to")
+            if snapshot is None:
                 state.history.pop()
-                target = state.history[-1]
             else:
-                info = self._snapshot(state, model, snapshot)
-                if info.state != PUBLISHED:
-                    raise StoreError(
-                        f"cannot roll back model {model!r} to snapshot {snapshot}: it was never "
-                        f"published (it is {info.state})"
-                    )
-                if snapshot in state.history:
-                    state.history.remove(snapshot)
-                state.history.append(snapshot)
-                target = snapshot
-            state.record(EVENT_ROLLED_BACK, target, rows=state.snapshots[target].rows)
-            _point_at(state, target)
+                if target in state.history:
+                    state.history.remove(target)
+                state.history.append(target)
+            state.record(EVENT_ROLLED_BACK, target, rows=state.snapshots[target].rows, replayed=position - log_from)
+            _point_at(state, target, position)
             return state
 
-        state = self._update_state(model, update)
+        state = self._switch(model, target, log_from, update)
         return state.snapshots[state.current]  # type: ignore[index]
 
     def discard(self, model: str, snapshot: int, refused: Sequence[tuple[str, str]] = ()) -> None:
@@ -308,23 +401,31 @@ class SnapshotStore(ABC):
 
     def gc(
         self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0,
-        grace: float = DEFAULT_GRACE,
+        grace: float = DEFAULT_GRACE, update_retention: float = DEFAULT_UPDATE_RETENTION,
     ) -> list[tuple[str, int]]:
-        """Delete all but the last ``keep`` published snapshots, plus abandoned unfinished ones.
+        """Delete all but the last ``keep`` published snapshots, plus abandoned unfinished ones,
+        and the update-log entries no kept snapshot needs.
 
         A snapshot that was current less than ``grace`` seconds ago is kept whatever ``keep``
         says: servers may still read it through their cached pointers. An unfinished snapshot
         is abandoned when its writer process on this host is dead or it is older than
-        ``stale_after`` seconds. Returns the (model, snapshot) pairs deleted.
+        ``stale_after`` seconds. A log entry older than ``update_retention`` seconds goes even
+        if a kept snapshot needs it, and so does that snapshot (a rollback to it could no
+        longer bring it up to date). Returns the (model, snapshot) pairs deleted.
         """
         self._require_writable("collect garbage")
         if keep < 1:
             raise StoreError("gc must keep at least 1 published snapshot (the current one)")
         if grace < 0:
             raise StoreError(f"the grace period must be 0 seconds or more, not {grace}")
+        if update_retention < 0:
+            raise StoreError(f"the update retention must be 0 seconds or more, not {update_retention}")
         deleted: list[tuple[str, int]] = []
         for name in [model] if model else self.models():
             doomed: list[int] = []
+            # Read before the state update: an update logged after these reads is above both.
+            head = self.update_position(name)
+            expired = self._expired_log_position(name, now() - update_retention)
 
             def update(state: ModelState | None) -> ModelState:
                 doomed.clear()
@@ -339,13 +440,52 @@ class SnapshotStore(ABC):
                     if (not unfinished and sid not in kept and not _within_grace(info, grace)) or abandoned:
                         doomed.append(sid)
                         del state.snapshots[sid]
+                _trim_log_floor(state, head, expired, doomed)
                 state.history = [s for s in state.history if s in state.snapshots]
                 state.pending_delete = sorted(set(state.pending_delete) | set(doomed))
                 return state
 
-            self._purge(name, self._update_state(name, update).pending_delete)
+            state = self._update_state(name, update)
+            self._purge(name, state.pending_delete)
+            if state.log_trimmed_to:
+                self._trim_log(name, state.log_trimmed_to)
             deleted.extend((name, sid) for sid in doomed)
         return deleted
+
+    def _expired_log_position(self, model: str, cutoff: float) -> int:
+        """The position of the last log entry applied before ``cutoff`` (entries are in time order)."""
+        state = self.state(model)
+        position = last = state.log_trimmed_to if state else 0
+        while True:
+            entries = self.log_entries(model, position, limit=LOG_SCAN_CHUNK)
+            for entry in entries:
+                if entry.time >= cutoff:
+                    return last
+                last = entry.position
+            if len(entries) < LOG_SCAN_CHUNK:
+                return last
+            position = entries[-1].position
+
+    # ---- updates -------------------------------------------------------------------------
+    def apply_updates(self, model: str, updates: Sequence[Update]) -> UpdateResult:
+        """Apply a batch of updates to ``model``'s current snapshot, all or none of it.
+
+        Each is an upsert or a delete of one id (see store/updates.py for the rules). Raises
+        UpdateRejected, naming the update, when one is invalid; then nothing is applied.
+        """
+        self._require_writable("apply updates")
+        check_model_name(model)
+        if not updates:
+            return UpdateResult(position=self.update_position(model))
+        return self._apply_updates(model, updates)
+
+    def updates_since_publish(self, model: str, state: ModelState | None = None) -> int:
+        """How many updates the current snapshot got after it was published (or rolled back to)."""
+        state = state if state is not None else self.state(model)
+        info = state.current_info() if state else None
+        if info is None:
+            return 0
+        return max(0, self.update_position(model) - (info.log_from or 0))
 
     # ---- attachments ---------------------------------------------------------------------
     def write_attachment(self, model: str, snapshot: int, name: str, data: bytes) -> None:
