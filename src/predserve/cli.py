@@ -152,7 +152,8 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("-w", "--warehouse", required=True, help="the warehouse's DuckDB file, or bigquery://PROJECT/DATASET")
 @click.option("--model", required=True, help="model name the predictions are served under")
-@click.option("--key", required=True, help="column holding the id clients look up (e.g. user_id)")
+@click.option("--key", required=True, help="column holding the id clients look up (e.g. user_id), or several separated "
+              "by commas (user_id,country): the id is their values joined by '|', a '|' or '\\' in a value escaped with '\\'")
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)

@@ -31,6 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
 from predserve.errors import ExportError
+from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
 from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
 from predserve.pipeline.options import pipeline_options
@@ -94,19 +95,21 @@ def run_export(
         raise ExportError("give exactly one of --query SQL or --table NAME")
     query = query if query is not None else _table_query(warehouse, table or "")
     policy = policy or GatePolicy()
+    keys = key_columns(key)  # "user_id" or "user_id,country" (a composite key: keys.py)
+    key = ",".join(keys)
     started = time.time()
     options, runner = pipeline_options(beam_args)
-    source = open_source(warehouse, query, key)
+    source = open_source(warehouse, query, keys)
     store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
     snapshot = None
     try:
         stats = source.prepare()
-        schema = [(f.name, str(f.type)) for f in stats.schema if f.name != key] if stats.schema is not None else []
+        schema = [(f.name, str(f.type)) for f in stats.schema if f.name not in keys] if stats.schema is not None else []
         _check_metadata_columns(policy.metadata_columns, schema)
         snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}).id
         with ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:  # leaving waits for it, even on errors
             profiling = pool.submit(source.profile) if profile and stats.rows else None
-            written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),
+            written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, keys),
                                   stats.rows, started, progress)
             new_profile, sample = profiling.result() if profiling is not None else (None, [])
         store.finish_snapshot(model, snapshot, written)
