@@ -20,7 +20,7 @@ from predserve.pipeline.render import BodyRenderer
 class RenderAndWrite(beam.DoFn):
     """Render an Arrow table of predictions into JSON bodies and write them to the snapshot."""
 
-    def __init__(self, store_url: str, model: str, snapshot: int, key: str) -> None:
+    def __init__(self, store_url: str, model: str, snapshot: int, key: str | tuple[str, ...]) -> None:
         self.store_url, self.model, self.snapshot, self.key = store_url, model, snapshot, key
 
     def setup(self) -> None:
@@ -51,7 +51,7 @@ class RenderAndWrite(beam.DoFn):
 class ExportToSnapshot(beam.PTransform):
     """Composite transform: Arrow tables of predictions -> rows in store snapshot ``snapshot``."""
 
-    def __init__(self, store_url: str, model: str, snapshot: int, key: str) -> None:
+    def __init__(self, store_url: str, model: str, snapshot: int, key: str | tuple[str, ...]) -> None:
         super().__init__()
         self.store_url, self.model, self.snapshot, self.key = store_url, model, snapshot, key
 
