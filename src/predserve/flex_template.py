@@ -39,6 +39,7 @@ REGEXES = {
     "store": r"^bigtable://[a-z][-a-z0-9.:]*[a-z0-9]/[a-z][-a-z0-9]*[a-z0-9]/[-_.a-zA-Z0-9]+$",
     "model": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     "key": r"^[^\s,]+(,[^\s,]+)*$",
+    "metadata_columns": r"^[^\s,]+(,[^\s,]+)*$",
     "query": r"(?is)^\s*(SELECT|WITH)\b.*$",
     "table": r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
     "default_prediction": r"^\s*\{.*\}\s*$",
@@ -81,7 +82,8 @@ def regex_for(option: click.Option) -> str:
         return "^[0-9]+$"
     if isinstance(kind, (click.types.FloatParamType, click.FloatRange)):
         return r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
-    raise ValueError(f"export option --{name} has no regex for the Flex Template: add one to REGEXES in {__name__}")
+    raise ValueError(f"export option --{name.replace('_', '-')} has no regex for the Flex Template: add one to "
+                     f"REGEXES in predserve/flex_template.py, then regenerate deploy/dataflow/metadata.json")
 
 
 # On Dataflow the warehouse is BigQuery and the store Bigtable (a local file is not there).
