@@ -79,9 +79,11 @@ BUD = $(BUILDAH) bud --isolation chroot --build-arg BASE=$(IMAGE_BASE) \
 	-v $(CURDIR)/.cache/image/pip.conf:/etc/pip.conf:ro -v $(HOST_CA):/etc/ssl/certs/ca-certificates.crt:ro
 image: $(IMAGES)
 
+IMAGE_TOOLS = command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || { \
+	echo "installing buildah and mmdebstrap (make image)"; apt-get update -q && apt-get install -y -q buildah mmdebstrap; }
+
 $(IMAGE_BASE_TAR):
-	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || { \
-		echo "installing buildah and mmdebstrap (make image)"; apt-get update -q && apt-get install -y -q buildah mmdebstrap; }
+	@$(IMAGE_TOOLS)
 	mkdir -p $(dir $@)
 	mmdebstrap --variant=minbase --include=python3-venv,ca-certificates --aptopt='Acquire::Retries "3"' \
 		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
@@ -90,6 +92,7 @@ $(IMAGE_BASE_TAR):
 	mv $@.tmp.tar $@
 
 $(IMAGE_BASE_STAMP): $(IMAGE_BASE_TAR)
+	@$(IMAGE_TOOLS)
 	printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > .cache/image/pip.conf
 	-$(BUILDAH) rmi -f $(IMAGE_BASE) >/dev/null 2>&1
 	c=$$($(BUILDAH) from scratch) && $(BUILDAH) add $$c $(IMAGE_BASE_TAR) / >/dev/null \
