@@ -70,7 +70,7 @@ BAD = [
     # scripting and things predserve does not have
     "DECLARE x INT64; SET x = 'five'",
     "SET undeclared = 1",
-    "SELECT ST_GEOGPOINT(1, 2)",
+    "SELECT ST_GEOGFROMTEXT('POINT(1 2)')",
     "SELECT @param",
     "SELECT * FROM ML.WEIGHTS(MODEL lin); SELECT * FROM ML.WEIGHTS(MODEL km)",
     # the evaluation, explanation and preprocessing functions

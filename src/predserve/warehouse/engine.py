@@ -26,7 +26,7 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog, hashing
+from predserve.warehouse import catalog, geography, hashing
 from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
 from predserve.warehouse.messages import engine_message
 from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
@@ -274,6 +274,7 @@ class Warehouse:
 # ---- trees ----------------------------------------------------------------------------------
 def transpile(tree: exp.Expression) -> str:
     """A BigQuery tree (ML functions already replaced) as DuckDB SQL."""
+    tree = geography.rewrite(tree)  # points and distances on a sphere; other ST_ functions are refused next
     _refuse_geography(tree)
     # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
     tree = tree.transform(window_expression)
@@ -289,8 +290,8 @@ def transpile(tree: exp.Expression) -> str:
 GEOGRAPHY_MESSAGE = (
     "geography ({what}) is not available in predserve's warehouse: BigQuery's GEOGRAPHY functions need the "
     "embedded engine's spatial extension, which is not published for the engine version predserve uses and cannot "
-    "be downloaded offline. Compute the spatial features in BigQuery, or store them as FLOAT64 columns "
-    "(e.g. latitude, longitude)"
+    "be downloaded offline; only " + ", ".join(geography.SUPPORTED) + " are (points on a sphere). Compute other "
+    "spatial features in BigQuery, or store them as FLOAT64 columns (e.g. latitude, longitude)"
 )
 
 
@@ -298,10 +299,9 @@ def _refuse_geography(tree: exp.Expression) -> None:
     for node in tree.walk():
         if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.GEOGRAPHY, exp.DataType.Type.GEOMETRY):
             raise SQLError(GEOGRAPHY_MESSAGE.format(what="the GEOGRAPHY type"))
-        if isinstance(node, exp.Func):
-            name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
-            if name.upper().startswith("ST_"):
-                raise SQLError(GEOGRAPHY_MESSAGE.format(what=f"{name.upper()}"))
+        name = geography.function_name(node)
+        if name is not None:
+            raise SQLError(GEOGRAPHY_MESSAGE.format(what=name))
         if isinstance(node, exp.Parameter):
             raise SQLError(f"query parameters ({node.sql('bigquery')}) are not supported; DECLARE a variable instead")
 
