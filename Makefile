@@ -103,10 +103,12 @@ $(IMAGE_BASE_STAMP): $(IMAGE_BASE_TAR)
 dist/predserve-serve.oci.tar: deploy/serve.Containerfile deploy/requirements/serve.txt $(IMAGE_SOURCES) $(IMAGE_BASE_STAMP)
 	$(BUD) -f deploy/serve.Containerfile -t localhost/predserve-serve:latest .
 	mkdir -p dist && rm -f $@ && $(BUILDAH) push -q localhost/predserve-serve:latest oci-archive:$@:predserve-serve:latest
+	-$(BUILDAH) rmi --prune >/dev/null 2>&1  # the replaced build (vfs keeps whole copies)
 
 dist/predserve-export.oci.tar: deploy/export.Containerfile deploy/dataflow/main.py $(IMAGE_SOURCES) $(IMAGE_BASE_STAMP)
 	$(BUD) --target export -f deploy/export.Containerfile -t localhost/predserve-export:latest .
 	mkdir -p dist && rm -f $@ && $(BUILDAH) push -q localhost/predserve-export:latest oci-archive:$@:predserve-export:latest
+	-$(BUILDAH) rmi --prune >/dev/null 2>&1  # the replaced build (vfs keeps whole copies)
 
 # Every benchmark (about 50 minutes on 2 cores); figures go to docs/benchmarks.md by hand.
 # bench/serve.py also runs uvicorn (the `bench` extra) and Feast, in its own virtualenv.

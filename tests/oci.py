@@ -197,17 +197,19 @@ def directory_bytes(root: Path) -> int:
 
 
 def start(image: Image, args: Sequence[str] | None = None, env: dict[str, str] | None = None,
-          mounts: Sequence[tuple[Path, str]] = (), entrypoint: Sequence[str] | None = None, **popen: Any) -> subprocess.Popen:
+          mounts: Sequence[tuple[Path, str] | tuple[Path, str, str]] = (), entrypoint: Sequence[str] | None = None, **popen: Any) -> subprocess.Popen:
     """Run the image's entrypoint (``args`` replace its Cmd) like an engine: config env and user,
-    read-only root, tmpfs /tmp; ``mounts`` are (host path, path in the image) bind mounts, writable;
+    read-only root, tmpfs /tmp; ``mounts`` are (host path, path in the image[, "ro"]) bind mounts;
     ``entrypoint`` replaces the image's (as ``docker run --entrypoint`` does)."""
     root = shlex.quote(str(image.root))
     steps = ["set -e", "mount --make-rprivate /", f"mount --bind {root} {root}",
              f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev",
              f"mount -t tmpfs -o mode=1777,size=256m tmpfs {root}/tmp"]
-    for host, inside in mounts:
+    for host, inside, *mode in mounts:
         point = f"{root}/{shlex.quote(inside.lstrip('/'))}"
         steps += [f"mkdir -p {point}", f"mount --bind {shlex.quote(str(host))} {point}"]
+        if mode == ["ro"]:
+            steps.append(f"mount -o remount,bind,ro {point}")
     steps.append(f"mount -o remount,bind,ro {root}")
     process = image.process
     command = list(process.get("Entrypoint") or [] if entrypoint is None else entrypoint)

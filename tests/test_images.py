@@ -26,7 +26,7 @@ import pytest
 from predserve.store import open_store
 from tests import oci
 from tests.conftest import BQ_PROJECT, ROOT, BigQueryEmulator, bigtable_url, free_port
-from tests.serving_support import publish_rows
+from tests.serving_support import make_keys, publish_rows
 
 SERVE_ARCHIVE = ROOT / "dist/predserve-serve.oci.tar"
 EXPORT_ARCHIVE = ROOT / "dist/predserve-export.oci.tar"
@@ -86,7 +86,7 @@ def wait_ready(served: Served, timeout: float = 30.0) -> float:
 def run_serve_image(serve_image: oci.Image, tmp_path: Path) -> Iterator:
     started: list[Served] = []
 
-    def run(env: dict[str, str], mounts: list[tuple[Path, str]] = ()) -> Served:
+    def run(env: dict[str, str], mounts: list[tuple] = ()) -> Served:
         port = free_port()
         log = tmp_path / f"serve-{port}.log"
         with log.open("wb") as out:
@@ -142,6 +142,27 @@ def test_the_serve_image_answers_from_an_lmdb_store_mounted_in_and_stops_on_sigt
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
     assert served.proc.wait(timeout=20) == 0, served.logged()
     assert "Traceback" not in served.logged()
+
+
+def test_the_serve_image_checks_keys_from_a_read_only_file_mounted_in(run_serve_image, tmp_path: Path) -> None:
+    """As Cloud Run mounts a Secret Manager secret: the service-account file read-only, no lock file beside it."""
+    store, keys = tmp_path / "store", tmp_path / "secret"
+    publish_rows(str(store), "churn", ROWS)
+    for path in [store, *store.iterdir()]:
+        os.chown(path, 65532, 65532)
+    keys.mkdir()
+    reader = make_keys(str(keys / "predserve-iam.json"))["reader"]
+    for lock in keys.glob("*.lock"):
+        lock.unlink()
+    (keys / "predserve-iam.json").chmod(0o644)
+    served = run_serve_image({"PREDSERVE_STORE": "/data/store", "PREDSERVE_IAM": "/secrets/iam/predserve-iam.json"},
+                             [(store, "/data/store"), (keys, "/secrets/iam", "ro")])
+    wait_ready(served)
+    path = "/v1/models/churn/predictions/3"
+    assert httpx.get(served.url + path, timeout=5).status_code == 401
+    answer = httpx.get(served.url + path, headers={"Authorization": f"Bearer {reader}"}, timeout=5)
+    assert answer.status_code == 200 and answer.json()["prediction"] == ROWS["3"]
+    assert oci.terminate(served.proc) == 0, served.logged()
 
 
 def test_the_serve_image_answers_from_bigtable_with_its_environment(run_serve_image, bigtable_emulator: str) -> None:
