@@ -284,6 +284,7 @@ class Warehouse:
 def transpile(tree: exp.Expression) -> str:
     """A BigQuery tree (ML functions already replaced) as DuckDB SQL."""
     tree = geography.rewrite(tree)  # points and distances on a sphere; other ST_ functions are refused next
+    tree = tree.transform(_array_agg_limit)
     _refuse_geography(tree)
     # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
     tree = tree.transform(window_expression)
@@ -294,6 +295,16 @@ def transpile(tree: exp.Expression) -> str:
         return tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
     except UnsupportedError as exc:
         raise SQLError(f"this statement cannot run on the local warehouse: {exc}") from None
+
+
+def _array_agg_limit(node: exp.Expression) -> exp.Expression:
+    """BigQuery's ``ARRAY_AGG(x ORDER BY y LIMIT n)`` (the top-N per id of ML.RECOMMEND and
+    ML.FORECAST exports) as the ordered aggregate's first n elements: DuckDB has no LIMIT there."""
+    if not isinstance(node, exp.ArrayAgg) or not isinstance(node.this, exp.Limit):
+        return node
+    limit = node.this
+    aggregate = exp.ArrayAgg(this=limit.this.copy())
+    return exp.func("ARRAY_SLICE", aggregate, exp.Literal.number(1), limit.expression.copy())
 
 
 GEOGRAPHY_MESSAGE = (
