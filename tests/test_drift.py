@@ -23,7 +23,7 @@ from scipy.spatial.distance import jensenshannon
 
 from predserve import Warehouse
 from predserve.datagen import INVERTED_PREDICT_SQL, create_users, users_table
-from predserve.errors import StoreError
+from predserve.errors import ExportError, StoreError
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline import drift as drifts
 from predserve.pipeline.profile import SAMPLE_IDS
@@ -62,7 +62,26 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
         wh.sql(f"CREATE MODEL churn OPTIONS({options}) AS SELECT {FEATURES} FROM sample_a")
         wh.sql(f"CREATE MODEL churn_resampled OPTIONS({options}) AS SELECT {FEATURES} FROM sample_b")
         wh.sql(f"CREATE MODEL churn_l2 OPTIONS({options}, l2_reg=1.0, max_iterations=10) AS SELECT {FEATURES} FROM sample_b")
+        # a regression (a numeric prediction), trained on the two samples
+        regression = "model_type='linear_reg', input_label_cols=['monthly_hours']"
+        wh.sql(f"CREATE MODEL hours OPTIONS({regression}) AS SELECT {HOURS_FEATURES} FROM sample_a")
+        wh.sql(f"CREATE MODEL hours_resampled OPTIONS({regression}) AS SELECT {HOURS_FEATURES} FROM sample_b")
     return path
+
+
+HOURS_FEATURES = "plan, country, tenure_months, support_tickets, days_since_login, monthly_spend, churned, monthly_hours"
+HOURS = "SELECT user_id, predicted_monthly_hours FROM ML.PREDICT(MODEL {model}, TABLE users)"
+# The regression's predictions shuffled across ids: the same distribution, almost every id's value another's.
+HOURS_SHUFFLED = """
+SELECT ids.user_id, shuffled.predicted_monthly_hours
+FROM (SELECT user_id, ROW_NUMBER() OVER (ORDER BY user_id) AS n FROM users) AS ids
+JOIN (SELECT predicted_monthly_hours, ROW_NUMBER() OVER (ORDER BY MOD(user_id * 7919, 3001), user_id) AS n
+      FROM ML.PREDICT(MODEL {model}, TABLE users)) AS shuffled ON ids.n = shuffled.n
+"""
+# An INT64 label exported alone (no _probs beside it), balanced so that flipping it keeps both shares.
+BALANCED_LABEL = "SELECT user_id, {expression} AS predicted_label FROM users"
+WITH_METADATA = ("SELECT user_id, predicted_churned, predicted_churned_probs, '{version}' AS model_version, "
+                 "CURRENT_TIMESTAMP() AS scored_at, {batch} AS batch FROM ML.PREDICT(MODEL {model}, TABLE users)")
 
 
 def export(warehouse: Path, store: str, query: str, **kwargs: Any):
@@ -363,3 +382,92 @@ def test_the_export_command_prints_and_returns_the_drift(models: Path, tmp_path:
     assert "published snapshot 4 of churn" in allowed.stdout
     bad = cli(*base, "--query", INVERTED, "--column-max-drift", "predicted_churned", check=False)
     assert bad.exit_code == 2 and "'predicted_churned' is not COLUMN=LIMIT with a LIMIT between 0 and 1" in bad.stderr
+
+
+# ---- no blind spots (issue 21): every prediction column gated per id, metadata columns not gated ----------
+def test_a_flipped_int64_label_with_unchanged_shares_is_refused(models: Path, store_url: str) -> None:
+    first = run_export(warehouse=str(models), model="label", key="user_id", store_url=store_url,
+                       query=BALANCED_LABEL.format(expression="MOD(user_id, 2)"))
+    assert first.profile["columns"]["predicted_label"]["kind"] == "numeric"  # no _probs: profiled as a number
+    with pytest.raises(GateRefused) as refused:
+        run_export(warehouse=str(models), model="label", key="user_id", store_url=store_url,
+                   query=BALANCED_LABEL.format(expression="1 - MOD(user_id, 2)"))
+    drift = refused.value.summary.drift["columns"]["predicted_label"]
+    assert drift["distance"] < 0.001  # the histograms did not move: only the per-id figure sees the flip
+    assert drift["changed"] == 1.0 and drift["gated"] == ["distance", "changed"]
+    assert "changed_labels: predicted_label: 100.0% of 1,000 sampled ids in both snapshots changed" in str(refused.value)
+    assert [g.name for g in refused.value.summary.gates if g.blocks] == ["changed_labels"]
+
+
+def test_a_numeric_prediction_shuffled_across_ids_is_refused_and_a_retrain_publishes(models: Path, store_url: str) -> None:
+    first = run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url, query=HOURS.format(model="hours"))
+    retrain = run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url,
+                         query=HOURS.format(model="hours_resampled"))
+    figures = retrain.drift["columns"]["predicted_monthly_hours"]
+    assert retrain.published and figures["gated"] == ["distance", "moved"]
+    assert figures["moved"] < drifts.DEFAULT_MAX_MOVED / 2 and figures["mean_abs_change"] > 0
+    assert {g.name: g.passed for g in retrain.gates}["moved_values"]
+    with pytest.raises(GateRefused) as refused:
+        run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url,
+                   query=HOURS_SHUFFLED.format(model="hours_resampled"))
+    shuffled = refused.value.summary.drift["columns"]["predicted_monthly_hours"]
+    assert shuffled["distance"] < 0.01 and shuffled["moved"] > 0.5  # same distribution, most ids moved
+    # the spread the tolerance is relative to: the standard deviation of the current snapshot's sampled values
+    with open_store(store_url, readonly=True, **({"read_timeout": drifts.READ_TIMEOUT} if "bigtable" in store_url else {})) as store:
+        sample = drifts.read_sample(store, "hours", retrain.snapshot)
+        values = [json.loads(b)["prediction"]["predicted_monthly_hours"] for b in drifts.read_bodies(store, "hours", retrain.snapshot, sample)]
+    assert shuffled["spread"] == pytest.approx(drifts.spread(values), abs=1e-6)
+    assert [g.name for g in refused.value.summary.gates if g.blocks] == ["moved_values"]
+    assert (f"moved_values: predicted_monthly_hours: {shuffled['moved']:.1%} of 1,000 sampled ids in both snapshots moved "
+            "by more than 0.5 standard deviations") in str(refused.value)
+    assert first.snapshot != retrain.snapshot
+
+
+def test_a_retrain_that_changes_model_version_and_scored_at_publishes_without_allow_drift(models: Path, store_url: str) -> None:
+    first = export(models, store_url, WITH_METADATA.format(version="v1", batch="MOD(user_id, 7)", model="churn"))
+    second = export(models, store_url, WITH_METADATA.format(version="v2", batch="MOD(user_id, 7)", model="churn_resampled"))
+    assert second.published and not [g for g in second.gates if not g.passed]
+    columns = second.drift["columns"]
+    assert columns["model_version"]["distance"] == 1.0 and columns["model_version"]["changed"] == 1.0
+    assert columns["model_version"]["metadata"] == drifts.CONSTANT and columns["model_version"]["gated"] == []
+    assert columns["scored_at"]["metadata"] == drifts.TEMPORAL and columns["scored_at"]["changed"] == 1.0
+    assert columns["predicted_churned"]["gated"] == ["distance", "changed"] and "metadata" not in columns["predicted_churned"]
+    assert "model_version (constant in both snapshots)" in {g.name: g for g in second.gates}["prediction_drift"].detail
+    # a column that varies within a snapshot is a prediction unless --metadata-columns names it
+    shifted = WITH_METADATA.format(version="v2", batch="MOD(user_id + 1, 7)", model="churn_resampled")
+    with pytest.raises(GateRefused, match="changed_labels: batch: 100.0%"):
+        export(models, store_url, shifted)
+    named = export(models, store_url, shifted, policy=GatePolicy(metadata_columns=("batch",)))
+    assert named.published and named.drift["columns"]["batch"]["metadata"] == drifts.NAMED
+    with pytest.raises(ExportError, match="--metadata-columns names nope, not among the prediction columns: predicted_churned"):
+        export(models, store_url, shifted, policy=GatePolicy(metadata_columns=("nope",)))
+    assert first.published
+
+
+def test_a_label_that_turns_constant_is_still_a_prediction(models: Path, store_url: str) -> None:
+    """Constant in the new snapshot only ("every user will churn") is drift, not metadata."""
+    export(models, store_url, PREDICT.format(model="churn"))
+    with pytest.raises(GateRefused) as refused:
+        export(models, store_url, "SELECT user_id, CAST(1 AS INT64) AS predicted_churned, predicted_churned_probs "
+               "FROM ML.PREDICT(MODEL churn, TABLE users)")
+    assert "metadata" not in refused.value.summary.drift["columns"]["predicted_churned"]
+    assert {g.name for g in refused.value.summary.gates if g.blocks} == {"prediction_drift", "changed_labels"}
+
+
+def test_per_id_figures_of_each_kind() -> None:
+    ids = ["1", "2", "3", "4"]
+
+    def bodies(rows: list[dict[str, Any]]) -> list[bytes]:
+        return [json.dumps({"prediction": r}).encode() for r in rows]
+
+    old = bodies([{"x": 0.0, "k": 1, "p": [{"label": "a", "prob": 0.1}]}, {"x": 1.0, "k": 2, "p": [{"label": "a", "prob": 0.9}]},
+                  {"x": 2.0, "k": 1, "p": [{"label": "a", "prob": 0.5}]}, {"x": 3.0, "k": 2, "p": [{"label": "a", "prob": 0.5}]}])
+    new = bodies([{"x": 0.1, "k": 1, "p": [{"label": "a", "prob": 0.1}]}, {"x": 1.0, "k": 1, "p": [{"label": "a", "prob": 0.1}]},
+                  {"x": 3.0, "k": 1, "p": [{"label": "a", "prob": 0.5}]}, {"x": None, "k": 2, "p": [{"label": "a", "prob": 0.5}]}])
+    kinds = {"x": drifts.NUMERIC, "k": drifts.NUMERIC, "p": drifts.PROBABILITIES}
+    columns = drifts.compare_bodies(ids, old, new, kinds, tolerance=0.5).columns
+    width = drifts.spread([0.0, 1.0, 2.0, 3.0])  # 1.118: an id moved past 0.559
+    assert columns["x"]["spread"] == pytest.approx(width)
+    assert columns["x"]["moved"] == 0.5  # 2 -> 3 moved; 3 -> NULL counts as moved; 0 -> 0.1 did not
+    assert columns["k"] == {"changed": 0.25, "mean_abs_change": 0.25}  # few distinct integers: a label
+    assert columns["p"]["moved"] == 0.25  # 0.9 -> 0.1 moved past 0.5 x 0.283

@@ -11,7 +11,7 @@ import click
 
 from predserve.errors import PredserveError
 from predserve.store.base import DEFAULT_GRACE
-from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT
+from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
 
 if TYPE_CHECKING:  # pyarrow is imported where a table is printed: `predserve serve` starts without it
     import pyarrow as pa
@@ -152,7 +152,8 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("-w", "--warehouse", required=True, help="the warehouse's DuckDB file, or bigquery://PROJECT/DATASET")
 @click.option("--model", required=True, help="model name the predictions are served under")
-@click.option("--key", required=True, help="column holding the id clients look up (e.g. user_id)")
+@click.option("--key", required=True, help="column holding the id clients look up (e.g. user_id), or several separated "
+              "by commas (user_id,country): the id is their values joined by '|', a '|' or '\\' in a value escaped with '\\'")
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
@@ -174,6 +175,15 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
               help="--max-drift for one column (repeatable)")
 @click.option("--column-max-changed-labels", "column_max_changed", multiple=True, metavar="COLUMN=LIMIT",
               callback=_column_limits, help="--max-changed-labels for one column (repeatable)")
+@click.option("--max-moved-values", "max_moved", type=click.FloatRange(0, 1), default=DEFAULT_MAX_MOVED, show_default=True,
+              help="refuse when a numeric prediction column moved by more than --move-tolerance for more than this "
+                   "fraction of the sampled ids")
+@click.option("--move-tolerance", type=click.FloatRange(0), default=DEFAULT_MOVE_TOLERANCE, show_default=True,
+              help="how far a sampled id's value may move, in standard deviations of the column, before it counts as moved")
+@click.option("--column-max-moved-values", "column_max_moved", multiple=True, metavar="COLUMN=LIMIT",
+              callback=_column_limits, help="--max-moved-values for one column (repeatable)")
+@click.option("--metadata-columns", default="", metavar="A,B",
+              help="columns that are not predictions (e.g. model_version): their drift is reported, not gated")
 @click.option("--allow-drift", is_flag=True, help="publish even when the predictions drifted (a known, intended shift)")
 @click.option("--json", "as_json", is_flag=True, help="print a machine-readable summary")
 @click.pass_context
@@ -181,6 +191,7 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
            keep: int, grace: float, max_age: float | None, default_prediction: str | None, allow_empty: bool, allow_null_keys: bool,
            allow_duplicates: bool, max_row_drop: float, allow_schema_change: bool, max_drift: float,
            max_changed_labels: float, column_max_drift: dict[str, float], column_max_changed: dict[str, float],
+           max_moved: float, move_tolerance: float, column_max_moved: dict[str, float], metadata_columns: str,
            allow_drift: bool, as_json: bool) -> None:
     """Export predictions into a new store snapshot with an Apache Beam pipeline, then publish it.
 
@@ -196,7 +207,9 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
         allow_empty=allow_empty, allow_null_keys=allow_null_keys, allow_duplicates=allow_duplicates,
         max_row_drop=max_row_drop, allow_schema_change=allow_schema_change, max_drift=max_drift,
         max_changed_labels=max_changed_labels, column_max_drift=column_max_drift,
-        column_max_changed_labels=column_max_changed, allow_drift=allow_drift,
+        column_max_changed_labels=column_max_changed, max_moved=max_moved, move_tolerance=move_tolerance,
+        column_max_moved=column_max_moved, metadata_columns=tuple(c.strip() for c in metadata_columns.split(",") if c.strip()),
+        allow_drift=allow_drift,
     )
     default = None
     if default_prediction is not None:
@@ -291,8 +304,12 @@ def _print_profile(profile: dict[str, Any] | None, drift: dict[str, Any] | None)
             line += f"  {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f}{where(figures)}"
             if "changed" in figures:
                 line += f", {figures['changed']:.1%} of sampled ids changed"
+            if "moved" in figures:
+                line += f", {figures['moved']:.1%} of sampled ids moved"
             if "mean_abs_change" in figures:
                 line += f", mean absolute change {figures['mean_abs_change']:.4g}"
+            if figures.get("metadata"):
+                line += f"  (metadata, {figures['metadata']}: reported, not gated)"
         click.echo(line)
 
 
@@ -332,7 +349,7 @@ def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:
     top = largest(drift)
     if drift is None or top is None:
         return {"drift": "", "changed": ""}
-    changed = [f["changed"] for f in drift["columns"].values() if "changed" in f]
+    changed = [f["changed"] for f in drift["columns"].values() if "changed" in f and not f.get("metadata")]
     return {"drift": f"{top[1]['distance']:.4f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
 
 
@@ -421,7 +438,8 @@ def serve_option(*declarations: str, envvar: str, **kwargs: Any) -> Any:
 @main.command()
 @serve_option("--store", envvar="PREDSERVE_STORE", required=True, help=STORE_HELP)
 @serve_option("--host", envvar="PREDSERVE_HOST", default="127.0.0.1")
-@serve_option("--port", envvar="PREDSERVE_PORT", default=8000, type=click.IntRange(1, 65535))
+@serve_option("--port", envvar=["PREDSERVE_PORT", "PORT"], default=8000, type=click.IntRange(1, 65535),
+              help="TCP port; PORT (which Cloud Run sets) is read when PREDSERVE_PORT is not set")
 @serve_option("--workers", envvar="PREDSERVE_WORKERS", default=1, type=click.IntRange(1, 64),
               help="worker processes (each opens the store read-only)")
 @serve_option("--iam", "iam_path", envvar="PREDSERVE_IAM", help="service-account file (default: ./predserve-iam.json)")

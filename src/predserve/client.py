@@ -6,6 +6,7 @@
         p = client.get("churn", "42")               # Prediction(model, id, snapshot, prediction, stale, default)
         p.prediction["predicted_churned"]
         many = client.batch_get("churn", ids)       # one entry per id, in order; None where there is no prediction
+        client.get("offers", (42, "DE"))            # a composite key (--key user_id,country) as a tuple: id "42|DE"
 
 ``AsyncClient`` has the same methods as coroutines. Both keep connections open between calls
 (a pool, with keep-alive), give every call a timeout, and retry a bounded number of times
@@ -22,6 +23,8 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+
+from predserve.keys import join_key
 from tenacity import (
     AsyncRetrying, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random,
 )
@@ -80,6 +83,14 @@ class Prediction:
 
 
 # ---- the protocol, shared by both clients ---------------------------------------------------
+Id = str | tuple[Any, ...]  # a composite key's values as a tuple, joined as the export joined them
+
+
+def as_id(entity_id: Id) -> str:
+    """The id the API takes: a string as it is, a tuple of key values joined (predserve.keys)."""
+    return join_key(entity_id) if isinstance(entity_id, (tuple, list)) else entity_id
+
+
 def needs_batch(entity_id: str) -> bool:
     """Ids a URL path cannot carry intact ('/' separates segments; '.' and '..' are dot segments;
     an empty segment is no segment) are fetched with a one-id batchGet instead."""
@@ -180,8 +191,9 @@ class Client:
                     raise unreachable(exc) from exc
                 return check(response)
 
-    def get(self, model: str, entity_id: str) -> Prediction:
-        """The prediction for one id; ``NotFound`` when the model or the id has none."""
+    def get(self, model: str, entity_id: Id) -> Prediction:
+        """The prediction for one id (a tuple for a composite key); ``NotFound`` when the model or the id has none."""
+        entity_id = as_id(entity_id)
         if needs_batch(entity_id):
             found = self.batch_get(model, [entity_id])[0]
             if found is None:
@@ -189,11 +201,11 @@ class Client:
             return found
         return prediction(self._call("GET", one_path(model, entity_id)), False)
 
-    def batch_get(self, model: str, ids: Sequence[str]) -> list[Prediction | None]:
+    def batch_get(self, model: str, ids: Sequence[Id]) -> list[Prediction | None]:
         """The predictions for many ids, in their order (None where there is none), in as many
         requests as the server's batch limit needs."""
         results: list[Prediction | None] = []
-        for part in chunks(ids, self.settings.max_batch):
+        for part in chunks([as_id(i) for i in ids], self.settings.max_batch):
             results += batch_results(self._call("POST", batch_path(model), orjson.dumps({"ids": list(part)})))
         return results
 
@@ -226,7 +238,8 @@ class AsyncClient:
                     raise unreachable(exc) from exc
                 return check(response)
 
-    async def get(self, model: str, entity_id: str) -> Prediction:
+    async def get(self, model: str, entity_id: Id) -> Prediction:
+        entity_id = as_id(entity_id)
         if needs_batch(entity_id):
             found = (await self.batch_get(model, [entity_id]))[0]
             if found is None:
@@ -234,9 +247,9 @@ class AsyncClient:
             return found
         return prediction(await self._call("GET", one_path(model, entity_id)), False)
 
-    async def batch_get(self, model: str, ids: Sequence[str]) -> list[Prediction | None]:
+    async def batch_get(self, model: str, ids: Sequence[Id]) -> list[Prediction | None]:
         results: list[Prediction | None] = []
-        for part in chunks(ids, self.settings.max_batch):
+        for part in chunks([as_id(i) for i in ids], self.settings.max_batch):
             results += batch_results(await self._call("POST", batch_path(model), orjson.dumps({"ids": list(part)})))
         return results
 

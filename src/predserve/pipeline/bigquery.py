@@ -23,13 +23,14 @@ import math
 import os
 import uuid
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
 
 from predserve.errors import ExportError
 from predserve.identifiers import quote_identifier
+from predserve.keys import key_columns
 from predserve.pipeline.profile import compute_profile
 from predserve.pipeline.sources import (
     ROW_GROUP_ROWS,
@@ -140,12 +141,12 @@ class ReadStream(beam.DoFn):
 class BigQuerySource:
     """Prediction rows from BigQuery: the query materialised once, read over the Storage Read API."""
 
-    def __init__(self, url: str, query: str, key: str) -> None:
+    def __init__(self, url: str, query: str, key: str | Sequence[str]) -> None:
         rest = url.removeprefix("bigquery://").strip("/").split("/")
         if len(rest) != 2 or not all(rest):
             raise ExportError(f"bad BigQuery warehouse URL {url!r}: use bigquery://PROJECT/DATASET")
         self.project, self.dataset = rest
-        self.query, self.key = query.strip().rstrip(";").strip(), key
+        self.query, self.key = query.strip().rstrip(";").strip(), key_columns(key)
         self.table = f"{self.project}.{self.dataset}.{TEMP_TABLE_PREFIX}{uuid.uuid4().hex[:16]}"
         self.relation = quote_identifier(self.table, "bigquery")  # the table in SQL: one quoted path
         self.schema: pa.Schema | None = None

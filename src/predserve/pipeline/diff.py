@@ -150,6 +150,8 @@ def _figures(column: dict[str, Any], in_both: int) -> str:
     line = f"{drifts.METRIC_NAMES[distance['metric']]} {distance['distance']:.4f}{drifts.where(distance)}"
     if "changed" in sample:
         line += f"; {sample['changed']:.1%} of {in_both:,} sampled ids changed value"
+    if "moved" in sample:
+        line += f"; {sample['moved']:.1%} of {in_both:,} sampled ids moved"
     if "mean_abs_change" in sample:
         line += f"; mean absolute change on {in_both:,} sampled ids {sample['mean_abs_change']:.4g}"
     return line

@@ -20,11 +20,29 @@ Validation, whose formulas these follow):
 
 NULL is one more bin (or value) on both sides, so a column that turns NULL drifts.
 
-On the sample (``SAMPLE_ATTACHMENT``: the ids with the smallest MD5, chosen by the export),
-both snapshots' stored bodies are read in batches and compared: per categorical column the
-fraction of ids present in both whose value changed; per numeric column the mean absolute
-change; per probabilities column the mean absolute change of each label's probability; and
-how many sampled ids appeared (only in the new snapshot) or disappeared (only in the old).
+On the sample (``SAMPLE_ATTACHMENT``: the ids with the smallest hash, chosen by the export),
+both snapshots' stored bodies are read in batches and compared per id, for every column:
+
+- categorical columns, and integer columns whose sampled values are few (at most
+  ``LABEL_VALUES`` distinct integers: an INT64 label exported without its ``_probs``): the
+  fraction of ids present in both whose value changed (``changed``);
+- other numeric columns: the fraction of ids whose value *moved* by more than ``tolerance``
+  times the column's spread (the standard deviation of the old snapshot's sampled values), or
+  turned NULL or non-NULL (``moved``), and the mean absolute change; a flip or a shuffle
+  across ids keeps the distribution but moves most ids, so it cannot hide;
+- probabilities columns: the same ``moved`` (an id moved when any label's probability moved
+  by more than ``tolerance`` times that label's spread) and each label's mean absolute change;
+- other columns (dates, timestamps, arrays, structs): the fraction of ids whose value changed.
+
+and how many sampled ids appeared (only in the new snapshot) or disappeared (only in the old).
+
+Which figures gate (``gated_figures``): every prediction column's distance and its per-id
+figure (``changed`` for labels, ``moved`` for numbers and for a probabilities column with no
+label column beside it; ``predicted_x_probs`` beside ``predicted_x`` is covered per id by
+that label). Metadata columns are reported, never gated: a column constant within each of the
+two snapshots (``'v2' AS model_version``), one named by ``--metadata-columns``, and dates and
+timestamps (``CURRENT_TIMESTAMP() AS scored_at``), which are never a drift signal. An "other"
+column's per-id ``changed`` is reported, not gated (nested numbers change on every retrain).
 """
 
 from __future__ import annotations
@@ -42,6 +60,12 @@ METRIC_NAMES = {JENSEN_SHANNON: "Jensen-Shannon divergence", L_INFINITY: "L-infi
 # Defaults of the drift gates (see docs/pipeline.md for how they were chosen and how to pick yours).
 DEFAULT_MAX_DRIFT = 0.1  # per column: JS divergence or L-infinity distance
 DEFAULT_MAX_CHANGED_LABELS = 0.1  # per categorical column: fraction of sampled ids whose value changed
+DEFAULT_MAX_MOVED = 0.1  # per numeric column: fraction of sampled ids that moved (see DEFAULT_MOVE_TOLERANCE)
+DEFAULT_MOVE_TOLERANCE = 0.5  # an id moved when its value changed by more than this many standard deviations
+LABEL_VALUES = 20  # an integer column with at most this many distinct sampled values is a label
+# Why a column is reported but not gated (the ``metadata`` figure of its drift entry).
+CONSTANT, NAMED, TEMPORAL = "constant in both snapshots", "named by --metadata-columns", "a date or timestamp"
+DISTANCE, CHANGED, MOVED = "distance", "changed", "moved"  # the gated figures (prediction_drift, changed_labels, moved_values)
 
 SAMPLE_ATTACHMENT = "drift-sample"  # the snapshot attachment holding the sample's ids
 READ_BATCH = 500  # ids per batched read (store.get_many)
@@ -203,21 +227,21 @@ def read_bodies(store: Any, model: str, snapshot: int, ids: Sequence[str]) -> li
 
 
 def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, str],
-                   new_ids: Sequence[str] | None = None) -> SampleComparison:
+                   new_ids: Sequence[str] | None = None, tolerance: float = DEFAULT_MOVE_TOLERANCE) -> SampleComparison:
     """Look both snapshots' samples up in both snapshots and compare the predictions.
 
     ``kinds`` maps each compared column to its kind; ``new_ids`` is the new snapshot's sample
     when the caller already has it (the export), else it is read from the store.
     """
     ids = sorted(set(read_sample(store, model, old)) | set(new_ids if new_ids is not None else read_sample(store, model, new)))
-    return compare_bodies(ids, read_bodies(store, model, old, ids), read_bodies(store, model, new, ids), kinds)
+    return compare_bodies(ids, read_bodies(store, model, old, ids), read_bodies(store, model, new, ids), kinds, tolerance)
 
 
 def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequence[bytes | None],
-                   kinds: dict[str, str]) -> SampleComparison:
+                   kinds: dict[str, str], tolerance: float = DEFAULT_MOVE_TOLERANCE) -> SampleComparison:
+    """Per column, what changed for the ids present in both (see the module docstring)."""
     out = SampleComparison()
-    changed: dict[str, list[bool]] = {c: [] for c, k in kinds.items() if k == CATEGORICAL}
-    deltas: dict[str, list[float]] = {c: [] for c, k in kinds.items() if k in (NUMERIC, PROBABILITIES)}
+    pairs: dict[str, list[tuple[Any, Any]]] = {c: [] for c in kinds}
     label_changes, other_changes = [], []
     for entity_id, before, after in zip(ids, old, new):
         if before is None or after is None:
@@ -226,32 +250,66 @@ def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequenc
             continue
         out.in_both += 1
         a, b = json.loads(before)["prediction"], json.loads(after)["prediction"]
-        label_changed = False
-        for column in changed:
-            differs = a.get(column) != b.get(column)
-            changed[column].append(differs)
-            label_changed |= differs
-        for column in deltas:
-            deltas[column].extend(_abs_changes(a.get(column), b.get(column), kinds[column]))
-        if label_changed:
+        for column, values in pairs.items():
+            values.append((a.get(column), b.get(column)))
+        if any(a.get(c) != b.get(c) for c, k in kinds.items() if k == CATEGORICAL):
             label_changes.append((entity_id, before, after))
         elif a != b:
             other_changes.append((entity_id, before, after))
     out.ids = out.in_both + out.appeared + out.disappeared  # ids in neither snapshot are not counted
-    for column, flags in changed.items():
-        out.columns[column] = {"changed": sum(flags) / len(flags) if flags else 0.0}
-    for column, values in deltas.items():
-        out.columns[column] = {"mean_abs_change": sum(values) / len(values) if values else 0.0}
+    for column, values in pairs.items():
+        kind = kinds[column]
+        if kind == NUMERIC:
+            out.columns[column] = _numeric_figures(values, tolerance)
+        elif kind == PROBABILITIES:
+            out.columns[column] = _probabilities_figures(values, tolerance)
+        else:
+            out.columns[column] = {CHANGED: _changed(values)}
     out.changed = label_changes + other_changes
     return out
 
 
-def _abs_changes(a: Any, b: Any, kind: str) -> list[float]:
-    if kind == PROBABILITIES:
-        old, new = _probabilities(a), _probabilities(b)
-        return [abs(new[label] - old[label]) for label in old.keys() & new.keys()]
-    x, y = _number(a), _number(b)
-    return [abs(y - x)] if x is not None and y is not None else []
+def _changed(pairs: Sequence[tuple[Any, Any]]) -> float:
+    return sum(a != b for a, b in pairs) / len(pairs) if pairs else 0.0
+
+
+def is_label(pairs: Sequence[tuple[Any, Any]]) -> bool:
+    """Whether a numeric column's sampled values are those of a label: few distinct integers (NULLs aside)."""
+    values = {v for pair in pairs for v in pair if v is not None}
+    return 0 < len(values) <= LABEL_VALUES and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def spread(values: Sequence[float]) -> float:
+    """The population standard deviation of ``values`` (0 for fewer than two)."""
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+def _numeric_figures(pairs: Sequence[tuple[Any, Any]], tolerance: float) -> dict[str, Any]:
+    numbers = [(_number(a), _number(b)) for a, b in pairs]
+    both = [(x, y) for x, y in numbers if x is not None and y is not None]
+    mean_abs = sum(abs(y - x) for x, y in both) / len(both) if both else 0.0
+    if is_label(pairs):  # an INT64 label without its probabilities: compared by value
+        return {CHANGED: _changed(pairs), "mean_abs_change": mean_abs}
+    width = spread([x for x, _ in numbers if x is not None])
+    compared = [(x, y) for x, y in numbers if x is not None or y is not None]
+    moved = sum(x is None or y is None or abs(y - x) > tolerance * width for x, y in compared)
+    return {MOVED: moved / len(compared) if compared else 0.0, "mean_abs_change": mean_abs, "spread": width}
+
+
+def _probabilities_figures(pairs: Sequence[tuple[Any, Any]], tolerance: float) -> dict[str, Any]:
+    old = [_probabilities(a) for a, _ in pairs]
+    new = [_probabilities(b) for _, b in pairs]
+    widths = {label: spread([p[label] for p in old if label in p]) for label in {lb for p in old for lb in p}}
+    changes, moved = [], 0
+    for before, after in zip(old, new):
+        common = before.keys() & after.keys()
+        deltas = {label: abs(after[label] - before[label]) for label in common}
+        changes.extend(deltas.values())
+        moved += before.keys() != after.keys() or any(d > tolerance * widths.get(lb, 0.0) for lb, d in deltas.items())
+    return {"mean_abs_change": sum(changes) / len(changes) if changes else 0.0, MOVED: moved / len(pairs) if pairs else 0.0}
 
 
 def _probabilities(value: Any) -> dict[str, float]:
@@ -272,16 +330,52 @@ def _number(value: Any) -> float | None:
 
 # ---- a snapshot's drift, as stored in its metadata ---------------------------------------------
 def measure(old_profile: dict[str, Any], new_profile: dict[str, Any], baseline: int,
-            sample: SampleComparison | None) -> dict[str, Any]:
-    """The ``drift`` metadata entry: distances per column, the sample's figures merged in."""
+            sample: SampleComparison | None, metadata_columns: Iterable[str] = (),
+            temporal_columns: Iterable[str] = ()) -> dict[str, Any]:
+    """The ``drift`` metadata entry: distances per column, the sample's figures merged in, and
+    per column the figures that gate (``gated``) or, for a metadata column, why none does."""
     columns = profile_distances(old_profile, new_profile)
     if sample is not None:
         for name, figures in sample.columns.items():
             if name in columns:
                 columns[name].update(figures)
-    for figures in columns.values():  # six decimals: compact metadata, far below any limit's precision
-        figures.update({k: round(v, 6) for k, v in figures.items() if isinstance(v, float)})
+    named, temporal = set(metadata_columns), set(temporal_columns)
+    for name, figures in columns.items():
+        reason = (NAMED if name in named else TEMPORAL if name in temporal
+                  else CONSTANT if is_constant(old_profile, name) and is_constant(new_profile, name) else None)
+        if reason is not None:
+            figures["metadata"] = reason
+        figures["gated"] = [] if reason is not None else gated_figures(name, figures, new_profile)
+        figures.update({k: round(v, 6) for k, v in figures.items() if isinstance(v, float)})  # compact, far below any limit's precision
     return {"baseline": baseline, "columns": columns, "sample": sample.to_dict() if sample is not None else None}
+
+
+def gated_figures(name: str, figures: dict[str, Any], profile: dict[str, Any]) -> list[str]:
+    """A prediction column's gated figures: its distance, and its per-id figure (see the module docstring)."""
+    kind = (profile.get("columns") or {}).get(name, {}).get("kind")
+    gated = [DISTANCE]
+    if CHANGED in figures and kind in (CATEGORICAL, NUMERIC):
+        gated.append(CHANGED)
+    if MOVED in figures:
+        label = name[:-len("_probs")] if name.endswith("_probs") else None
+        if kind != PROBABILITIES or label is None or label not in (profile.get("columns") or {}):
+            gated.append(MOVED)
+    return gated
+
+
+def is_constant(profile: dict[str, Any], name: str) -> bool:
+    """Whether a column holds one value (or only NULLs) in every row of a profiled snapshot."""
+    column = (profile.get("columns") or {}).get(name) or {}
+    rows, nulls, kind = int(profile.get("rows", 0)), column.get("nulls", 0), column.get("kind")
+    if rows and nulls == rows:
+        return True
+    if nulls:
+        return False
+    if kind == CATEGORICAL:
+        return len(column.get("values") or {}) == 1 and not column.get("other")
+    if kind == NUMERIC:
+        return column.get("low") is not None and column.get("low") == column.get("high")
+    return False
 
 
 def snapshot_report(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -293,10 +387,12 @@ def snapshot_report(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def largest(drift: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
-    """The column with the largest distance in a ``drift`` entry, with its figures."""
+    """The column with the largest distance in a ``drift`` entry, with its figures: the
+    prediction columns' largest, a metadata column's only when every column is metadata."""
     columns = (drift or {}).get("columns") or {}
     if not columns:
         return None
+    columns = {c: f for c, f in columns.items() if not f.get("metadata")} or columns
     name = max(columns, key=lambda c: columns[c]["distance"])
     return name, columns[name]
 
@@ -311,7 +407,7 @@ def describe(drift: dict[str, Any] | None) -> str:
         return line + "no column to compare"
     name, figures = top
     line += f"largest {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f} in {name}{where(figures)}"
-    changed = [(c, f["changed"]) for c, f in drift["columns"].items() if "changed" in f]
+    changed = [(c, f["changed"]) for c, f in drift["columns"].items() if "changed" in f and not f.get("metadata")]
     if changed:
         column, fraction = max(changed, key=lambda cf: cf[1])
         line += f"; {fraction:.1%} of sampled ids changed {column}"

@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
 from predserve.errors import ExportError
+from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
 from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
 from predserve.pipeline.options import pipeline_options
@@ -95,9 +96,11 @@ def run_export(
         raise ExportError("give exactly one of --query SQL or --table NAME")
     query = query if query is not None else _table_query(warehouse, table or "")
     policy = policy or GatePolicy()
+    keys = key_columns(key)  # "user_id" or "user_id,country" (a composite key: keys.py)
+    key = ",".join(keys)
     started = time.time()
     options, runner = pipeline_options(beam_args)
-    source = open_source(warehouse, query, key)
+    source = open_source(warehouse, query, keys)
     store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
     snapshot = None
     try:
@@ -105,18 +108,19 @@ def run_export(
         # when it publishes, so no update is lost to, or overwritten by, this export's data.
         log_from = store.update_position(model)
         stats = source.prepare()
-        schema = [(f.name, str(f.type)) for f in stats.schema if f.name != key] if stats.schema is not None else []
+        schema = [(f.name, str(f.type)) for f in stats.schema if f.name not in keys] if stats.schema is not None else []
+        _check_metadata_columns(policy.metadata_columns, schema)
         snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}, log_from=log_from).id
         with ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:  # leaving waits for it, even on errors
             profiling = pool.submit(source.profile) if profile and stats.rows else None
-            written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, key),
+            written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, keys),
                                   stats.rows, started, progress)
             new_profile, sample = profiling.result() if profiling is not None else (None, [])
         store.finish_snapshot(model, snapshot, written)
         if sample:
             store.write_attachment(model, snapshot, drifts.SAMPLE_ATTACHMENT, drifts.encode_sample(sample))
         current = store.current(model)
-        drift = _drift(store, model, current, snapshot, new_profile, sample)
+        drift = _drift(store, model, current, snapshot, new_profile, sample, policy, schema)
         gates = check_gates(stats, written, schema, current, policy)
         if new_profile is not None:
             gates += check_drift_gates(drift, current, policy)
@@ -142,14 +146,19 @@ def run_export(
 
 
 def _drift(store: Any, model: str, current: Any, snapshot: int, profile: dict[str, Any] | None,
-           sample: list[str]) -> dict[str, Any] | None:
+           sample: list[str], policy: GatePolicy, schema: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The new snapshot's drift against the current one (None without two profiles to compare)."""
     baseline = current.metadata.get("profile") if current is not None else None
     if profile is None or baseline is None:
         return None
     kinds = {name: column["kind"] for name, column in profile["columns"].items()}
-    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample)
-    return drifts.measure(baseline, profile, current.id, compared)
+    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.move_tolerance)
+    temporal = [name for name, arrow_type in schema if arrow_type.startswith(TEMPORAL_TYPES)]
+    return drifts.measure(baseline, profile, current.id, compared, policy.metadata_columns, temporal)
+
+
+# Arrow type names of dates, times and timestamps: never a drift signal (reported, not gated).
+TEMPORAL_TYPES = ("timestamp", "date", "time")
 
 
 class GateRefused(ExportError):
@@ -171,6 +180,13 @@ def _discard_quietly(store: Any, model: str, snapshot: int, refused: Sequence[tu
             store.discard(model, snapshot, refused)
     except Exception as exc:  # the original failure is the one to report
         log.warning("could not discard unpublished snapshot %s of %s (%s); `predserve gc` will", snapshot, model, exc)
+
+
+def _check_metadata_columns(names: Sequence[str], schema: list[tuple[str, str]]) -> None:
+    unknown = [n for n in names if n not in {c for c, _ in schema}]
+    if unknown and schema:
+        raise ExportError(f"--metadata-columns names {', '.join(unknown)}, not among the prediction columns: "
+                          f"{', '.join(c for c, _ in schema)}")
 
 
 def _table_query(warehouse: str, table: str) -> str:

@@ -38,6 +38,7 @@ import sqlglot
 from sqlglot import exp
 
 from predserve.identifiers import quote_identifier
+from predserve.keys import key_columns, key_sql
 from predserve.pipeline.drift import BINS, CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
 
 TOP_VALUES = 20  # TFDV's default number of top values
@@ -56,12 +57,12 @@ class Column:
     floating: bool = False  # NaN and +/-Inf are served as null, so they count as NULL
 
 
-def classify(schema: pa.Schema, key: str) -> list[Column]:
-    """The profiled columns (every column but the key) and their kinds."""
-    names = set(schema.names)
+def classify(schema: pa.Schema, key: str | Sequence[str]) -> list[Column]:
+    """The profiled columns (every column but the key's) and their kinds."""
+    names, keys = set(schema.names), key_columns(key)
     columns = []
     for field in schema:
-        if field.name == key:
+        if field.name in keys:
             continue
         t = field.type
         if _is_probabilities(t):
@@ -164,7 +165,7 @@ def distribution_sql(columns: list[Column], ranges: dict[str, tuple[float, float
     return "\nUNION ALL\n".join(f"({b})" for b in branches) if branches else None
 
 
-def sample_sql(key: str, relation: str, size: int = SAMPLE_IDS) -> str:
+def sample_sql(key: str | Sequence[str], relation: str, size: int = SAMPLE_IDS) -> str:
     """The ``size`` ids (as text) with the smallest 64-bit hash: the same ids every time they exist.
 
     BigQuery's FARM_FINGERPRINT of the key's text; DuckDB's ``hash`` of the key (``to_duckdb``).
@@ -172,12 +173,16 @@ def sample_sql(key: str, relation: str, size: int = SAMPLE_IDS) -> str:
     No DISTINCT (a full aggregate): a repeated key, which the unique_keys gate reports, only
     makes the sample a little smaller.
     """
-    k = quote_identifier(key, "bigquery")
+    keys = key_columns(key)
+    if len(keys) > 1:  # the joined id (keys.py), hashed as text
+        ids = f"SELECT {key_sql(keys, 'bigquery')} AS id FROM {relation}"
+        return f"SELECT id FROM ({ids}) WHERE id IS NOT NULL ORDER BY FARM_FINGERPRINT(id), id LIMIT {size}"
+    k = quote_identifier(keys[0], "bigquery")
     smallest = f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL ORDER BY FARM_FINGERPRINT(CAST({k} AS STRING)), {k} LIMIT {size}"
     return f"SELECT CAST({k} AS STRING) AS id FROM ({smallest})"  # only the chosen keys become text
 
 
-def compute_profile(run: RunSQL, schema: pa.Schema, key: str, relation: str) -> tuple[dict[str, Any], list[str]]:
+def compute_profile(run: RunSQL, schema: pa.Schema, key: str | Sequence[str], relation: str) -> tuple[dict[str, Any], list[str]]:
     """The profile of ``relation``'s rows and its drift sample's ids, with three statements run by ``run``."""
     columns = classify(schema, key)
     summary = list(run(summary_sql(columns, relation))[0])

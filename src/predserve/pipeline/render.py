@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from predserve.errors import ExportError
 from predserve.identifiers import quote_identifier
+from predserve.keys import key_columns, key_sql
 
 
 def _needs_rewrite(t: pa.DataType) -> bool:
@@ -78,23 +79,24 @@ def duckdb_compatible(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordB
 class BodyRenderer:
     """Builds the rendering SQL once per schema and applies it to Arrow tables."""
 
-    def __init__(self, model: str, snapshot: int, key: str) -> None:
-        self.model, self.snapshot, self.key = model, snapshot, key
+    def __init__(self, model: str, snapshot: int, key: str | tuple[str, ...]) -> None:
+        self.model, self.snapshot, self.key = model, snapshot, key_columns(key)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._sql_by_schema: dict[pa.Schema, str] = {}
 
     def _sql(self, schema: pa.Schema) -> str:
-        if self.key not in schema.names:
-            raise ExportError(f"key column {self.key!r} is not in the export query's columns: {', '.join(schema.names)}")
-        fields = [f for f in schema if f.name != self.key]
+        for column in self.key:
+            if column not in schema.names:
+                raise ExportError(f"key column {column!r} is not in the export query's columns: {', '.join(schema.names)}")
+        fields = [f for f in schema if f.name not in self.key]
         struct = ", ".join(f"{quote_identifier(f.name)} := {_value_sql(quote_identifier(f.name), f.type)}" for f in fields)
         head = ('{"model":' + json.dumps(self.model) + ',"id":').replace("'", "''")
-        key_text = f"CAST({quote_identifier(self.key)} AS VARCHAR)"
+        key_text = f"CAST({key_sql(self.key)} AS VARCHAR)"  # a composite key: its values joined (keys.py)
         return (
             f"SELECT encode({key_text}) AS id, "
             f"encode('{head}' || to_json({key_text}) || ',\"snapshot\":{self.snapshot},\"prediction\":' "
             f"|| to_json(struct_pack({struct})) || '}}') AS body "
-            f"FROM batch WHERE {quote_identifier(self.key)} IS NOT NULL"
+            f"FROM batch WHERE {key_text} IS NOT NULL"
         )
 
     def render(self, table: pa.Table | pa.RecordBatch) -> tuple[list[bytes], list[bytes]]:

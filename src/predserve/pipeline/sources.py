@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predserve.errors import ExportError
-from predserve.identifiers import Dialect, quote_identifier
+from predserve.identifiers import Dialect
+from predserve.keys import key_columns, key_sql
 from predserve.pipeline.profile import compute_profile, to_duckdb
 from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
 
@@ -78,20 +79,24 @@ class ReadWorkItems(beam.PTransform):
         )
 
 
-def stats_sql(relation: str, key: str, dialect: Dialect = "duckdb") -> str:
-    """Rows, NULL keys and duplicate keys of ``relation`` in one aggregate (DuckDB or BigQuery)."""
-    k = quote_identifier(key, dialect)
+def stats_sql(relation: str, key: str | Sequence[str], dialect: Dialect = "duckdb") -> str:
+    """Rows, NULL keys and duplicate keys of ``relation`` in one aggregate (DuckDB or BigQuery).
+
+    A composite key is checked whole: its id (``keys.key_sql``) is NULL when any of its
+    columns is, and two rows share it only when they share every column."""
+    k = key_sql(key_columns(key), dialect)
     return f"SELECT count(*), count(*) - count({k}), count({k}) - count(DISTINCT {k}) FROM {relation}"
 
 
-def duplicates_sql(relation: str, key: str, dialect: Dialect = "duckdb") -> str:
-    k = quote_identifier(key, dialect)
-    return f"SELECT {k} FROM {relation} WHERE {k} IS NOT NULL GROUP BY {k} HAVING count(*) > 1 ORDER BY {k} LIMIT 5"
+def duplicates_sql(relation: str, key: str | Sequence[str], dialect: Dialect = "duckdb") -> str:
+    k = key_sql(key_columns(key), dialect)
+    return f"SELECT {k} AS id FROM {relation} WHERE {k} IS NOT NULL GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
 
 
-def check_key(schema: pa.Schema, key: str) -> None:
-    if key not in schema.names:
-        raise ExportError(f"key column {key!r} is not among the query's columns: {', '.join(schema.names)}")
+def check_key(schema: pa.Schema, key: str | Sequence[str]) -> None:
+    for column in key_columns(key):
+        if column not in schema.names:
+            raise ExportError(f"key column {column!r} is not among the query's columns: {', '.join(schema.names)}")
 
 
 def read_row_group(item: tuple[str, int]) -> Iterator[pa.Table]:
@@ -107,8 +112,8 @@ class WarehouseSource:
     system (DirectRunner, or Dask workers on the same machine).
     """
 
-    def __init__(self, warehouse: str, query: str, key: str) -> None:
-        self.warehouse, self.query, self.key = warehouse, query, key
+    def __init__(self, warehouse: str, query: str, key: str | Sequence[str]) -> None:
+        self.warehouse, self.query, self.key = warehouse, query, key_columns(key)
         self.workdir: Path | None = None
         self.items: list[tuple[str, int]] = []
         self.schema: pa.Schema | None = None
@@ -156,7 +161,7 @@ class WarehouseSource:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def open_source(warehouse: str, query: str, key: str) -> Source:
+def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
     if warehouse.startswith("bigquery://"):
         from predserve.pipeline.bigquery import BigQuerySource
 

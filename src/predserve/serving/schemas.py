@@ -38,10 +38,16 @@ class ColumnDrift(BaseModel):
                                         "(categorical, other), between 0 and 1")
     value: str | None = Field(None, description="categorical: the value where the distance is largest")
     label: str | None = Field(None, description="probabilities: the label whose distance is the column's")
-    changed: float | None = Field(None, description="categorical: fraction of the sampled ids in both snapshots "
-                                                    "whose value changed")
+    changed: float | None = Field(None, description="labels (categorical, or integer with few values) and other "
+                                                    "columns: fraction of the sampled ids in both snapshots whose value changed")
+    moved: float | None = Field(None, description="numeric and probabilities: fraction of the sampled ids whose value "
+                                                  "moved by more than the tolerance times the column's spread")
+    spread: float | None = Field(None, description="numeric: the standard deviation of the old snapshot's sampled values")
     mean_abs_change: float | None = Field(None, description="numeric and probabilities: mean absolute change over "
                                                             "the sampled ids")
+    metadata: str | None = Field(None, description="why the column is reported but not gated (constant in both "
+                                                   "snapshots, named by --metadata-columns, a date or timestamp)")
+    gated: list[str] | None = Field(None, description="the figures that gate: distance, changed, moved")
 
 
 class SampleFigures(BaseModel):

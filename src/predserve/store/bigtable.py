@@ -3,8 +3,11 @@
 Row keys
     state row   ``#state#<model>``: family ``m``, columns ``state`` (JSON) and ``v`` (version)
     data rows   ``<model>#<snapshot, 8 hex>#<bucket, 2 hex>#<id>``: family ``p``, column ``v``
-    tallies     ``#accepted#<model>#<snapshot, 8 hex>#<writer>``: family ``m``, column ``n``, the
-                rows one writer (one Beam bundle) had accepted when it flushed (8 bytes, big-endian)
+    tallies     ``#accepted#<model>#<snapshot, 8 hex>#<digest>``: family ``m``, column ``n``, the
+                rows of one batch of ids (one ``write_columns`` call: an Arrow table of the
+                export) once its writer flushed (8 bytes, big-endian); ``digest`` is a hash of
+                the batch's ids, so a retried bundle, which writes the same batches again,
+                rewrites the same tally rows instead of adding new ones
     attachments ``#attachment#<model>#<snapshot, 8 hex>#<name>``: family ``m``, column ``v``
     update log  ``#log#<model>#<position, 16 hex>``: family ``m``, column ``v`` (one entry);
                 ``#loghead#<model>``: column ``n``, the last position handed out (an increment)
@@ -46,9 +49,9 @@ emulator; otherwise Application Default Credentials are used.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
-import uuid
 import zlib
 from typing import Any, Iterable, Sequence
 
@@ -139,14 +142,27 @@ CAS_RETRY = gretry.Retry(predicate=gretry.if_exception_type(Collided), initial=0
                          multiplier=2.0, timeout=CAS_TIMEOUT)
 
 
+def batch_digest(ids: list[bytes]) -> bytes:
+    """A hash naming a batch of ids (their lengths and their bytes, so the sequence is unambiguous)."""
+    digest = hashlib.blake2b(struct.pack(f">{len(ids)}I", *map(len, ids)), digest_size=16)
+    digest.update(b"".join(ids))
+    return digest.hexdigest().encode()
+
+
 class BigtableSnapshotWriter(SnapshotWriter):
-    """Batched MutateRows into one snapshot; the client retries transient errors."""
+    """Batched MutateRows into one snapshot; the client retries transient errors.
+
+    Rows are counted per batch (``write_columns`` call) under a tally row named by the batch's
+    ids (``batch_digest``), written only after the flush: a bundle that fails before it is
+    not counted, and a bundle retried after it (Dataflow retries a bundle whose commit failed)
+    writes the same rows and the same tally rows again, so nothing is counted twice.
+    """
 
     def __init__(self, store: "BigtableStore", model: str, snapshot: int) -> None:
         self._store = store
         self._prefix = snapshot_prefix(model, snapshot)
-        self._tally_key = accepted_prefix(model, snapshot) + uuid.uuid4().hex.encode()
-        self._rows = 0
+        self._tally_prefix = accepted_prefix(model, snapshot)
+        self._tallies: dict[bytes, int] = {}
         self._batcher = store.table.mutations_batcher(flush_limit_mutation_count=WRITE_BATCH, flush_interval=1)
 
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
@@ -155,7 +171,9 @@ class BigtableSnapshotWriter(SnapshotWriter):
         for entity_id, value in zip(ids, values):
             # A fixed timestamp makes a retried write overwrite its own cell, not add a version.
             self._batcher.append(RowMutationEntry(data_key(prefix, entity_id), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
-        self._rows += len(ids)
+        if ids:
+            digest = batch_digest(ids)
+            self._tallies[digest] = len(ids)  # the same batch twice holds the same rows once
         # Bigtable overwrites silently; duplicate keys are caught by the export's source check.
         return 0
 
@@ -165,10 +183,12 @@ class BigtableSnapshotWriter(SnapshotWriter):
             self._batcher.close()
         except Exception as exc:
             raise StoreError(f"writing to Bigtable failed: {exc}") from exc
-        if self._rows:
-            tally = SetCell(META_FAMILY, b"n", struct.pack(">Q", self._rows), timestamp_micros=0)
-            self._store._call(self._store.table.mutate_row, self._tally_key, tally)
-            self._rows = 0
+        if self._tallies:
+            entries = [RowMutationEntry(self._tally_prefix + digest, [SetCell(META_FAMILY, b"n", struct.pack(">Q", rows), timestamp_micros=0)])
+                       for digest, rows in self._tallies.items()]
+            for start in range(0, len(entries), WRITE_BATCH):
+                self._store._call(self._store.table.bulk_mutate_rows, entries[start:start + WRITE_BATCH])
+            self._tallies = {}
 
 
 class BigtableStore(SnapshotStore):

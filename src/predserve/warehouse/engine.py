@@ -2,9 +2,10 @@
 
 ``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (dialect.py) and
 runs each statement by its node type: DECLARE and SET (scripting.py), CREATE / ALTER / DROP
-MODEL (here), and every other statement as a query. A query's ML table functions are
-computed first, outermost first, each registered as an Arrow relation under a placeholder
-name (ML.PREDICT as a reader that scores batch by batch, so it streams); the input query of
+MODEL (here), DESCRIBE (in BigQuery's type names), and every other statement as a query. A
+query's ML table functions are computed first, outermost first, each registered as an Arrow
+relation under a placeholder name (ML.PREDICT as a reader that scores batch by batch, so it
+streams), and so is each INFORMATION_SCHEMA view (information_schema.py); the input query of
 an ML function carries the CTEs it uses from around the call. Then script variables are
 replaced by their values, BigQuery's UNNEST semantics applied, and sqlglot writes the tree as
 DuckDB SQL.
@@ -26,7 +27,7 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog, hashing
+from predserve.warehouse import catalog, geography, hashing, information_schema
 from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
 from predserve.warehouse.messages import engine_message
 from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
@@ -36,6 +37,7 @@ from predserve.warehouse.options import alter_options, literal_value, resolve_op
 from predserve.warehouse.preprocessing import window_expression
 from predserve.warehouse.scopes import Scopes, visible_ctes
 from predserve.warehouse.scripting import Script
+from predserve.warehouse.syntax import PROCEDURAL_MESSAGE
 
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType
@@ -121,9 +123,10 @@ class Warehouse:
             return self._drop_model(tree)
         if isinstance(tree, AlterModel):
             return self._alter_model(tree, script)
+        if isinstance(tree, exp.Describe):
+            return information_schema.describe(self._query(tree, script))
         if isinstance(tree, exp.Command):
-            raise SQLError(f"predserve cannot run {tree.name.upper()} statements: of BigQuery's procedural language it "
-                           "runs DECLARE and SET (not IF, LOOP, BEGIN...END, CALL or EXECUTE IMMEDIATE)")
+            raise SQLError(PROCEDURAL_MESSAGE.format(word=tree.name.upper()))
         return self._query(tree, script)
 
     def _query(self, tree: exp.Expression, script: Script) -> pa.Table:
@@ -222,6 +225,12 @@ class Warehouse:
             names.append(name)
             self._placeholders[name] = f"ML.{ml_function_name(node)}(MODEL {node.this.sql('bigquery')})"
             placement.replace(exp.Table(this=exp.to_identifier(name), alias=placement.args.get("alias")))
+        for table in [t for t in tree.find_all(exp.Table) if information_schema.view_name(t)]:
+            name = f"__predserve_info_{next(_placeholder_ids)}"
+            con.register(name, information_schema.rows(con, table))
+            names.append(name)
+            self._placeholders[name] = f"INFORMATION_SCHEMA.{information_schema.view_name(table)}"
+            table.replace(exp.Table(this=exp.to_identifier(name), alias=table.args.get("alias")))
         scopes = Scopes(con)
         tree = script.substitute(tree, scopes)
         scopes.explode_struct_unnests(tree)
@@ -274,6 +283,8 @@ class Warehouse:
 # ---- trees ----------------------------------------------------------------------------------
 def transpile(tree: exp.Expression) -> str:
     """A BigQuery tree (ML functions already replaced) as DuckDB SQL."""
+    tree = geography.rewrite(tree)  # points and distances on a sphere; other ST_ functions are refused next
+    tree = tree.transform(_array_agg_limit)
     _refuse_geography(tree)
     # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
     tree = tree.transform(window_expression)
@@ -286,11 +297,21 @@ def transpile(tree: exp.Expression) -> str:
         raise SQLError(f"this statement cannot run on the local warehouse: {exc}") from None
 
 
+def _array_agg_limit(node: exp.Expression) -> exp.Expression:
+    """BigQuery's ``ARRAY_AGG(x ORDER BY y LIMIT n)`` (the top-N per id of ML.RECOMMEND and
+    ML.FORECAST exports) as the ordered aggregate's first n elements: DuckDB has no LIMIT there."""
+    if not isinstance(node, exp.ArrayAgg) or not isinstance(node.this, exp.Limit):
+        return node
+    limit = node.this
+    aggregate = exp.ArrayAgg(this=limit.this.copy())
+    return exp.func("ARRAY_SLICE", aggregate, exp.Literal.number(1), limit.expression.copy())
+
+
 GEOGRAPHY_MESSAGE = (
     "geography ({what}) is not available in predserve's warehouse: BigQuery's GEOGRAPHY functions need the "
     "embedded engine's spatial extension, which is not published for the engine version predserve uses and cannot "
-    "be downloaded offline. Compute the spatial features in BigQuery, or store them as FLOAT64 columns "
-    "(e.g. latitude, longitude)"
+    "be downloaded offline; only " + ", ".join(geography.SUPPORTED) + " are (points on a sphere). Compute other "
+    "spatial features in BigQuery, or store them as FLOAT64 columns (e.g. latitude, longitude)"
 )
 
 
@@ -298,10 +319,9 @@ def _refuse_geography(tree: exp.Expression) -> None:
     for node in tree.walk():
         if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.GEOGRAPHY, exp.DataType.Type.GEOMETRY):
             raise SQLError(GEOGRAPHY_MESSAGE.format(what="the GEOGRAPHY type"))
-        if isinstance(node, exp.Func):
-            name = node.name if isinstance(node, exp.Anonymous) else node.sql_name()
-            if name.upper().startswith("ST_"):
-                raise SQLError(GEOGRAPHY_MESSAGE.format(what=f"{name.upper()}"))
+        name = geography.function_name(node)
+        if name is not None:
+            raise SQLError(GEOGRAPHY_MESSAGE.format(what=name))
         if isinstance(node, exp.Parameter):
             raise SQLError(f"query parameters ({node.sql('bigquery')}) are not supported; DECLARE a variable instead")
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, records_field
 
@@ -27,6 +26,8 @@ ROC_PERCENTILES = 101  # the default thresholds: the distinct 0th, 1st, ..., 100
 
 
 def regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    from sklearn import metrics as skm  # here, not at import: exports and the API load the warehouse without scikit-learn
+
     msle = None
     if (y > -1).all() and (predicted > -1).all():
         msle = float(skm.mean_squared_log_error(y, predicted))
@@ -42,6 +43,8 @@ def regression(y: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
 
 def classification(y: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
     """Counts from one confusion matrix (numpy); ROC AUC from scikit-learn."""
+    from sklearn import metrics as skm  # here, not at import: exports and the API load the warehouse without scikit-learn
+
     n, k = probs.shape
     confusion = confusion_counts(y, probs, threshold)
     tp = np.diag(confusion).astype(np.float64)
@@ -70,6 +73,8 @@ def classification(y: np.ndarray, probs: np.ndarray, threshold: float | None = N
 
 
 def clustering(x: np.ndarray, estimator: Any) -> dict[str, Any]:
+    from sklearn import metrics as skm  # here, not at import: exports and the API load the warehouse without scikit-learn
+
     assignments = estimator.predict(x)
     distances = estimator.transform(x)
     nearest = distances[np.arange(len(x)), assignments]

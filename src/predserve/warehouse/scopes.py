@@ -49,8 +49,9 @@ class Scopes:
         return False, None
 
     def explode_struct_unnests(self, tree: exp.Expression) -> None:
-        """Mark ``FROM UNNEST(col)`` of an ARRAY<STRUCT> column for sqlglot to explode (BigQuery's
-        semantics); literal arrays are marked by sqlglot's parser already."""
+        """Mark ``FROM UNNEST(col)`` of an ARRAY<STRUCT> column (or, unaliased, of a column whose type
+        is unknown here) for sqlglot to explode (BigQuery's semantics); literal arrays are marked by
+        sqlglot's parser already."""
         for unnest in tree.find_all(exp.Unnest):
             argument = unnest.expressions[0] if unnest.expressions else None
             if unnest.args.get("explode_array") or not isinstance(argument, exp.Column):
@@ -58,7 +59,14 @@ class Scopes:
             if not isinstance(unnest.parent, (exp.From, exp.Join)):
                 continue
             found, duck_type = self.resolve(argument)
-            if found and duck_type and duck_type.startswith("STRUCT(") and duck_type.endswith("[]"):
+            if not found:
+                continue
+            if duck_type is None and not unnest.args.get("alias"):
+                # An unaliased UNNEST of an array whose type is not known before DuckDB runs it (a CTE's
+                # ARRAY_AGG(STRUCT(...)), as the k-means tutorial pivots ML.CENTROIDS): exploding one
+                # level deep yields the STRUCT's fields as columns, and a scalar array's values as they are.
+                unnest.set("explode_array", True)
+            elif duck_type and duck_type.startswith("STRUCT(") and duck_type.endswith("[]"):
                 unnest.set("explode_array", True)
 
     def source_columns(self, source: exp.Expression) -> Columns | None:
