@@ -46,3 +46,42 @@ def store_reader():
         await send({"type": "http.response.body", "body": body or b"{}"})
 
     return read
+
+
+def bare_reader():
+    """The job's own limit (issue 23): an ASGI app on the same server that makes the bare py-lmdb
+    reads the route needs and nothing else. ``GET .../{id}``: one ``txn.get`` of the id; ``POST``
+    with ``{"ids": [...]}``: the body read and parsed, one transaction, one ``txn.get`` per id,
+    the bodies joined. The plain LMDB (BENCH_PLAIN, built by serve.plain_lmdb) holds the store's
+    bodies under the bare ids."""
+    import os
+
+    import lmdb
+    import orjson
+
+    state = {}
+
+    async def read(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                state["env"] = lmdb.open(os.environ["BENCH_PLAIN"], readonly=True, readahead=False)
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        env = state["env"]
+        if scope["method"] == "POST":
+            message, body = {"more_body": True}, b""
+            while message.get("more_body"):
+                message = await receive()
+                body += message.get("body", b"")
+            with env.begin() as txn:
+                get = txn.get
+                out = b'{"results":[' + b",".join([get(i.encode()) or b"null" for i in orjson.loads(body)["ids"]]) + b"]}"
+        else:
+            with env.begin() as txn:
+                out = txn.get(scope["path"].rsplit("/", 1)[1].encode()) or b"{}"
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"%d" % len(out)), HEADERS[1]]})
+        await send({"type": "http.response.body", "body": out})
+
+    return read

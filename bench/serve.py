@@ -75,6 +75,9 @@ def server_command(kind: str, port: int, store: str, iam: str, workers: int) -> 
     if kind == "store-reader":  # the store's async read and nothing else, on the same server
         return [PY, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--no-ws", "--no-log",
                 "--workers", str(workers), "--port", str(port), "--factory", "bench.raw_app:store_reader"]
+    if kind == "bare-read":  # the job's own limit: bare py-lmdb reads of the same bodies, on the same server
+        return [PY, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--http", "1", "--no-ws", "--no-log",
+                "--workers", str(workers), "--port", str(port), "--factory", "bench.raw_app:bare_reader"]
     if kind == "raw-rsgi":
         return [PY, "-m", "granian", "--interface", "rsgi", "--loop", "uvloop", "--http", "1", "--no-ws", "--no-log",
                 "--workers", str(workers), "--port", str(port), "bench.raw_app:rsgi_app"]
@@ -93,7 +96,7 @@ class Server:
     def __init__(self, kind: str, store: str, iam: str, workers: int = 1) -> None:
         self.kind, self.port = kind, free_port()
         cpus = SERVER_CPU if workers == 1 else f"{SERVER_CPU},{LOAD_CPU}"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORE": store, "BENCH_IAM": iam}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_STORE": store, "BENCH_PLAIN": store + ".plain", "BENCH_IAM": iam}
         self.proc = subprocess.Popen(["taskset", "-c", cpus, *server_command(kind, self.port, store, iam, workers)],
                                      cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -136,9 +139,9 @@ def wrk_rate(port: int, script: str, duration: float) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
-def open_loop(port: int, key: str, rate: float, duration: float, batch: bool = False) -> dict[str, Any]:
+def open_loop(port: int, key: str, rate: float, duration: float, batch: bool = False, rows: int = ROWS) -> dict[str, Any]:
     cmd = ["taskset", "-c", LOAD_CPU, PY, str(ROOT / "bench/loadgen.py"), "--port", str(port), "--rate", str(rate),
-           "--duration", str(duration), "--key", key, "--max-id", str(ROWS)]
+           "--duration", str(duration), "--key", key, "--max-id", str(rows)]
     if batch:
         cmd += ["--method", "POST", "--path-template", "/v1/models/churn/predictions:batchGet", "--body-template", '{"ids": IDS}']
     else:
@@ -161,11 +164,29 @@ def export_into(store: str, rows: int) -> None:
                policy=GatePolicy(max_row_drop=1.0, allow_schema_change=True))
 
 
-def lmdb_store() -> str:
-    store = OUT / "serve-store.lmdb"
+def lmdb_store(rows: int = ROWS) -> str:
+    store = OUT / ("serve-store.lmdb" if rows == ROWS else f"serve-store-{rows}.lmdb")
     if not (store / "data.mdb").exists():
-        export_into(str(store), ROWS)
+        export_into(str(store), rows)
     return str(store)
+
+
+def plain_lmdb(store_url: str) -> str:
+    """A plain LMDB beside the store holding the same bodies under the bare ids (one unnamed
+    database, key = id): what ``raw_app.bare_reader`` reads. Built once from the store's current snapshot."""
+    import lmdb
+
+    from predserve.store import open_store
+
+    plain = Path(store_url + ".plain")
+    if not (plain / "data.mdb").exists():
+        with open_store(store_url, readonly=True) as store:
+            snapshot = store.current("churn").id  # type: ignore[union-attr]
+            env = lmdb.open(str(plain), map_size=1 << 32)
+            with env.begin(write=True) as txn:
+                txn.cursor().putmulti(store.items("churn", snapshot))
+            env.close()
+    return str(plain)
 
 
 def reader_key() -> tuple[str, str]:
@@ -195,35 +216,43 @@ def paired(rates: dict[str, list[float]], a: str, b: str) -> float:
 
 
 def section_main(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
-    store = lmdb_store()
-    one, batch = ONE_LUA.format(key=key, rows=ROWS), BATCH_LUA.format(key=key, rows=ROWS)
+    """The one-id and 100-id routes against the job's own limit: a 10-line app on the same server
+    doing the same bare py-lmdb reads of the same ids and bodies (raw_app.bare_reader), alternating;
+    the constant-body raw app stays as context. Then open-loop latency (1 worker)."""
+    store = lmdb_store(args.rows)
+    plain_lmdb(store)
+    one, batch = ONE_LUA.format(key=key, rows=args.rows), BATCH_LUA.format(key=key, rows=args.rows)
     result: dict[str, Any] = {}
     for workers in args.workers:
-        rates = alternate(["raw-granian", "predserve"], store, iam, one, args, workers)
-        batches = alternate(["predserve"], store, iam, batch, args, workers)["predserve"]
+        rates = alternate(["raw-granian", "bare-read", "predserve"], store, iam, one, args, workers)
+        batches = alternate(["bare-read", "predserve"], store, iam, batch, args, workers)
         entry: dict[str, Any] = {
-            "raw_asgi_rps": rates["raw-granian"], "one_id_rps": rates["predserve"], "batch_100_rps": batches,
+            "raw_asgi_rps": rates["raw-granian"], "bare_read_rps": rates["bare-read"], "one_id_rps": rates["predserve"],
+            "bare_reads_100_rps": batches["bare-read"], "batch_100_rps": batches["predserve"],
+            "one_id_vs_bare_read": round(paired(rates, "predserve", "bare-read"), 3),
+            "batch_100_vs_bare_reads": round(paired(batches, "predserve", "bare-read"), 3),
             "one_id_vs_raw": round(paired(rates, "predserve", "raw-granian"), 3),
-            "batch_100_vs_one_id": round(statistics.median(batches) / statistics.median(rates["predserve"]), 3),
+            "bare_read_vs_raw": round(paired(rates, "bare-read", "raw-granian"), 3),
         }
         print(json.dumps({"workers": workers, **entry}), flush=True)
-        if workers == 1:
+        if workers == 1 and not args.no_open_loop:
             half = statistics.median(rates["predserve"]) * 0.5
             for load, rate in (("50pct", half), ("80pct", half * 1.6)):
                 runs = {"predserve": [], "raw-granian": []}  # type: dict[str, list[dict[str, Any]]]
                 for _ in range(args.rounds):
                     for kind in runs:
                         with Server(kind, store, iam) as server:
-                            open_loop(server.port, key, rate, 1)  # warm-up
-                            runs[kind].append(open_loop(server.port, key, rate, args.duration))
+                            open_loop(server.port, key, rate, 1, rows=args.rows)  # warm-up
+                            runs[kind].append(open_loop(server.port, key, rate, args.duration, rows=args.rows))
                 best = {kind: sorted(r, key=lambda x: x["p99_ms"])[len(r) // 2] for kind, r in runs.items()}
                 entry[f"open_loop_{load}"] = {"rate": round(rate), **best, "p99_vs_raw": round(statistics.median(
                     p["p99_ms"] / r["p99_ms"] for p, r in zip(runs["predserve"], runs["raw-granian"])), 2)}
                 print(json.dumps({load: entry[f"open_loop_{load}"]}), flush=True)
             with Server("predserve", store, iam) as server:
-                batch_rate = statistics.median(batches) * 0.5
-                open_loop(server.port, key, batch_rate, 1)
-                entry["batch_100_open_loop_50pct"] = {"rate": round(batch_rate), **open_loop(server.port, key, batch_rate, args.duration, True)}
+                batch_rate = statistics.median(batches["predserve"]) * 0.5
+                open_loop(server.port, key, batch_rate, 1, rows=args.rows)
+                entry["batch_100_open_loop_50pct"] = {"rate": round(batch_rate), **open_loop(
+                    server.port, key, batch_rate, args.duration, True, rows=args.rows)}
                 wrk_rate(server.port, one, args.duration)
                 entry["worker_memory_mb_after_load"] = [memory_mb(pid) for pid in server.workers()]
         result[f"workers_{workers}"] = entry
@@ -232,9 +261,9 @@ def section_main(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]
 
 def section_servers(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
     """uvicorn or Granian: the raw app and predserve's app on each, alternating."""
-    store = lmdb_store()
+    store = lmdb_store(args.rows)
     rates = alternate(["raw-uvicorn", "raw-granian", "raw-rsgi", "predserve-uvicorn", "predserve"], store, iam,
-                      ONE_LUA.format(key=key, rows=ROWS), args)
+                      ONE_LUA.format(key=key, rows=args.rows), args)
     result = {"rps": rates, "medians": {k: round(statistics.median(v)) for k, v in rates.items()},
               "granian_vs_uvicorn_raw": round(paired(rates, "raw-granian", "raw-uvicorn"), 3),
               "granian_vs_uvicorn_predserve": round(paired(rates, "predserve", "predserve-uvicorn"), 3),
@@ -259,7 +288,7 @@ def first_answer(command: list[str], port: int) -> tuple[float, subprocess.Popen
 def section_startup(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any]:
     """Seconds from `predserve serve` starting to its first answer, beside the raw app's start on Granian
     (the same-run baseline: what this machine's load adds to any start), and the idle worker's memory."""
-    store = lmdb_store()
+    store = lmdb_store(args.rows)
     seconds: dict[str, list[float]] = {"predserve": [], "raw-granian": []}
     memory = {}
     for _ in range(5):
@@ -329,15 +358,15 @@ def section_feast(args: argparse.Namespace, iam: str, key: str) -> dict[str, Any
 
     if not FEAST_PYTHON.exists():
         raise RuntimeError("Feast is not installed: python3 -m venv bench/out/feast-venv && bench/out/feast-venv/bin/pip install feast")
-    repo = prepare_feast(prepared_warehouse(ROWS), ROWS)
-    store = lmdb_store()
-    one = ONE_LUA.format(key=key, rows=ROWS)
+    repo = prepare_feast(prepared_warehouse(args.rows), args.rows)
+    store = lmdb_store(args.rows)
+    one = ONE_LUA.format(key=key, rows=args.rows)
     rates: dict[str, list[float]] = {"feast": [], "feast-as-shipped": [], "predserve": [], "raw-granian": []}
     for _ in range(args.rounds):
         for name, tuned in (("feast", True), ("feast-as-shipped", False)):
             with FeastServer(repo, SERVER_CPU, tuned) as feast:
-                wrk_rate(feast.port, feast.lua(ROWS), 1)
-                rates[name].append(wrk_rate(feast.port, feast.lua(ROWS), args.duration))
+                wrk_rate(feast.port, feast.lua(args.rows), 1)
+                rates[name].append(wrk_rate(feast.port, feast.lua(args.rows), args.duration))
         for kind in ("predserve", "raw-granian"):
             with Server(kind, store, iam) as server:
                 wrk_rate(server.port, one, 1)
@@ -379,9 +408,9 @@ def section_console(args: argparse.Namespace, iam: str, key: str) -> dict[str, A
     of the console's requests costs the worker that answers it."""
     from predserve.iam import Registry
 
-    store = lmdb_store()
+    store = lmdb_store(args.rows)
     admin = Registry(iam).create("bench-console", "admin")[1]
-    one = ONE_LUA.format(key=key, rows=ROWS)
+    one = ONE_LUA.format(key=key, rows=args.rows)
     console_routes = ["/v1/console/traffic", "/v1/models", "/v1/models/{model}"]
     result: dict[str, Any] = {}
     for workers in args.workers:
@@ -429,6 +458,8 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", type=lambda s: [int(w) for w in s.split(",")])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=ROWS, help="predictions in the LMDB store (the issue's figures: 100000)")
+    parser.add_argument("--no-open-loop", action="store_true", help="main section: throughput only")
     parser.add_argument("--bare-reads", help=argparse.SUPPRESS)  # internal: one bare-read measurement in its own process
     parser.add_argument("--poll-console", type=int, help=argparse.SUPPRESS)  # internal: a console's polling, on this port
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -454,9 +485,11 @@ def main() -> None:
 def summarize(results: dict[str, Any]) -> None:
     print()
     for name, workers in ((k, v) for k, v in results.get("main", {}).items()):
-        print(f"{name}: raw ASGI {statistics.median(workers['raw_asgi_rps']):.0f} req/s, one id {statistics.median(workers['one_id_rps']):.0f} "
-              f"({workers['one_id_vs_raw']}x raw), 100 ids {statistics.median(workers['batch_100_rps']):.0f} "
-              f"({workers['batch_100_vs_one_id']}x one id)")
+        print(f"{name}: raw ASGI {statistics.median(workers['raw_asgi_rps']):.0f} req/s, bare read "
+              f"{statistics.median(workers['bare_read_rps']):.0f}, one id {statistics.median(workers['one_id_rps']):.0f} "
+              f"({workers['one_id_vs_bare_read']}x the bare read, {workers['one_id_vs_raw']}x raw); 100 bare reads "
+              f"{statistics.median(workers['bare_reads_100_rps']):.0f}, 100 ids {statistics.median(workers['batch_100_rps']):.0f} "
+              f"({workers['batch_100_vs_bare_reads']}x the bare reads)")
         for load in ("50pct", "80pct"):
             if f"open_loop_{load}" in workers:
                 o = workers[f"open_loop_{load}"]
