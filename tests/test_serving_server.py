@@ -55,9 +55,76 @@ def test_serving_imports_nothing_from_the_warehouse_or_beam() -> None:
             "print([m for m in sys.modules if m.startswith(heavy) and m not in light])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+    assert_serve_requirements_cover_the_serving_imports()
     lazy = subprocess.run([sys.executable, "-c", "from predserve import Warehouse; print(Warehouse.__name__)"],
                           capture_output=True, text=True, check=True).stdout
     assert lazy.strip() == "Warehouse"
+
+
+# Imported when installed but needed by nobody: opentelemetry-sdk tries psutil; setuptools'
+# _distutils_hack runs from a .pth file at every start (the serve image has neither).
+OPTIONAL_IMPORTS = {"psutil", "setuptools"}
+SERVE_REQUIREMENTS = Path(__file__).resolve().parent.parent / "deploy/requirements/serve.txt"
+
+
+def assert_serve_requirements_cover_the_serving_imports() -> None:
+    """The serve image installs deploy/requirements/serve.txt and predserve with --no-deps: each
+    line must be one of pyproject's dependencies, and every distribution whose files the serving
+    chain (both store backends included) imports must be one of those lines or a dependency of
+    theirs; each line must also be needed, so the image holds nothing the API does not import."""
+    import tomllib
+
+    pyproject = tomllib.loads((SERVE_REQUIREMENTS.parent.parent.parent / "pyproject.toml").read_text())
+    lines = [line.strip() for line in SERVE_REQUIREMENTS.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert sorted(set(lines) - set(pyproject["project"]["dependencies"])) == []
+    code = ("import json, sys, predserve.cli, predserve.serving.server, predserve.store.lmdb, predserve.store.bigtable\n"
+            "print(json.dumps(sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, '__file__', None)})))")
+    files = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    owners = owning_distributions(files)
+    allowed = requirement_closure(lines)
+    assert sorted(owners - allowed - {"predserve"} - OPTIONAL_IMPORTS) == []  # nothing the image lacks
+    direct = {canonical(line) for line in lines}
+    needed = {d for d in direct if owners & requirement_closure([d])}
+    assert sorted(direct - needed) == []  # and the image installs nothing the serving chain does not import
+
+
+def canonical(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
+
+
+def owning_distributions(files: list[str]) -> set[str]:
+    """The installed distributions whose RECORD lists one of ``files``."""
+    import importlib.metadata as md
+
+    wanted = {os.path.realpath(f) for f in files}
+    owners = set()
+    for dist in md.distributions():
+        for entry in dist.files or ():
+            if os.path.realpath(dist.locate_file(entry)) in wanted:
+                owners.add(canonical(dist.metadata["Name"]))
+                break
+    return owners
+
+
+def requirement_closure(requirements: list[str]) -> set[str]:
+    """The requirements and, recursively, their installed dependencies, with the extras they ask for."""
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    seen: set[tuple[str, str]] = set()  # (distribution, extra or "")
+    todo = [(canonical(r.name), extra) for r in map(Requirement, requirements) for extra in ("", *r.extras)]
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in seen:
+            continue
+        seen.add((name, extra))
+        for req in map(Requirement, md.requires(name) or []):
+            if req.marker is None and not extra or req.marker is not None and req.marker.evaluate({"extra": extra}):
+                todo += [(canonical(req.name), e) for e in ("", *req.extras)]
+    return {name for name, _ in seen}
 
 
 def test_options_come_from_the_environment(store: str, api_server) -> None:

@@ -5,6 +5,7 @@ caret under the transpiled SQL, pyarrow's exceptions, placeholder relation names
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -131,3 +132,83 @@ def test_the_cli_prints_the_error_without_a_traceback(tmp_path: Path) -> None:
                              "SELECT * FROM ML.PREDICT(MODEL ghost, (SELECT 1 AS x))"], capture_output=True, text=True)
     assert result.returncode != 0
     assert "model ghost does not exist" in result.stderr and not INTERNAL.search(result.stderr + result.stdout)
+
+
+# ---- syntax errors in BigQuery's terms: the unexpected word, where it starts, the likely keyword
+@pytest.mark.parametrize("statement, message", [
+    ("SELEC * FROM people", 'syntax error at line 1, column 1: unexpected identifier "SELEC"; did you mean SELECT?'),
+    ("SELECT * FORM people", 'syntax error at line 1, column 15: unexpected identifier "people"; '
+                             "did you mean FROM instead of FORM (at line 1, column 10)?"),
+    ("SELECT id FROM people GROPU BY id", 'unexpected identifier "BY"; did you mean GROUP instead of GROPU'),
+    ("SELECT id FROM people LIMT 3", "unexpected number 3; did you mean LIMIT instead of LIMT (at line 1, column 23)?"),
+    ("SELECT id * FROM people", "syntax error at line 1, column 13: unexpected keyword FROM: an expression must follow *"),
+    ("SELECT id FROM people WHERE", "syntax error at line 1, column 28: unexpected end of statement: the WHERE clause is incomplete"),
+    ("SELECT (id FROM people", "syntax error at line 1, column 12: expected ) but got keyword FROM"),
+    # in a script, the position counts within the statement, and the script's line is added
+    ("SELECT 1; SELECT * FORM people", "statement 2 of 2 ('SELECT * FORM people'): syntax error at line 1, column 15: "),
+    ("SELECT 1;\n\nSELECT id,\n  x1 FORM people", "syntax error at line 2, column 11 (line 4 of the script): "
+                                                  'unexpected identifier "people"; did you mean FROM instead of FORM (at line 2, column 6)?'),
+    ("CREATE MODEL m OPTION(model_type='logistic_reg') AS SELECT x1, label FROM people",
+     'syntax error at line 1, column 16: unexpected identifier "OPTION"; did you mean OPTIONS?'),
+    ("CREATE OR REPLACE MODEL m TRANSFORM(x1) OPTOINS(model_type='linear_reg') AS SELECT x1, y FROM people",
+     'unexpected identifier "OPTOINS"; did you mean OPTIONS?'),
+    ("CREATE SNAPSHOT TABLE s CLONE people", 'predserve cannot read this CREATE statement: unexpected identifier "SNAPSHOT"'),
+    ("ASSERT (SELECT COUNT(*) FROM people) > 0", "predserve cannot run ASSERT statements"),
+])
+def test_syntax_errors_name_the_unexpected_word_and_its_place(warehouse: Warehouse, statement: str, message: str) -> None:
+    with pytest.raises(PredserveError) as raised:
+        warehouse.sql(statement)
+    assert message in str(raised.value)
+    assert "MUL" not in str(raised.value) and "Invalid expression" not in str(raised.value)
+    assert "cannot run CREATE statements" not in str(raised.value)
+
+
+def test_docs_sql_error_examples_are_what_the_code_raises() -> None:
+    """docs/sql.md shows what wh.sql raises for a few mistakes: run each, compare word for word."""
+    sql_md = (Path(__file__).resolve().parent.parent / "docs" / "sql.md").read_text()
+    section = sql_md[sql_md.index("### Errors"):sql_md.index("## Models")]
+    examples = re.findall(r"^>>> wh\.sql\((.+)\)\n(\w+): (.+)$", section, re.M)
+    assert len(examples) >= 4 and any("SELEC *" in call for call, _, _ in examples)
+    wh = Warehouse()
+    wh.sql("CREATE TABLE t AS SELECT 1 AS x, 2.0 AS y")
+    for call, kind, message in examples:
+        with pytest.raises(PredserveError) as raised:
+            wh.sql(ast.literal_eval(call))
+        assert (type(raised.value).__name__, str(raised.value)) == (kind, message)
+
+
+# ---- INFORMATION_SCHEMA and DESCRIBE, as BigQuery users list tables and columns
+def test_information_schema_columns_and_tables(warehouse: Warehouse) -> None:
+    warehouse.sql("CREATE SCHEMA IF NOT EXISTS shop; CREATE OR REPLACE TABLE shop.orders AS "
+                  "SELECT 1 AS id, 'x' AS item, [STRUCT(2.5 AS price)] AS lines, TIMESTAMP '2024-01-01 00:00:00+00' AS at; "
+                  "CREATE OR REPLACE VIEW shop.cheap AS SELECT id FROM shop.orders")
+    columns = warehouse.sql("SELECT table_name, column_name, ordinal_position, data_type "
+                            "FROM shop.INFORMATION_SCHEMA.COLUMNS WHERE table_name = 'orders'").to_pylist()
+    assert columns == [
+        {"table_name": "orders", "column_name": "id", "ordinal_position": 1, "data_type": "INT64"},
+        {"table_name": "orders", "column_name": "item", "ordinal_position": 2, "data_type": "STRING"},
+        {"table_name": "orders", "column_name": "lines", "ordinal_position": 3, "data_type": "ARRAY<STRUCT<price NUMERIC(2, 1)>>"},
+        {"table_name": "orders", "column_name": "at", "ordinal_position": 4, "data_type": "TIMESTAMP"},
+    ]
+    tables = warehouse.sql("SELECT table_schema, table_name, table_type FROM `my-project`.shop.INFORMATION_SCHEMA.TABLES")
+    assert tables.to_pylist() == [{"table_schema": "shop", "table_name": "cheap", "table_type": "VIEW"},
+                                  {"table_schema": "shop", "table_name": "orders", "table_type": "BASE TABLE"}]
+    # no dataset: the default one; a region: every dataset but predserve's own
+    assert {r["table_name"] for r in warehouse.sql("SELECT table_name FROM INFORMATION_SCHEMA.TABLES").to_pylist()} == {"people"}
+    everywhere = warehouse.sql("SELECT DISTINCT table_schema FROM `region-us`.INFORMATION_SCHEMA.COLUMNS ORDER BY 1")
+    assert everywhere.column("table_schema").to_pylist() == ["main", "shop"]
+    assert "shop" in warehouse.sql("SELECT schema_name FROM `region-us`.INFORMATION_SCHEMA.SCHEMATA").column("schema_name").to_pylist()
+    described = warehouse.sql("DESCRIBE shop.orders").to_pylist()
+    assert [(r["column_name"], r["data_type"]) for r in described] == [(c["column_name"], c["data_type"]) for c in columns]
+
+
+@pytest.mark.parametrize("statement, message", [
+    ("SELECT * FROM shop.INFORMATION_SCHEMA.PARTITIONS", "INFORMATION_SCHEMA.PARTITIONS is not available in the local "
+                                                         "warehouse: it has INFORMATION_SCHEMA.SCHEMATA"),
+    ("SELECT * FROM nowhere.INFORMATION_SCHEMA.COLUMNS", "dataset nowhere does not exist"),
+    ("SELECT nope FROM INFORMATION_SCHEMA.COLUMNS", "column nope is not in the FROM clause"),
+])
+def test_information_schema_errors(warehouse: Warehouse, statement: str, message: str) -> None:
+    with pytest.raises(PredserveError, match=re.escape(message)) as raised:
+        warehouse.sql(statement)
+    assert not INTERNAL.search(str(raised.value)), str(raised.value)

@@ -299,7 +299,7 @@ def test_ml_functions_outside_their_place_are_clear_errors(wh: Warehouse) -> Non
 
     with pytest.raises(SQLError, match=r"ML.TF_IDF is not supported here.*the preprocessing functions ML.STANDARD_SCALER"):
         wh.sql("SELECT ML.TF_IDF(color) OVER() FROM people")
-    with pytest.raises(SQLError, match="line 1, column 24: ML.PREDICT needs MODEL name"):
+    with pytest.raises(SQLError, match="line 1, column 15: ML.PREDICT needs MODEL name"):
         wh.sql("SELECT * FROM ML.PREDICT(TABLE people)")
 
 

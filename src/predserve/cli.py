@@ -438,7 +438,8 @@ def serve_option(*declarations: str, envvar: str, **kwargs: Any) -> Any:
 @main.command()
 @serve_option("--store", envvar="PREDSERVE_STORE", required=True, help=STORE_HELP)
 @serve_option("--host", envvar="PREDSERVE_HOST", default="127.0.0.1")
-@serve_option("--port", envvar="PREDSERVE_PORT", default=8000, type=click.IntRange(1, 65535))
+@serve_option("--port", envvar=["PREDSERVE_PORT", "PORT"], default=8000, type=click.IntRange(1, 65535),
+              help="TCP port; PORT (which Cloud Run sets) is read when PREDSERVE_PORT is not set")
 @serve_option("--workers", envvar="PREDSERVE_WORKERS", default=1, type=click.IntRange(1, 64),
               help="worker processes (each opens the store read-only)")
 @serve_option("--iam", "iam_path", envvar="PREDSERVE_IAM", help="service-account file (default: ./predserve-iam.json)")

@@ -18,7 +18,6 @@ is an error naming it, instead of being passed on.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -30,6 +29,7 @@ from sqlglot.parsers.bigquery import BigQueryParser
 from sqlglot.tokens import Token, TokenType
 
 from predserve.errors import SQLError
+from predserve.warehouse import syntax
 
 # ---- nodes ---------------------------------------------------------------------------------
 class MLFunction(exp.Expression, exp.Func):
@@ -113,12 +113,34 @@ class PredserveParser(BigQueryParser):
 
     def _parse_ddl_select(self) -> exp.Expression | None:
         """CREATE MODEL ... AS query: BigQuery requires the AS that sqlglot lets go."""
-        creating_model = self._tokens[0].token_type == TokenType.CREATE and any(
-            t.token_type == TokenType.MODEL for t in self._tokens[1:5])
-        if creating_model and self._curr is not None and self._prev.token_type != TokenType.ALIAS \
+        if _creates_model(self._tokens) and self._curr is not None and self._prev.token_type != TokenType.ALIAS \
                 and self._curr.token_type in self.DDL_SELECT_TOKENS:
             self.raise_error("CREATE MODEL needs AS before its training query: CREATE MODEL name OPTIONS(...) AS SELECT ...")
         return super()._parse_ddl_select()
+
+    failed_at: Token | None = None  # where the last error was raised: the unexpected token (None at the end)
+    failed_after: Token | None = None  # and the token before it
+
+    def raise_error(self, message: str, token: Token | None = None) -> None:
+        """Keep the tokens around the failure, for a message naming them (syntax.py)."""
+        self.failed_at = token or self._curr
+        self.failed_after = self._prev
+        super().raise_error(message, token)  # type: ignore[arg-type]
+
+    def _parse_as_command(self, start: Token) -> exp.Command:
+        """A CREATE, DROP, ALTER or TRUNCATE statement sqlglot could not read: a syntax error
+        at the token it stopped on, instead of an opaque Command the engine cannot run."""
+        if start is not self._tokens[0] or start.token_type not in (TokenType.CREATE, TokenType.DROP,
+                                                                    TokenType.ALTER, TokenType.TRUNCATE):
+            return super()._parse_as_command(start)
+        unexpected = f"unexpected {syntax.token_phrase(self._curr)}"
+        keyword = syntax.near_keyword(self._curr.text, syntax.CLAUSE_WORDS) if self._curr is not None else None
+        hint = f"; did you mean {keyword}?" if keyword else ""
+        if _creates_model(self._tokens):
+            self.raise_error(f"{unexpected}{hint} (CREATE [OR REPLACE] MODEL [IF NOT EXISTS] name "
+                             "[TRANSFORM(...)] OPTIONS(...) AS query)")
+        self.raise_error(f"predserve cannot read this {start.text.upper()} statement: {unexpected}{hint}")
+        raise AssertionError  # not reached: raise_error raises
 
     def _warn_unsupported(self) -> None:
         """sqlglot logs a warning when it keeps a statement as an opaque Command; the engine
@@ -132,7 +154,8 @@ class PredserveParser(BigQueryParser):
             if follows_model:
                 return self._parse_ml_table_function(name)
             if name in ML_TABLE_FUNCTIONS:
-                self.raise_error(f"ML.{name} needs MODEL name as its first argument: ML.{name}(MODEL my_model, ...)")
+                self.raise_error(f"ML.{name} needs MODEL name as its first argument: ML.{name}(MODEL my_model, ...)",
+                                 self._tokens[self._index - 2])  # at ML., where the call starts
         return super()._parse_function_call(functions, anonymous, optional_parens, any_token)
 
     def _after_ml_dot(self) -> bool:
@@ -181,6 +204,11 @@ class PredserveParser(BigQueryParser):
             self.raise_error(f"ML.{name}: unexpected {what} here; the arguments are {order}")
 
 
+def _creates_model(tokens: list[Token]) -> bool:
+    """CREATE [OR REPLACE] MODEL [IF NOT EXISTS] ..."""
+    return tokens[0].token_type == TokenType.CREATE and any(t.token_type == TokenType.MODEL for t in tokens[1:5])
+
+
 class PredserveGenerator(BigQueryGenerator):
     TRANSFORMS: ClassVar = {
         **BigQueryGenerator.TRANSFORMS,
@@ -202,9 +230,6 @@ DIALECT = Predserve()
 
 
 # ---- scripts -------------------------------------------------------------------------------
-# sqlglot's own words for a clause missing its body, e.g. "WHERE" at the end of a statement
-_INCOMPLETE = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
-
 @dataclass
 class Statement:
     tree: exp.Expression
@@ -244,14 +269,20 @@ def parse_script(sql: str) -> list[Statement]:
 
 
 def _parse_tokens(tokens: list[Token], sql: str, statement: Statement) -> exp.Expression:
+    located = syntax.Located(statement.text, tokens[0].start, sql)
+    refused = syntax.first_word_error(tokens, located)
+    if refused:
+        raise SQLError(f"{statement.describe()}: {refused}")
     parser = DIALECT.parser(error_level=ErrorLevel.IMMEDIATE)
     try:
         trees = parser.parse(tokens, sql)
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
-        where = f" at line {err.get('line')}, column {err.get('col')}" if err.get("line") else ""
-        description = _INCOMPLETE.sub(lambda m: f"the {m.group(1).upper()} clause is incomplete", str(err.get("description", exc)))
-        raise SQLError(f"{statement.describe()}: syntax error{where}: {description}") from None
+        at, after = parser.failed_at, parser.failed_after
+        if at is None and after is None:  # not raised through raise_error: sqlglot's own position
+            at = next((t for t in tokens if t.line == err.get("line") and t.col == err.get("col")), None)
+        description = syntax.describe(str(err.get("description", exc)), at, after, located)
+        raise SQLError(f"{statement.describe()}: syntax error at {located.at(at, after)}: {description}") from None
     if len(trees) != 1 or trees[0] is None:
         raise SQLError(f"{statement.describe()}: expected one statement")
     return trees[0]

@@ -2,9 +2,10 @@
 
 ``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (dialect.py) and
 runs each statement by its node type: DECLARE and SET (scripting.py), CREATE / ALTER / DROP
-MODEL (here), and every other statement as a query. A query's ML table functions are
-computed first, outermost first, each registered as an Arrow relation under a placeholder
-name (ML.PREDICT as a reader that scores batch by batch, so it streams); the input query of
+MODEL (here), DESCRIBE (in BigQuery's type names), and every other statement as a query. A
+query's ML table functions are computed first, outermost first, each registered as an Arrow
+relation under a placeholder name (ML.PREDICT as a reader that scores batch by batch, so it
+streams), and so is each INFORMATION_SCHEMA view (information_schema.py); the input query of
 an ML function carries the CTEs it uses from around the call. Then script variables are
 replaced by their values, BigQuery's UNNEST semantics applied, and sqlglot writes the tree as
 DuckDB SQL.
@@ -26,7 +27,7 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog, hashing
+from predserve.warehouse import catalog, hashing, information_schema
 from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
 from predserve.warehouse.messages import engine_message
 from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
@@ -36,6 +37,7 @@ from predserve.warehouse.options import alter_options, literal_value, resolve_op
 from predserve.warehouse.preprocessing import window_expression
 from predserve.warehouse.scopes import Scopes, visible_ctes
 from predserve.warehouse.scripting import Script
+from predserve.warehouse.syntax import PROCEDURAL_MESSAGE
 
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType
@@ -121,9 +123,10 @@ class Warehouse:
             return self._drop_model(tree)
         if isinstance(tree, AlterModel):
             return self._alter_model(tree, script)
+        if isinstance(tree, exp.Describe):
+            return information_schema.describe(self._query(tree, script))
         if isinstance(tree, exp.Command):
-            raise SQLError(f"predserve cannot run {tree.name.upper()} statements: of BigQuery's procedural language it "
-                           "runs DECLARE and SET (not IF, LOOP, BEGIN...END, CALL or EXECUTE IMMEDIATE)")
+            raise SQLError(PROCEDURAL_MESSAGE.format(word=tree.name.upper()))
         return self._query(tree, script)
 
     def _query(self, tree: exp.Expression, script: Script) -> pa.Table:
@@ -222,6 +225,12 @@ class Warehouse:
             names.append(name)
             self._placeholders[name] = f"ML.{ml_function_name(node)}(MODEL {node.this.sql('bigquery')})"
             placement.replace(exp.Table(this=exp.to_identifier(name), alias=placement.args.get("alias")))
+        for table in [t for t in tree.find_all(exp.Table) if information_schema.view_name(t)]:
+            name = f"__predserve_info_{next(_placeholder_ids)}"
+            con.register(name, information_schema.rows(con, table))
+            names.append(name)
+            self._placeholders[name] = f"INFORMATION_SCHEMA.{information_schema.view_name(table)}"
+            table.replace(exp.Table(this=exp.to_identifier(name), alias=table.args.get("alias")))
         scopes = Scopes(con)
         tree = script.substitute(tree, scopes)
         scopes.explode_struct_unnests(tree)

@@ -28,6 +28,7 @@ REWRITES = [
     (re.compile(r"Table with name (\S+) does not exist!"), r"table \1 does not exist."),
     (re.compile(r'Referenced column "([^"]+)" not found in FROM clause!'), r"column \1 is not in the FROM clause."),
     (re.compile(r'Referenced table "([^"]+)" not found!'), r"table or alias \1 is not in the FROM clause."),
+    (re.compile(r'Values list "([^"]+)" does not have a column named "([^"]+)"'), r"\1 has no column \2."),
     (re.compile(r"Scalar Function with name (\S+) does not exist!"), r"function \1 does not exist."),
     (re.compile(r"Aggregate Function with name (\S+) does not exist!"), r"aggregate function \1 does not exist."),
     (re.compile(r"Table Function with name (\S+) does not exist!"), r"table function \1 does not exist."),
