@@ -85,6 +85,15 @@ CAS_TIMEOUT = 60.0  # seconds a state update keeps retrying lost compare-and-set
 ATTACHMENT_PREFIX = b"#attachment#"
 LOG_PREFIX, LOG_HEAD_PREFIX, SEQUENCE_PREFIX = b"#log#", b"#loghead#", b"#seq#"
 WRITE_BATCH = 2000
+# Flow control of each snapshot writer (the data client's MutationsBatcher): at most this many
+# mutations, and bytes, in flight at once; a writer that gets ahead of Bigtable waits, so its
+# memory stays flat however many rows it writes. MutateRows retries only the entries that
+# failed with a transient error (RETRYABLE_WRITE_ERRORS), with exponential backoff, for up to
+# WRITE_TIMEOUT seconds per batch; a row that still fails fails the bundle (and Beam retries it).
+FLOW_CONTROL_MUTATIONS = 20_000
+FLOW_CONTROL_BYTES = 32 << 20
+WRITE_TIMEOUT = 600.0
+RETRYABLE_WRITE_ERRORS = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.Aborted, gexc.InternalServerError)
 UNAVAILABLE = (gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.RetryError)
 try:  # the data client wraps retried failures in exception groups
     from google.cloud.bigtable.data.exceptions import RetryExceptionGroup
@@ -163,7 +172,11 @@ class BigtableSnapshotWriter(SnapshotWriter):
         self._prefix = snapshot_prefix(model, snapshot)
         self._tally_prefix = accepted_prefix(model, snapshot)
         self._tallies: dict[bytes, int] = {}
-        self._batcher = store.table.mutations_batcher(flush_limit_mutation_count=WRITE_BATCH, flush_interval=1)
+        self._batcher = store.table.mutations_batcher(
+            flush_limit_mutation_count=WRITE_BATCH, flush_interval=1,
+            flow_control_max_mutation_count=FLOW_CONTROL_MUTATIONS, flow_control_max_bytes=FLOW_CONTROL_BYTES,
+            batch_operation_timeout=WRITE_TIMEOUT, batch_retryable_errors=RETRYABLE_WRITE_ERRORS,
+        )
 
     def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
         check_columns(ids, values)  # the whole batch, before any of it is sent
