@@ -1,0 +1,122 @@
+"""Snapshot commands: list (``snapshots``), compare (``diff``), ``rollback`` and ``gc``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from predserve.cli.app import STORE_HELP, main
+from predserve.cli.output import format_time, print_table
+from predserve.store.base import DEFAULT_GRACE
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.argument("model")
+def snapshots(store: str, as_json: bool, model: str) -> None:
+    """List MODEL's snapshots and which one is current."""
+    from predserve.store import open_store
+
+    with open_store(store, readonly=True) as st:
+        state = st.state(model)
+    if state is None:
+        raise click.ClickException(f"model {model!r} has no snapshots in {store}")
+    rows = [{**s.to_dict(), "current": s.id == state.current} for s in sorted(state.snapshots.values(), key=lambda s: s.id)]
+    if as_json:
+        click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows, "events": state.events}, indent=2))
+        return
+    import pyarrow as pa
+
+    print_table(pa.Table.from_pylist([
+        {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
+         "created_at": format_time(r["created_at"]), "published_at": format_time(r["published_at"]),
+         **_drift_cells(r["metadata"].get("drift"))}
+        for r in rows
+    ]), "table")
+
+
+def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:
+    """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest changed fraction.
+
+    ``--json`` has every figure (each snapshot's metadata holds its profile and drift)."""
+    from predserve.pipeline.drift import largest
+
+    top = largest(drift)
+    if drift is None or top is None:
+        return {"drift": "", "changed": ""}
+    changed = [f["changed"] for f in drift["columns"].values() if "changed" in f and not f.get("metadata")]
+    return {"drift": f"{top[1]['distance']:.4f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
+
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--examples", default=3, show_default=True, help="sampled ids whose prediction changed to show, with both bodies")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.argument("model")
+@click.argument("a", type=int, required=False)
+@click.argument("b", type=int, required=False)
+def diff(store: str, examples: int, as_json: bool, model: str, a: int | None, b: int | None) -> None:
+    """Compare two snapshots of MODEL: each column's distributions side by side, their distance,
+    and sampled ids whose prediction changed, with both bodies.
+
+    \b
+    predserve diff --store S churn          the previously published snapshot vs the current one
+    predserve diff --store S churn 4        snapshot 4 vs the current one
+    predserve diff --store S churn 4 6      snapshot 4 vs snapshot 6
+    """
+    from rich.console import Console
+
+    from predserve.pipeline.diff import compare_snapshots, render
+    from predserve.pipeline.drift import READ_TIMEOUT
+    from predserve.store import open_store
+
+    with open_store(store, readonly=True, read_timeout=READ_TIMEOUT) as st:
+        result = compare_snapshots(st, model, a, b, examples)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        render(Console(), result)
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.argument("model")
+@click.argument("snapshot", type=int, required=False)
+def rollback(store: str, model: str, snapshot: int | None) -> None:
+    """Point MODEL back at SNAPSHOT, or at the previously published snapshot."""
+    from predserve.store import open_store
+
+    with open_store(store) as st:
+        info = st.rollback(model, snapshot)
+    click.secho(f"{model} now serves snapshot {info.id} ({info.rows:,} rows)", fg="green")
+
+
+@main.command()
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--keep", default=3, show_default=True, help="published snapshots to keep per model")
+@click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
+@click.option("--grace", default=DEFAULT_GRACE, show_default=True,
+              help="seconds after it stops being current during which a snapshot is never deleted (servers cache the pointer for 1 s)")
+@click.argument("model", required=False)
+def gc(store: str, keep: int, stale_after: float, grace: float, model: str | None) -> None:
+    """Delete old snapshots (keeping the last KEEP) and abandoned unfinished ones, and the
+    staging directories of exports that were killed.
+
+    A snapshot that was current within the last GRACE seconds is kept whatever KEEP says, so a
+    server still reading it through its cached pointer never answers 404."""
+    from predserve.pipeline.staging import remove_abandoned_staging
+    from predserve.store import open_store
+
+    with open_store(store) as st:
+        deleted = st.gc(model, keep=keep, stale_after=stale_after, grace=grace)
+    staging = remove_abandoned_staging(stale_after=stale_after)
+    if not deleted and not staging:
+        click.echo("nothing to collect")
+    for name, sid in deleted:
+        click.echo(f"deleted {name} snapshot {sid}")
+    for path in staging:
+        click.echo(f"removed abandoned export staging directory {path}")
