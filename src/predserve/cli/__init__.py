@@ -5,7 +5,7 @@ command imports its stage inside its body, so ``predserve --help`` and ``predser
 start without the warehouse or Beam.
 """
 
-from predserve.cli import access, demo, export, serving, snapshots, warehouse  # noqa: F401  (registers the commands)
+from predserve.cli import access, demo, export, serving, snapshots, updates, warehouse  # noqa: F401  (registers the commands)
 from predserve.cli.app import main
 
 __all__ = ["main"]
