@@ -1,7 +1,8 @@
 # predserve: the two commands of the README's quickstart, and the steps they need.
 #   make demo   the whole flow on generated data, then serve on http://127.0.0.1:8000
 #   make test   the test suite (builds the Bigtable emulator, installs the BigQuery emulator the tests start and
-#               Debian's chromium, which the web console's tests drive, and builds the images the deploy tests run)
+#               Debian's chromium, which the web console's tests drive, and a Java runtime for the gcloud SDK's
+#               Pub/Sub emulator, and builds the images the deploy tests run)
 #   make image  the serve and export images as OCI archives under dist/, built without a daemon (docs/deploy.md)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,15 +14,16 @@ BQ_VENV := .cache/bqemulator
 BQ_EMULATOR := $(BQ_VENV)/.installed
 GOPATH_DEBIAN := /usr/share/gocode
 CHROMIUM := /usr/bin/chromium
+JAVA := /usr/bin/java
 DEMO_ARGS ?=
 IMAGES := dist/predserve-serve.oci.tar dist/predserve-export.oci.tar
 
-.PHONY: demo test install emulator bqemulator chromium image bench clean
+.PHONY: demo test install emulator bqemulator chromium java image bench clean
 
 demo: $(STAMP)
 	$(VENV)/bin/predserve demo $(DEMO_ARGS)
 
-test: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(CHROMIUM) $(IMAGES)
+test: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(CHROMIUM) $(JAVA) $(IMAGES)
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -63,6 +65,13 @@ chromium: $(CHROMIUM)
 $(CHROMIUM):
 	@echo "installing Debian's chromium (the web console's browser tests)"
 	apt-get update -q && apt-get install -y -q chromium
+
+# A Java runtime: the gcloud SDK's Pub/Sub emulator (component pubsub-emulator), which the tests of
+# `predserve stream` start with `gcloud beta emulators pubsub start`, is a Java program.
+java: $(JAVA)
+$(JAVA):
+	@echo "installing a Java runtime (the Pub/Sub emulator's)"
+	apt-get update -q && apt-get install -y -q openjdk-17-jre-headless
 
 # The images (deploy/*.Containerfile), built daemonless: buildah with the vfs storage driver and
 # chroot isolation, on a Debian bookworm base with Debian's python3.11 made by mmdebstrap (no

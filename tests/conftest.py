@@ -132,6 +132,61 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "store.lmdb")
 
 
+PUBSUB_PROJECT = "test-project"
+
+
+class PubSubEmulator:
+    """The gcloud SDK's Pub/Sub emulator (Java) in its own process group, PUBSUB_EMULATOR_HOST set to it."""
+
+    def __init__(self, host: str, proc: subprocess.Popen) -> None:
+        self.host, self.proc = host, proc
+
+    def topic(self, name: str) -> str:
+        """Create a topic; returns its full name."""
+        from google.cloud import pubsub_v1
+
+        return pubsub_v1.PublisherClient().create_topic(name=f"projects/{PUBSUB_PROJECT}/topics/{name}").name
+
+    def subscription(self, topic: str, name: str, ack_deadline: int = 10) -> str:
+        """Create a subscription of ``topic``; returns its full name."""
+        from google.cloud import pubsub_v1
+
+        with pubsub_v1.SubscriberClient() as subscriber:
+            return subscriber.create_subscription(name=f"projects/{PUBSUB_PROJECT}/subscriptions/{name}", topic=topic,
+                                                  ack_deadline_seconds=ack_deadline).name
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
+    """One Pub/Sub emulator for the session, started with `gcloud beta emulators pubsub start` on a free port."""
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        pytest.fail("gcloud is missing: install the Google Cloud SDK with its pubsub-emulator component "
+                    "(apt-get install google-cloud-cli google-cloud-cli-pubsub-emulator, or "
+                    "`gcloud components install pubsub-emulator`); it needs Java (`make test` installs a JRE)")
+    if not shutil.which("java"):
+        pytest.fail("java is missing: the Pub/Sub emulator needs it (`make test` installs openjdk-17-jre-headless)")
+    port = free_port()
+    data = tmp_path_factory.mktemp("pubsub")
+    log_path = data / "emulator.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([gcloud, "beta", "emulators", "pubsub", "start", f"--host-port=127.0.0.1:{port}",
+                                 f"--project={PUBSUB_PROJECT}", f"--data-dir={data}"],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, proc, timeout=90)
+    except RuntimeError as exc:
+        stop_emulator(proc)
+        pytest.fail(f"the Pub/Sub emulator did not start ({exc}): {log_path.read_text()[-2000:]}")
+    host = f"127.0.0.1:{port}"
+    os.environ["PUBSUB_EMULATOR_HOST"] = host
+    try:
+        yield PubSubEmulator(host, proc)
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        stop_emulator(proc)
+
+
 @pytest.fixture(scope="session")
 def trained_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A warehouse file with 3,000 generated users and a trained churn model (read-only use)."""

@@ -51,3 +51,34 @@ def push(store: str, model: str, batch_size: int, skip_bad: bool, as_json: bool,
                    f"{len(report.bad):,} bad, {report.lines:,} lines read{snapshot}")
     if not report.complete:
         sys.exit(EXIT_NOT_ALL_LANDED)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--subscription", required=True, help="the Pub/Sub subscription to read, projects/PROJECT/subscriptions/NAME "
+              "(PUBSUB_EMULATOR_HOST, when set, points the clients at an emulator)")
+@click.option("--store", required=True, help=STORE_HELP)
+@click.option("--model", required=True, help="the model whose current snapshot gets the updates")
+@click.option("--dead-letter-topic", required=True,
+              help="topic for bad messages (projects/PROJECT/topics/NAME), with the reason in their predserve_error attribute")
+@click.option("--max-messages", default=1000, show_default=True, type=click.IntRange(1, 1000),
+              help="messages pulled and applied per atomic batch (the local runner)")
+@click.option("--poll-interval", default=0.05, show_default=True, type=click.FloatRange(0.001, 60),
+              help="seconds between pulls of an empty subscription (the local runner)")
+@click.pass_context
+def stream(ctx: click.Context, subscription: str, store: str, model: str, dead_letter_topic: str,
+           max_messages: int, poll_interval: float) -> None:
+    """Apply updates from a Pub/Sub subscription to MODEL's current snapshot, as a streaming Beam
+    job that runs until stopped. Each message is one update, shaped as a line of `predserve push`
+    (without "sequence", its publish time orders it).
+
+    Extra arguments are Beam pipeline options: by default the local DirectRunner (a message is
+    acknowledged only after it is applied or dead-lettered); --runner DataflowRunner --project P
+    --region R --temp_location gs://B/tmp runs it on Dataflow streaming (docs/pipeline.md).
+    """
+    import logging
+
+    from predserve.updates.stream import run
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("predserve").setLevel(logging.INFO)
+    run(subscription, store, model, dead_letter_topic, ctx.args, max_messages=max_messages, poll_interval=poll_interval)
