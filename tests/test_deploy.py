@@ -93,6 +93,8 @@ SCOPES = {
     "google_artifact_registry_repository_iam_member": "Artifact Registry repository",
     "google_service_account_iam_member": "pipeline service account",
     "google_secret_manager_secret_iam_member": "IAM secret",
+    "google_pubsub_subscription_iam_member": "updates subscription",
+    "google_pubsub_topic_iam_member": "dead-letter topic",
 }
 
 
@@ -151,6 +153,11 @@ def test_terraform_grants_the_seeds_role_split_and_nothing_broader() -> None:
             ("roles/bigquery.dataEditor", "BigQuery dataset")} <= pipeline
     roles = {role for _, role, _ in bindings}
     assert not roles & {"roles/owner", "roles/editor", "roles/bigtable.admin", "roles/iam.serviceAccountAdmin"}
+    # `predserve stream` runs as the pipeline: it reads the updates and publishes the bad ones, nothing more
+    assert {(r, s) for r, s in pipeline if r.startswith("roles/pubsub.")} == {
+        ("roles/pubsub.subscriber", "updates subscription"), ("roles/pubsub.viewer", "updates subscription"),
+        ("roles/pubsub.publisher", "dead-letter topic")}
+    assert not {r for r, _ in api if r.startswith("roles/pubsub.")}
     # a store writer role never reaches the API's account, and the API's reader role is the only one it has on Bigtable
     assert not {r for r, _ in api if r.startswith("roles/bigtable.") and r != "roles/bigtable.reader"}
 

@@ -126,3 +126,28 @@ def test_push_never_creates_a_store_or_a_model(tmp_path: Path, bigtable_emulator
     assert other.exit_code == 1 and "model 'other' has no published snapshot" in other.stderr
     with open_store(store_url, readonly=True) as store:
         assert store.models() == ["m"]
+
+
+def test_snapshots_and_the_console_show_the_updates_since_publish(store_url: str, api_server, tmp_path: Path) -> None:
+    from tests.serving_support import make_keys
+
+    iam = str(tmp_path / "iam.json")
+    keys = make_keys(iam)
+    with open_store(store_url) as store:
+        export(store, "m", "first")
+        start = store.update_position("m")
+        second = export(store, "m", "second", log_from=start, publish=False)  # an export that read the warehouse...
+    assert push(store_url, lines(upsert("1", 0.5), upsert("2", 0.5), upsert("3", 0.5))).exit_code == 0  # ...then these came
+    with open_store(store_url) as store:
+        store.publish("m", second, {"schema": [["score", "DOUBLE"], ["label", "VARCHAR"]]})
+    assert scores(store_url)["2"] == 0.5  # replayed into the new snapshot
+    assert push(store_url, lines(upsert("4", 0.5), {"id": "5", "delete": True})).exit_code == 0
+    listing = json.loads(runner.invoke(main, ["snapshots", "--store", store_url, "--json", "m"]).stdout)
+    assert listing["updates_since_publish"] == 2 and listing["events"][-1]["replayed"] == 3
+    table = runner.invoke(main, ["snapshots", "--store", store_url, "m"]).stdout
+    assert f"2 updates (predserve push / stream) applied to snapshot {second} since it was published" in table
+    server = api_server(store_url, iam, "--pointer-ttl", "0")
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['admin']}"}) as http:
+        detail = http.get("/v1/models/m").json()
+        assert detail["updates_since_publish"] == 2 and detail["events"][0]["replayed"] == 3
+        assert http.get("/v1/models").json()["models"][0]["updates_since_publish"] == 2

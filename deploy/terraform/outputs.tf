@@ -24,3 +24,13 @@ output "pipeline_service_account" {
 output "api_service_account" {
   value = google_service_account.api.email
 }
+
+output "updates_subscription" {
+  description = "`predserve stream --subscription`: the streamed updates"
+  value       = google_pubsub_subscription.updates.id
+}
+
+output "updates_dead_letter_topic" {
+  description = "`predserve stream --dead-letter-topic`: where bad messages go"
+  value       = google_pubsub_topic.updates_dead_letter.id
+}

@@ -22,20 +22,24 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
 
     with open_store(store, readonly=True) as st:
         state = st.state(model)
+        updates = st.updates_since_publish(model, state) if state is not None else 0
     if state is None:
         raise click.ClickException(f"model {model!r} has no snapshots in {store}")
     rows = [{**s.to_dict(), "current": s.id == state.current} for s in sorted(state.snapshots.values(), key=lambda s: s.id)]
     if as_json:
-        click.echo(json.dumps({"model": model, "current": state.current, "snapshots": rows, "events": state.events}, indent=2))
+        click.echo(json.dumps({"model": model, "current": state.current, "updates_since_publish": updates,
+                               "snapshots": rows, "events": state.events}, indent=2))
         return
     import pyarrow as pa
 
     print_table(pa.Table.from_pylist([
         {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
          "created_at": format_time(r["created_at"]), "published_at": format_time(r["published_at"]),
-         **_drift_cells(r["metadata"].get("drift"))}
+         "updates": f"{updates:,}" if r["current"] else "", **_drift_cells(r["metadata"].get("drift"))}
         for r in rows
     ]), "table")
+    if state.current is not None:
+        click.echo(f"{updates:,} updates (predserve push / stream) applied to snapshot {state.current} since it was published")
 
 
 def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:

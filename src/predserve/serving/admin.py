@@ -6,6 +6,7 @@ included by ``create_admin_app``; its handlers take the ``Context`` and ``Admin`
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -48,13 +49,15 @@ class NewAccount(BaseModel):
     models: list[str] | None = Field(None, description="for readers: the models it may read (default: all)")
 
 
-def summary(snapshot: CurrentSnapshot) -> dict[str, Any]:
+async def summary(context: ServingContext, snapshot: CurrentSnapshot) -> dict[str, Any]:
     info = snapshot.info
     events = snapshot.state.events
+    # One read of the update log's head (a network call on Bigtable): off the event loop.
+    updates = await asyncio.to_thread(context.store.updates_since_publish, snapshot.model, snapshot.state)
     return {
         "model": snapshot.model, "snapshot": info.id, "created_at": info.created_at, "published_at": info.published_at,
         "rows": info.rows, "age_seconds": round(snapshot.age(), 3), "max_age": snapshot.max_age, "stale": snapshot.is_stale(),
-        "last_event": events[-1] if events else None,
+        "last_event": events[-1] if events else None, "updates_since_publish": updates,
     }
 
 
@@ -65,7 +68,7 @@ models = APIRouter(tags=["models (admin)"])
 @models.get("/v1/models", summary="List published models (admin)", responses=errors(401, 403, 503),
             response_model=ModelList, response_model_exclude_unset=True)
 async def list_models(context: Context, _: Admin) -> dict[str, Any]:
-    return {"models": [summary(snapshot) for snapshot in await context.published()]}
+    return {"models": [await summary(context, snapshot) for snapshot in await context.published()]}
 
 
 @models.get("/v1/models/{model}", summary="Model detail: current snapshot, age, history with profiles and drift, "
@@ -75,7 +78,7 @@ async def model_detail(model: str, context: Context, _: Admin) -> dict[str, Any]
     snapshot = await context.pointers.get(model)
     if snapshot is None:
         raise ApiError(404, f"model {model!r} has no published snapshot in this store")
-    detail = summary(snapshot)
+    detail = await summary(context, snapshot)
     detail["schema"] = snapshot.info.metadata.get("schema")
     detail["history"] = [
         {"snapshot": s.id, "state": s.state, "rows": s.rows, "created_at": s.created_at, "published_at": s.published_at,

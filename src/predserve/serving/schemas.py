@@ -78,6 +78,8 @@ class Event(BaseModel):
     gates: list[RefusingGate] | None = Field(None, description="refused: the gates that refused it")
     overridden: list[str] | None = Field(None, description="published: gates that failed and were overridden "
                                                            "(e.g. --allow-drift)")
+    replayed: int | None = Field(None, description="published or rolled back: updates made meanwhile (while its "
+                                                   "export ran, or since it stopped being current) replayed into it")
 
 
 # ---- models -------------------------------------------------------------------------------------
@@ -91,6 +93,8 @@ class ModelSummary(BaseModel):
     max_age: float | None = Field(description="seconds after which the snapshot is stale (null: never)")
     stale: bool
     last_event: Event | None = Field(description="the newest entry of the model's timeline")
+    updates_since_publish: int = Field(description="updates (predserve push, predserve stream) applied to the current "
+                                                   "snapshot since it was published or rolled back to")
 
 
 class ModelList(BaseModel):

@@ -296,6 +296,7 @@
         fact("current snapshot", model.snapshot), fact("rows", integer(model.rows)),
         fact("age", duration(model.age_seconds) + (model.max_age !== null ? " of " + duration(model.max_age) : "")),
         fact("published", when(model.published_at)),
+        fact("updates since publish", integer(model.updates_since_publish)),
         fact("prediction columns", (model.schema || []).map((c) => c[0] + " " + c[1]).join(", ") || "–")),
       el("div", { class: "columns" },
         el("section", { class: "panel" }, el("h2", {}, "Timeline"), timeline(model.events)),
@@ -337,6 +338,8 @@
         el("span", { class: "badge " + badge }, label), " ", text,
         el("span", { class: "muted" }, " · " + when(event.time)),
         event.overridden ? el("div", { class: "muted" }, "gates overridden: " + event.overridden.join(", ")) : null,
+        event.replayed ? el("div", { class: "muted" }, integer(event.replayed) + " update" + (event.replayed === 1 ? "" : "s") +
+          " made meanwhile replayed into it") : null,
         event.gates ? el("ul", { class: "gates" }, event.gates.map((g) => el("li", {}, el("b", {}, g.gate), ": " + g.detail))) : null);
     }));
   }
