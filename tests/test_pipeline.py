@@ -19,7 +19,7 @@ from predserve import Warehouse
 from predserve.datagen import PREDICT_SQL
 from predserve.errors import ExportError
 from predserve.pipeline import ExportToSnapshot, GatePolicy, GateRefused, run_export
-from predserve.pipeline.export import build_pipeline
+from predserve.pipeline.job import build_pipeline
 from predserve.pipeline.options import DASK_RUNNER, pipeline_options
 from predserve.pipeline.render import BodyRenderer
 from predserve.pipeline.sources import WarehouseSource

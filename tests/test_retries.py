@@ -11,7 +11,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import create_runner
 
 from predserve import Warehouse
-from predserve.pipeline.export import build_pipeline
+from predserve.pipeline.job import build_pipeline
 from predserve.pipeline.sinks import RenderAndWrite
 from predserve.pipeline.sources import WarehouseSource
 from predserve.store import open_store

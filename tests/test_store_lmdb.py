@@ -39,6 +39,25 @@ def test_deleted_snapshots_free_space_for_reuse(tmp_path: Path) -> None:
         assert sizes[-1] == sizes[3], sizes
 
 
+def test_rows_are_written_in_id_order_and_stay_dense(tmp_path: Path) -> None:
+    """A writer sorts each batch by id (of equal ids the first still wins and the rest count as
+    duplicates); batches that are id ranges, written in any order, fill the B-tree's pages."""
+    with open_store(str(tmp_path / "s")) as store:
+        snap = store.create_snapshot("m").id
+        writer = store.writer("m", snap)
+        assert writer.write_columns([b"c", b"a", b"b", b"a"], [b"3", b"1", b"2", b"dup"]) == 1
+        assert [(k, v) for k, v in store.items("m", snap)] == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+        ids = [b"id-%07d" % i for i in range(120_000)]
+        body = b'{"prediction":{"score":0.123456789,"label":"churned"}}' * 2
+        for start in (60_000, 0, 90_000, 30_000):  # id ranges, as the sorted staging makes them, out of order
+            batch = ids[start:start + 30_000][::-1]  # and each one backwards
+            assert writer.write_columns(batch, [body] * len(batch)) == 0
+        writer.close()
+        raw = sum(len(k) + len(v) for k, v in store.items("m", snap))
+        assert store.rows_accepted("m", snap) == 120_003
+        assert store.disk_bytes() <= 1.3 * raw, store.disk_bytes() / raw
+
+
 def _read_in_child(path: str, queue: mp.Queue) -> None:
     store = open_store(path, readonly=True)
     current = store.current("m")

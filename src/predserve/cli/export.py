@@ -125,21 +125,11 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
 
 
 def _quiet_beam_logging() -> None:
-    """Beam logs a failed step with its traceback, and warns at import about optional file
-    systems predserve does not use; the export reports its own failures in one line."""
+    """Beam logs a failed step with its traceback; the export reports its own failures in one line.
+    (Beam itself is imported by the export, in a thread, while its query runs: export.py.)"""
     import logging
 
     logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    root = logging.getLogger()
-    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
-    root.addHandler(guard)
-    logging.disable(logging.WARNING)
-    try:
-        import apache_beam  # noqa: F401
-        import predserve.pipeline.export  # noqa: F401
-    finally:
-        logging.disable(logging.NOTSET)
-        root.removeHandler(guard)
 
 
 def _progress_printer() -> Any:

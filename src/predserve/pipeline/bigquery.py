@@ -32,9 +32,9 @@ from predserve.errors import ExportError
 from predserve.identifiers import quote_identifier
 from predserve.keys import key_columns
 from predserve.pipeline.profile import compute_profile
+from predserve.pipeline.job import ReadWorkItems
 from predserve.pipeline.sources import (
     ROW_GROUP_ROWS,
-    ReadWorkItems,
     SourceStats,
     check_key,
     duplicates_sql,
@@ -168,7 +168,7 @@ class BigQuerySource:
             config,
         )
         schema = self.schema = self._open_read_session()
-        check_key(schema, self.key)
+        check_key(schema.names, self.key)
         rows, nulls, dups = self._run(stats_sql(self.relation, self.key, dialect="bigquery"))[0]
         examples = [r[0] for r in self._run(duplicates_sql(self.relation, self.key, dialect="bigquery"))] if dups else []
         if rows and not self.streams:
@@ -217,6 +217,9 @@ class BigQuerySource:
             return [tuple(row.values()) for row in self._run(sql, what="the profile query")]
 
         return compute_profile(run, self.schema, self.key, self.relation)
+
+    def cancel(self) -> None:
+        """Not supported: the CREATE TABLE job runs to its end (its API calls have deadlines)."""
 
     def cleanup(self) -> None:
         if not self._created:

@@ -1,10 +1,12 @@
 """The export job: warehouse predictions -> a new store snapshot -> gates -> publish.
 
-    pipeline_options()        Beam options and runner, checked before any work is done
     source.prepare()          run the query once -> work items + key statistics (rows, NULL/duplicate keys)
+      beside it, a thread:    import Beam (job.py) and check the pipeline options; a bad option
+                              cancels the query, so it is reported as soon as Beam is loaded
     store.create_snapshot()   a new, invisible snapshot id
     Beam pipeline             work items -> Arrow tables -> JSON bodies -> rows in the snapshot
       beside it, a thread:    source.profile() -> the columns' distributions + the drift sample's ids
+                              (started before the Beam import is joined, so it overlaps that too)
     store.rows_accepted()     the rows written, as the store counted them (no runner metrics)
     drift                     vs the current snapshot: profile distances + the sample's bodies compared
     gates                     empty? NULL/duplicate keys? row count drop? prediction columns changed? drift?
@@ -24,20 +26,16 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
-
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.runner import PipelineRunner
+from types import ModuleType
+from typing import Any, Callable, Iterator, Sequence
 
 from predserve.errors import ExportError
 from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
 from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
-from predserve.pipeline.options import pipeline_options
-from predserve.pipeline.sinks import ExportToSnapshot
-from predserve.pipeline.sources import Source, open_source
+from predserve.pipeline.sources import Source, SourceStats, open_source
 from predserve.store import open_store
 from predserve.store.base import DEFAULT_GRACE, DEFAULT_KEEP
 
@@ -99,21 +97,22 @@ def run_export(
     keys = key_columns(key)  # "user_id" or "user_id,country" (a composite key: keys.py)
     key = ",".join(keys)
     started = time.time()
-    options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, keys)
+    beam = BeamStartup(beam_args, on_failure=source.cancel)
     store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
     snapshot = None
     try:
         # Before the query runs: updates logged after this are replayed into the new snapshot
         # when it publishes, so no update is lost to, or overwritten by, this export's data.
         log_from = store.update_position(model)
-        stats = source.prepare()
+        stats = _prepare(source, beam)
         schema = [(f.name, str(f.type)) for f in stats.schema if f.name not in keys] if stats.schema is not None else []
         _check_metadata_columns(policy.metadata_columns, schema)
         snapshot = store.create_snapshot(model, {"source": warehouse, "query": query, "key": key}, log_from=log_from).id
         with ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:  # leaving waits for it, even on errors
             profiling = pool.submit(source.profile) if profile and stats.rows else None
-            written = _write_rows(source, options, runner, store, ExportToSnapshot(store_url, model, snapshot, keys),
+            job, options, runner = beam.result()
+            written = _write_rows(job, source, options, runner, store, job.ExportToSnapshot(store_url, model, snapshot, keys),
                                   stats.rows, started, progress)
             new_profile, sample = profiling.result() if profiling is not None else (None, [])
         store.finish_snapshot(model, snapshot, written)
@@ -196,42 +195,73 @@ def _table_query(warehouse: str, table: str) -> str:
     return f"SELECT * FROM {table}"
 
 
-def build_pipeline(source: Source, options: PipelineOptions, runner: PipelineRunner, sink: beam.PTransform) -> beam.Pipeline:
-    """One straight line from source to sink, with a single leaf: the DaskRunner computes only
-    the last step's output, so a second branch would silently never run there."""
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    _ = pipeline | "Read" >> source.read() | "Export" >> sink
-    return pipeline
+class BeamStartup:
+    """Imports Beam (``job.py``) and checks the pipeline options in a thread of its own.
+
+    Beam's import is Python holding the GIL; the query that ``prepare`` runs is DuckDB, which
+    releases it, so on two cores the two overlap. A bad option calls ``on_failure`` (the
+    source's ``cancel``) instead of waiting for the query to end."""
+
+    def __init__(self, beam_args: Sequence[str], on_failure: Callable[[], None]) -> None:
+        self._args, self._on_failure = list(beam_args), on_failure
+        self._result: tuple[ModuleType, Any, Any] | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="predserve-beam-startup", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            with quiet_beam_import():
+                from predserve.pipeline import job
+            self._result = (job, *job.pipeline_options(self._args))
+        except BaseException as exc:  # raised by result(), in the caller's thread
+            self._error = exc
+            self._on_failure()
+
+    def result(self) -> tuple[ModuleType, Any, Any]:
+        """(the job module, the pipeline options, the runner); raises the options' error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
-def _write_rows(source: Source, options: PipelineOptions, runner: PipelineRunner, store: Any, sink: ExportToSnapshot,
+@contextmanager
+def quiet_beam_import() -> Iterator[None]:
+    """Beam warns at import about optional file systems predserve does not use; the export
+    reports its own failures in one line."""
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
+    root.addHandler(guard)
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+        root.removeHandler(guard)
+
+
+def _prepare(source: Source, beam: BeamStartup) -> SourceStats:
+    """``source.prepare()``; when it failed because a bad pipeline option cancelled it, that option's error."""
+    try:
+        return source.prepare()
+    except Exception:
+        beam.result()
+        raise
+
+
+def _write_rows(job: ModuleType, source: Source, options: Any, runner: Any, store: Any, sink: Any,
                 expected: int, started: float, progress: Progress | None) -> int:
     """Run the pipeline (unless there is nothing to read); return the rows the store accepted."""
     if expected:
         with _Progress(store, sink.model, sink.snapshot, expected, started, progress):
-            _run_pipeline(source, options, runner, sink)
+            job.run_pipeline(source, options, runner, sink)
     written = int(store.rows_accepted(sink.model, sink.snapshot))
     if progress is not None:
         progress(written, expected, time.time() - started)
     return written
-
-
-def _run_pipeline(source: Source, options: PipelineOptions, runner: PipelineRunner, sink: beam.PTransform) -> None:
-    result = None
-    try:
-        result = build_pipeline(source, options, runner, sink).run()
-        result.wait_until_finish()
-    except Exception as exc:
-        raise ExportError(f"the export pipeline failed: {exc}") from exc
-    finally:
-        _close_runner_client(result)
-
-
-def _close_runner_client(result: Any) -> None:
-    """The DaskRunner leaves its ``distributed.Client`` connected to the scheduler; close it."""
-    client = getattr(result, "client", None)
-    if client is not None:
-        client.close()
 
 
 class _Progress:

@@ -76,6 +76,11 @@ def duckdb_compatible(table: pa.Table | pa.RecordBatch) -> pa.Table | pa.RecordB
     return table.cast(target)
 
 
+def id_sql(key: tuple[str, ...]) -> str:
+    """DuckDB SQL for a row's id as text (a composite key: its values joined, keys.py)."""
+    return f"CAST({key_sql(key)} AS VARCHAR)"
+
+
 class BodyRenderer:
     """Builds the rendering SQL once per schema and applies it to Arrow tables."""
 
@@ -91,7 +96,7 @@ class BodyRenderer:
         fields = [f for f in schema if f.name not in self.key]
         struct = ", ".join(f"{quote_identifier(f.name)} := {_value_sql(quote_identifier(f.name), f.type)}" for f in fields)
         head = ('{"model":' + json.dumps(self.model) + ',"id":').replace("'", "''")
-        key_text = f"CAST({key_sql(self.key)} AS VARCHAR)"  # a composite key: its values joined (keys.py)
+        key_text = id_sql(self.key)
         return (
             f"SELECT encode({key_text}) AS id, "
             f"encode('{head}' || to_json({key_text}) || ',\"snapshot\":{self.snapshot},\"prediction\":' "

@@ -17,11 +17,11 @@ which every Beam runner can execute: the DaskRunner, for one, translates no Beam
 from __future__ import annotations
 
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
-import apache_beam as beam
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,11 +30,18 @@ from predserve.errors import ExportError
 from predserve.identifiers import Dialect
 from predserve.keys import key_columns, key_sql
 from predserve.pipeline.profile import compute_profile, to_duckdb
+from predserve.pipeline.render import id_sql
 from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
+
+if TYPE_CHECKING:
+    import apache_beam as beam
 
 # Rows per Parquet row group, so per work item: small enough that a 100k-row export still
 # gives every worker something to do, large enough that per-item overhead stays negligible.
 ROW_GROUP_ROWS = 50_000
+# DuckDB's memory while it stages the query's rows (it spills the rest of its sort under the
+# staging directory), so the export's peak memory does not grow with the row count.
+STAGING_MEMORY_LIMIT = "3GB"
 
 
 @dataclass
@@ -50,33 +57,19 @@ class Source(Protocol):
     def prepare(self) -> SourceStats:
         """Run the query once; statistics of exactly the rows ``read`` will yield."""
 
-    def read(self) -> beam.PTransform:
-        """PBegin -> PCollection of ``pa.Table``."""
+    def read(self) -> "beam.PTransform":
+        """PBegin -> PCollection of ``pa.Table`` (``job.ReadWorkItems``)."""
 
     def profile(self) -> tuple[dict[str, Any], list[str]]:
         """The profile of the rows ``read`` yields, and the drift sample's ids (profile.py).
 
         Called after ``prepare``, in a thread of its own while the pipeline runs."""
 
+    def cancel(self) -> None:
+        """Make a ``prepare`` running in another thread stop soon (it raises); a no-op where it cannot."""
+
     def cleanup(self) -> None:
         """Remove what ``prepare`` created; called whether the export succeeded or not."""
-
-
-class ReadWorkItems(beam.PTransform):
-    """``Create(items) | Reshuffle | ParDo(read)``: the source shape that runs on every runner."""
-
-    def __init__(self, items: Sequence[Any], read: beam.DoFn | Callable[[Any], Iterator[pa.Table]]) -> None:
-        super().__init__()
-        self.items, self.read = list(items), read
-
-    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
-        read = beam.ParDo(self.read) if isinstance(self.read, beam.DoFn) else beam.FlatMap(self.read)
-        return (
-            pbegin
-            | "WorkItems" >> beam.Create(self.items, reshuffle=False)
-            | "Spread" >> beam.Reshuffle()
-            | "ReadItems" >> read
-        )
 
 
 def stats_sql(relation: str, key: str | Sequence[str], dialect: Dialect = "duckdb") -> str:
@@ -93,16 +86,10 @@ def duplicates_sql(relation: str, key: str | Sequence[str], dialect: Dialect = "
     return f"SELECT {k} AS id FROM {relation} WHERE {k} IS NOT NULL GROUP BY 1 HAVING count(*) > 1 ORDER BY 1 LIMIT 5"
 
 
-def check_key(schema: pa.Schema, key: str | Sequence[str]) -> None:
+def check_key(columns: Sequence[str], key: str | Sequence[str]) -> None:
     for column in key_columns(key):
-        if column not in schema.names:
-            raise ExportError(f"key column {column!r} is not among the query's columns: {', '.join(schema.names)}")
-
-
-def read_row_group(item: tuple[str, int]) -> Iterator[pa.Table]:
-    """One work item of the warehouse source: a Parquet row group as an Arrow table."""
-    path, index = item
-    yield pq.ParquetFile(path).read_row_group(index)
+        if column not in columns:
+            raise ExportError(f"key column {column!r} is not among the query's columns: {', '.join(columns)}")
 
 
 class WarehouseSource:
@@ -117,6 +104,8 @@ class WarehouseSource:
         self.workdir: Path | None = None
         self.items: list[tuple[str, int]] = []
         self.schema: pa.Schema | None = None
+        self._cancelled = threading.Event()
+        self._running: duckdb.DuckDBPyConnection | None = None  # the connection prepare() is using
 
     def prepare(self) -> SourceStats:
         from predserve.warehouse import Warehouse
@@ -126,23 +115,48 @@ class WarehouseSource:
         remove_abandoned_staging()  # left by exports that were killed outright
         self.workdir = create_staging_dir()
         with Warehouse(self.warehouse, read_only=True) as wh:
-            shards = wh.copy_to_parquet(self.query, self.workdir, rows_per_file=ROW_GROUP_ROWS)
+            spill = str(self.workdir / "spill").replace("'", "''")
+            wh.con.execute(f"SET memory_limit = '{STAGING_MEMORY_LIMIT}'; SET temp_directory = '{spill}'")
+            self._running = wh.con
+            try:
+                self._check_cancelled()
+                shards = wh.copy_to_parquet(self.query, self.workdir / "shards", rows_per_file=ROW_GROUP_ROWS, order_by=self._id_order)
+            finally:
+                self._running = None
+        self._check_cancelled()
         if not shards:
             return SourceStats(0, 0, 0)
         self.items = [(str(s), i) for s in shards for i in range(pq.ParquetFile(s).num_row_groups)]
         con = duckdb.connect()
         relation = self._relation()
         schema = self.schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-        check_key(schema, self.key)
         rows, nulls, dups = con.sql(stats_sql(relation, self.key)).fetchall()[0]
         examples = [r[0] for r in con.sql(duplicates_sql(relation, self.key)).fetchall()] if dups else []
         return SourceStats(rows, nulls, dups, examples, schema)
 
+    def cancel(self) -> None:
+        self._cancelled.set()
+        running = self._running
+        if running is not None:
+            running.interrupt()  # DuckDB's way to stop a query from another thread
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise ExportError("the export's query was cancelled")
+
+    def _id_order(self, columns: list[str]) -> str:
+        """Rows are staged in id order: each work item is then one range of ids, which the LMDB
+        writer stores densely (store/lmdb.py)."""
+        check_key(columns, self.key)
+        return id_sql(self.key)
+
     def _relation(self) -> str:
         assert self.workdir is not None
-        return "read_parquet('{}')".format(str(self.workdir / "*.parquet").replace("'", "''"))
+        return "read_parquet('{}')".format(str(self.workdir / "shards" / "*.parquet").replace("'", "''"))
 
-    def read(self) -> beam.PTransform:
+    def read(self) -> "beam.PTransform":
+        from predserve.pipeline.job import ReadWorkItems, read_row_group
+
         return ReadWorkItems(self.items, read_row_group)
 
     def profile(self) -> tuple[dict[str, Any], list[str]]:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import duckdb
 import numpy as np
@@ -89,18 +89,25 @@ class Warehouse:
     def model(self, name: str) -> TrainedModel:
         return self._load_model(model_name(parse_table_name(name)))
 
-    def copy_to_parquet(self, query: str, directory: str | Path, rows_per_file: int = 250_000) -> list[Path]:
-        """Write a query's result as Parquet shards under ``directory`` (the export's local source)."""
+    def copy_to_parquet(self, query: str, directory: str | Path, rows_per_file: int = 250_000,
+                        order_by: Callable[[list[str]], str] | None = None) -> list[Path]:
+        """Write a query's result as Parquet shards under ``directory`` (the export's local source).
+
+        ``order_by``: given the result's column names (before the query runs), a DuckDB
+        expression over them; the rows are written in its order, so each row group holds one
+        contiguous range of it. It may raise to refuse the columns."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         statement = _one_query(query)
         with self._reported(statement), self._prepared(self.con, statement.tree, Script()) as duck_sql:
             target = str(directory).replace("'", "''")
+            if order_by is not None:
+                duck_sql = f"SELECT * FROM ({duck_sql}) ORDER BY {order_by(self.con.sql(duck_sql).columns)}"
             self.con.execute(
                 f"COPY ({duck_sql}) TO '{target}' (FORMAT PARQUET, FILE_SIZE_BYTES '16MB', "
                 f"ROW_GROUP_SIZE {rows_per_file}, OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part-{{i}}')"
             )
-        return sorted(directory.glob("*.parquet"))
+        return sorted(directory.glob("*.parquet"), key=lambda shard: int(shard.stem.removeprefix("part-")))  # written order
 
     def reader(self, query: str, batch_rows: int = PREDICT_BATCH_ROWS) -> pa.RecordBatchReader:
         """Stream a query's result as Arrow record batches."""
