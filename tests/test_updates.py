@@ -270,7 +270,9 @@ def test_readers_see_the_old_body_or_the_new_one(store_url: str) -> None:
 
         def read() -> None:
             try:
-                with open_store(store_url, readonly=True) as reader:
+                # a patient Bigtable reader: a slow answer on a busy machine is not what is tested
+                options = {"read_timeout": 10.0} if store_url.startswith("bigtable://") else {}
+                with open_store(store_url, readonly=True, **options) as reader:
                     while not stop.is_set():
                         seen.add(json.loads(reader.get("m", snap, b"1"))["prediction"]["label"])
             except BaseException as exc:  # reported by the test's thread
