@@ -190,32 +190,48 @@ def run_table_loop(rows: int) -> dict:
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
 
 
-def run_command(rows: int, store: Path, extra: tuple[str, ...] = ()) -> dict:
-    """``predserve export`` of the predictions table in a fresh process: wall clock, peak RSS, store size."""
-    shutil.rmtree(store, ignore_errors=True)
-    cmd = [sys.executable, "-m", "predserve.cli", "export", "-w", str(predictions_warehouse(rows)), "--model", "churn",
+def run_command(rows: int, store: Path | str, extra: tuple[str, ...] = (), table_rows: int | None = None) -> dict:
+    """``predserve export`` of the predictions table in a fresh process: wall clock, CPU seconds,
+    peak RSS and heap (sampled every 0.2 s, with a timeline of them), the disk it took at its
+    fullest, the store's size. ``store`` may be a bigtable:// URL (then no store size)."""
+    lmdb = not str(store).startswith("bigtable://")
+    if lmdb:
+        shutil.rmtree(store, ignore_errors=True)
+    cmd = [sys.executable, "-m", "predserve.cli", "export", "-w", str(predictions_warehouse(table_rows or rows)), "--model", "churn",
            "--key", "user_id", "--table", "predictions", "--store", str(store), "--json", *extra]
+    free_before = shutil.disk_usage(OUT).free
+    least_free = free_before
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    anon = 0.0
-    while proc.poll() is None:  # the child's heap (RssAnon: not the LMDB pages its RSS also counts)
+    anon = rss = 0.0
+    timeline: list[tuple[float, int, int]] = []  # (seconds, RSS MB, heap MB), every ~5 s
+    while True:  # the child's heap (RssAnon: not the LMDB pages its RSS also counts) and its RSS
         try:
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    anon = max(anon, int(line.split()[1]) / 1024)
-        except FileNotFoundError:
+            fields = dict(l.split(":", 1) for l in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ":" in l)
+            now_anon, now_rss = int(fields["RssAnon"].split()[0]) / 1024, int(fields["VmRSS"].split()[0]) / 1024
+            anon, rss = max(anon, now_anon), max(rss, now_rss)
+            elapsed = time.perf_counter() - started
+            if not timeline or elapsed - timeline[-1][0] >= 5:
+                timeline.append((round(elapsed, 1), round(now_rss), round(now_anon)))
+        except (FileNotFoundError, KeyError, ProcessLookupError):
+            pass
+        least_free = min(least_free, shutil.disk_usage(OUT).free)
+        if proc.poll() is not None:
             break
         time.sleep(0.2)
     out, err = proc.communicate()
     seconds = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(err[-3000:])
     summary = json.loads(out)
-    assert summary["published"] and summary["rows"] == rows
-    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest child so far
-    store_bytes = (store / "data.mdb").stat().st_size
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_anon_mb": round(anon),
-            "children_maxrss_mb": round(maxrss), "store_mb": round(store_bytes / 1e6)}
+    assert summary["published"] and summary["rows"] == rows, summary
+    result = {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds), "peak_anon_mb": round(anon),
+              "peak_rss_mb": round(rss), "children_maxrss_mb": round(usage.ru_maxrss / 1024),  # the largest child so far
+              "disk_gb_at_fullest": round((free_before - least_free) / 1e9, 1), "rss_timeline": timeline}
+    if lmdb:
+        result["store_mb"] = round((Path(store) / "data.mdb").stat().st_size / 1e6)
+    return result
 
 
 def raw_bytes(store: Path) -> int:
@@ -227,10 +243,11 @@ def raw_bytes(store: Path) -> int:
         return sum(len(k) + len(v) for k, v in st.items("churn", snapshot))
 
 
-def end_to_end(rows: int, rounds: int) -> dict:
-    """Command and loop alternately, ``rounds`` times; each round's ratio and the medians."""
+def end_to_end(rows: int, rounds: int, keep: Path | None = None) -> dict:
+    """Command and loop alternately, ``rounds`` times; each round's ratio and the medians.
+    ``keep``: where the command's store goes, left in place for the caller."""
     predictions_warehouse(rows)
-    store = OUT / "end-to-end.lmdb"
+    store = keep or OUT / "end-to-end.lmdb"
     runs = []
     for i in range(rounds):
         first, second = ("command", "loop") if i % 2 == 0 else ("loop", "command")
@@ -245,7 +262,8 @@ def end_to_end(rows: int, rounds: int) -> dict:
         print(f"end to end, {rows:,} rows, round {i + 1}: command {got['command']['seconds']}s, loop {got['loop']['seconds']}s "
               f"= {got['ratio']}x the loop; store {got['command']['store_vs_raw']}x raw; peak heap {got['command']['peak_anon_mb']} MB; "
               f"load {got['load_1min']}", flush=True)
-    shutil.rmtree(store, ignore_errors=True)
+    if keep is None:
+        shutil.rmtree(store, ignore_errors=True)
     ratios = sorted(r["ratio"] for r in runs)
     return {"rows": rows, "rounds": runs, "median_ratio": ratios[len(ratios) // 2]}
 
@@ -452,6 +470,9 @@ def main() -> None:
     parser.add_argument("--profile-only", action="store_true", help="measure only the profile's cost (with vs without)")
     parser.add_argument("--end-to-end-only", action="store_true", help="measure only the command vs the loop (and --big)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the end-to-end comparison")
+    parser.add_argument("--serve-rounds", type=int, default=3, help="--big: alternating rounds of the API over the two stores")
+    parser.add_argument("--serve-duration", type=float, default=10, help="--big: seconds of each serving measurement")
+    parser.add_argument("--bigtable-big", type=int, default=0, help="only export this many rows into the Bigtable emulator")
     parser.add_argument("--child")
     parser.add_argument("--store", default="")
     parser.add_argument("beam_args", nargs="*")
@@ -460,11 +481,14 @@ def main() -> None:
         child(args.child, args.rows, args.store, args.beam_args)
         return
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.bigtable_big:
+        (OUT / "export-bigtable-big.json").write_text(json.dumps(bigtable_big(args.bigtable_big), indent=2))
+        return
     if args.end_to_end_only:
-        results = {"end_to_end": end_to_end(args.rows, args.rounds)}
+        results = {"end_to_end": end_to_end(args.rows, args.rounds)} if args.rounds else {}
         if args.big:
-            results["end_to_end_big"] = big(args.big)
-        (OUT / "export-end-to-end.json").write_text(json.dumps(results, indent=2))
+            results["end_to_end_big"] = big(args.big, args.serve_rounds, args.serve_duration)
+        (OUT / f"export-end-to-end{'-' + str(args.big) if args.big else ''}.json").write_text(json.dumps(results, indent=2))
         return
     prepared_warehouse(args.rows)
     if args.profile_only:
@@ -491,7 +515,7 @@ def main() -> None:
         print(store, json.dumps(results), flush=True)
     results["end_to_end"] = end_to_end(args.rows, args.rounds)
     if args.big:
-        results["end_to_end_big"] = big(args.big)
+        results["end_to_end_big"] = big(args.big, args.serve_rounds, args.serve_duration)
     (OUT / "export.json").write_text(json.dumps(results, indent=2))
     base = results["baseline_loop"]["rows_per_s"]
     print(f"\nbaseline loop (Parquet -> orjson -> LMDB): {base:,} rows/s")
@@ -507,15 +531,95 @@ def main() -> None:
               f"({r['rows_per_s'] / base:.2f}x baseline), peak RSS {r['peak_rss_mb']} MB (heap {r.get('peak_anon_mb')} MB){extra}")
 
 
-def big(rows: int) -> dict:
-    """One end-to-end round at ``rows`` (command, then loop), then every file it made is deleted."""
+BIG_LOOP_ROWS = 20_000_000  # above this the plain loop is not run (see big())
+SMALL_ROWS = 1_000_000  # the store the big one is served beside
+
+
+def big(rows: int, serve_rounds: int, serve_duration: float) -> dict:
+    """One export of ``rows`` (and the loop beside it up to BIG_LOOP_ROWS rows: above that its
+    unordered LMDB inserts, 2x the raw bytes, outgrow this machine's memory and take hours),
+    then the API over that store beside a 1M-row store of the same table, alternating; then
+    every file it made is deleted."""
     free = shutil.disk_usage(OUT).free
     print(f"--big {rows:,}: {free / 1e9:.0f} GB free before", flush=True)
+    table = predictions_warehouse(rows)
+    result: dict = {"disk_free_gb_before": round(free / 1e9), "table_gb": round(table.stat().st_size / 1e9, 1)}
+    store, small = OUT / "big.lmdb", OUT / "big-small.lmdb"
     try:
-        result = end_to_end(rows, 1)
-        result["disk_free_gb_before"] = round(free / 1e9)
+        if rows <= BIG_LOOP_ROWS:
+            result.update(end_to_end(rows, 1, keep=store))
+        else:
+            command = run_command(rows, store)
+            raw = raw_bytes(store)
+            command["raw_mb"], command["store_vs_raw"] = round(raw / 1e6), round(command["store_mb"] * 1e6 / raw, 2)
+            result["command"] = command
+            print(f"--big {rows:,}: command {command['seconds']}s = {command['rows_per_s']:,} rows/s; store "
+                  f"{command['store_mb']:,} MB = {command['store_vs_raw']}x the raw {command['raw_mb']:,} MB; peak RSS "
+                  f"{command['peak_rss_mb']:,} MB (heap {command['peak_anon_mb']:,} MB); disk at fullest "
+                  f"{command['disk_gb_at_fullest']} GB", flush=True)
+        run_command(SMALL_ROWS, small)
+        result["serving"] = serve_beside({rows: store, SMALL_ROWS: small}, serve_rounds, serve_duration)
         return result
     finally:
+        table.unlink(missing_ok=True)
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.rmtree(small, ignore_errors=True)
+
+
+def serve_beside(stores: dict[int, Path], rounds: int, duration: float) -> dict:
+    """The one-id route over each store (ids drawn uniformly from its rows), the stores alternating
+    within each round: max req/s (wrk, 32 connections), then open-loop latency at half the
+    smallest store's max, the same rate for every store; each API worker's memory after load."""
+    import statistics
+
+    from serve import ONE_LUA, Server, memory_mb, open_loop, reader_key, wrk_rate
+
+    iam, key = reader_key()
+    rates: dict[int, list[float]] = {n: [] for n in stores}
+    latency: dict[int, list[dict]] = {n: [] for n in stores}
+    memory: dict[int, list] = {}
+    for _ in range(rounds):
+        for n, store in stores.items():
+            with Server("predserve", str(store), iam) as server:
+                script = ONE_LUA.format(key=key, rows=n)
+                wrk_rate(server.port, script, 1)  # warm-up
+                rates[n].append(wrk_rate(server.port, script, duration))
+                memory[n] = [memory_mb(pid) for pid in server.workers()]
+    half = statistics.median(rates[min(stores)]) * 0.5
+    for _ in range(rounds):
+        for n, store in stores.items():
+            with Server("predserve", str(store), iam) as server:
+                open_loop(server.port, key, half, 1, rows=n)  # warm-up
+                latency[n].append(open_loop(server.port, key, half, duration, rows=n))
+    small, large = min(stores), max(stores)
+    out = {str(n): {"max_rps": rates[n], "median_max_rps": statistics.median(rates[n]), "half_load_rate": round(half),
+                    "open_loop": latency[n], "median_p99_ms": statistics.median(r["p99_ms"] for r in latency[n]),
+                    "worker_memory_mb": memory[n]} for n in stores}
+    out["large_vs_small_max_rps"] = round(statistics.median(a / b for a, b in zip(rates[large], rates[small])), 3)
+    out["large_vs_small_p99"] = round(statistics.median(a["p99_ms"] / b["p99_ms"] for a, b in zip(latency[large], latency[small])), 3)
+    print(f"one-id route, {large:,}-row store vs {small:,}-row store: max {out[str(large)]['median_max_rps']:,.0f} vs "
+          f"{out[str(small)]['median_max_rps']:,.0f} req/s = {out['large_vs_small_max_rps']}x; p99 at {half:,.0f} req/s "
+          f"{out[str(large)]['median_p99_ms']} vs {out[str(small)]['median_p99_ms']} ms = {out['large_vs_small_p99']}x; "
+          f"worker memory {memory[large]} vs {memory[small]}", flush=True)
+    return out
+
+
+def bigtable_big(rows: int) -> dict:
+    """``predserve export`` of ``rows`` into the Bigtable emulator through Beam (the store's writer:
+    at most FLOW_CONTROL_MUTATIONS mutations in flight, per-row retries): time, the command's RSS
+    over time (flat?) and the emulator's RSS at the end."""
+    emulator = Emulator()
+    try:
+        url = "bigtable://bench/bench/big"
+        result = run_command(rows, url)
+        status = Path(f"/proc/{emulator.proc.pid}/status").read_text()
+        result["emulator_rss_mb"] = round(int(status.split("VmRSS:")[1].split()[0]) / 1024)
+        print(f"Bigtable emulator, {rows:,} rows: {result['seconds']}s = {result['rows_per_s']:,} rows/s; command peak RSS "
+              f"{result['peak_rss_mb']:,} MB (heap {result['peak_anon_mb']:,} MB); RSS over time {result['rss_timeline']}; "
+              f"emulator RSS {result['emulator_rss_mb']:,} MB", flush=True)
+        return result
+    finally:
+        emulator.stop()
         (OUT / f"predictions-{rows}.duckdb").unlink(missing_ok=True)
 
 

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -184,7 +185,7 @@ def test_killed_export_leaves_the_current_snapshot_serving(tmp_path: Path) -> No
     # The killed export's Parquet staging directory is still there, named after its dead process;
     # `predserve gc` removes it (and the next export would).
     staged = list(staging_parent.glob("predserve-export-*"))
-    assert [d.name.split("-")[2] for d in staged] == [str(proc.pid)] and list(staged[0].glob("*.parquet"))
+    assert [d.name.split("-")[2] for d in staged] == [str(proc.pid)] and list(staged[0].glob("shards/*.parquet"))
     out = subprocess.run([sys.executable, "-m", "predserve.cli", "gc", "--store", url], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0 and f"removed abandoned export staging directory {staged[0]}" in out.stdout
     assert not staged[0].exists()
@@ -233,6 +234,33 @@ def test_the_pipeline_is_one_line_with_a_single_leaf(trained_warehouse: Path, tm
 def test_bad_pipeline_options_are_export_errors_naming_the_option(args: list[str], message: str) -> None:
     with pytest.raises(ExportError, match=re.escape(message)):
         pipeline_options(args)
+
+
+@pytest.mark.parametrize("args, ordered", [
+    ([], True), (["--runner", "BundleBasedDirectRunner"], True), (["--direct_running_mode=multi_threading"], True),
+    (["--direct_num_workers=2", "--direct_running_mode=multi_processing"], False), (["--runner", "dask"], False),
+])
+def test_only_one_in_order_worker_writes_lmdb_directly(args: list[str], ordered: bool) -> None:
+    """Parallel writers (the DaskRunner subclasses the bundle-based DirectRunner) are staged (store/lmdb.py)."""
+    from predserve.pipeline.job import writes_in_order
+
+    assert writes_in_order(*pipeline_options(args)) is ordered
+
+
+def test_a_bad_option_cancels_the_query_it_ran_beside(tmp_path: Path) -> None:
+    """Beam is imported, and the options checked, while the query runs: a bad option stops a
+    query that would run for many minutes, and the export says what was wrong with the option."""
+    with Warehouse(tmp_path / "wh.duckdb") as wh:
+        wh.sql("CREATE TABLE t AS SELECT 1 AS x")
+    endless = ("SELECT 1 AS user_id, SUM(a * b) AS n FROM UNNEST(GENERATE_ARRAY(1, 1000000)) AS a "
+               "CROSS JOIN UNNEST(GENERATE_ARRAY(1, 1000000)) AS b")  # 10^12 products
+    started = time.monotonic()
+    with pytest.raises(ExportError, match="unknown --runner Nope"):
+        run_export(warehouse=str(tmp_path / "wh.duckdb"), model="m", key="user_id", store_url=str(tmp_path / "s"),
+                   query=endless, beam_args=["--runner", "Nope"])
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "s").exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"predserve-export-{os.getpid()}-*"))  # staging removed
 
 
 def test_a_bad_option_on_the_command_line_is_one_line_not_a_traceback(trained_warehouse: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -41,21 +42,57 @@ def test_deleted_snapshots_free_space_for_reuse(tmp_path: Path) -> None:
 
 def test_rows_are_written_in_id_order_and_stay_dense(tmp_path: Path) -> None:
     """A writer sorts each batch by id (of equal ids the first still wins and the rest count as
-    duplicates); batches that are id ranges, written in any order, fill the B-tree's pages."""
+    duplicates); batches that are ascending id ranges, as the sorted staging makes them, fill
+    the B-tree's pages even when each arrives backwards. The same rows in random order do not."""
+    ids = [b"id-%07d" % i for i in range(120_000)]
+    body = b'{"prediction":{"score":0.123456789,"label":"churned"}}' * 2
+    sizes = {}
+    for order in ("ranges", "random"):
+        with open_store(str(tmp_path / order)) as store:
+            snap = store.create_snapshot("m").id
+            writer = store.writer("m", snap)
+            if order == "ranges":
+                assert writer.write_columns([b"c", b"a", b"b", b"a"], [b"3", b"1", b"2", b"dup"]) == 1
+                assert list(store.items("m", snap)) == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
+                batches = [ids[start:start + 30_000][::-1] for start in range(0, len(ids), 30_000)]
+            else:
+                shuffled = random.Random(7).sample(ids, len(ids))
+                batches = [shuffled[start:start + 30_000] for start in range(0, len(ids), 30_000)]
+            for batch in batches:
+                assert writer.write_columns(batch, [body] * len(batch)) == 0
+            writer.close()
+            raw = sum(len(k) + len(v) for k, v in store.items("m", snap))
+            sizes[order] = store.disk_bytes() / raw
+    assert sizes["ranges"] <= 1.3 < 1.5 <= sizes["random"], sizes
+
+
+def test_parallel_writers_are_staged_and_merged_in_id_order(tmp_path: Path) -> None:
+    """``writer(ordered=False)``: id ranges in random order, a retried range among them, go to the
+    snapshot's scratch environment (counted once), and finishing the snapshot copies them into
+    the store in id order: dense, every row once, the scratch gone. A discarded snapshot's too."""
+    ids = sorted(b"%d" % i for i in range(1, 200_001))
+    ranges = [ids[start:start + 20_000] for start in range(0, len(ids), 20_000)]
+    random.Random(3).shuffle(ranges)
+    body = b'{"prediction":{"score":0.123456789,"label":"churned"}}' * 2
     with open_store(str(tmp_path / "s")) as store:
         snap = store.create_snapshot("m").id
-        writer = store.writer("m", snap)
-        assert writer.write_columns([b"c", b"a", b"b", b"a"], [b"3", b"1", b"2", b"dup"]) == 1
-        assert [(k, v) for k, v in store.items("m", snap)] == [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]
-        ids = [b"id-%07d" % i for i in range(120_000)]
-        body = b'{"prediction":{"score":0.123456789,"label":"churned"}}' * 2
-        for start in (60_000, 0, 90_000, 30_000):  # id ranges, as the sorted staging makes them, out of order
-            batch = ids[start:start + 30_000][::-1]  # and each one backwards
-            assert writer.write_columns(batch, [body] * len(batch)) == 0
-        writer.close()
+        for batch in ranges + ranges[:1]:  # the last one: a retried bundle
+            writer = store.writer("m", snap, ordered=False)
+            writer.write_columns(batch, [body] * len(batch))
+            writer.close()
+        assert store.count("m", snap) == 0 and store.rows_accepted("m", snap) == 200_000  # all staged so far
+        store.finish_snapshot("m", snap, store.rows_accepted("m", snap))
         raw = sum(len(k) + len(v) for k, v in store.items("m", snap))
-        assert store.rows_accepted("m", snap) == 120_003
+        assert [k for k, _ in store.items("m", snap)] == ids and store.rows_accepted("m", snap) == 200_000
         assert store.disk_bytes() <= 1.3 * raw, store.disk_bytes() / raw
+        assert not list((tmp_path / "s" / "staging").iterdir())
+        doomed = store.create_snapshot("m").id
+        writer = store.writer("m", doomed, ordered=False)
+        writer.write_columns(ids[:10], [body] * 10)
+        writer.close()
+        assert list((tmp_path / "s" / "staging").iterdir())
+        store.discard("m", doomed)
+        assert not list((tmp_path / "s" / "staging").iterdir())
 
 
 def _read_in_child(path: str, queue: mp.Queue) -> None:

@@ -26,16 +26,15 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from predserve.errors import ExportError
 from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
 from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
-from predserve.pipeline.sources import Source, SourceStats, open_source
+from predserve.pipeline.sources import Source, SourceStats, open_source, quiet_beam_import
 from predserve.store import open_store
 from predserve.store.base import DEFAULT_GRACE, DEFAULT_KEEP
 
@@ -113,8 +112,8 @@ def run_export(
         with ThreadPoolExecutor(1, thread_name_prefix="profile") as pool:  # leaving waits for it, even on errors
             profiling = pool.submit(source.profile) if profile and stats.rows else None
             job, options, runner = beam.result()
-            written = _write_rows(job, source, options, runner, store, job.ExportToSnapshot(store_url, model, snapshot, keys),
-                                  stats.rows, started, progress)
+            sink = job.ExportToSnapshot(store_url, model, snapshot, keys, ordered=job.writes_in_order(options, runner))
+            written = _write_rows(job, source, options, runner, store, sink, stats.rows, started, progress)
             new_profile, sample = profiling.result() if profiling is not None else (None, [])
         store.finish_snapshot(model, snapshot, written)
         if sample:
@@ -230,22 +229,6 @@ class BeamStartup:
             raise self._error
         assert self._result is not None
         return self._result
-
-
-@contextmanager
-def quiet_beam_import() -> Iterator[None]:
-    """Beam warns at import about optional file systems predserve does not use; the export
-    reports its own failures in one line."""
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    root = logging.getLogger()
-    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
-    root.addHandler(guard)
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-        root.removeHandler(guard)
 
 
 def _prepare(source: Source, beam: BeamStartup) -> SourceStats:

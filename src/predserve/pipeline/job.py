@@ -19,7 +19,8 @@ from predserve.errors import ExportError
 from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
 
-__all__ = ["ExportToSnapshot", "ReadWorkItems", "build_pipeline", "pipeline_options", "read_row_group", "run_pipeline"]
+__all__ = ["ExportToSnapshot", "ReadWorkItems", "build_pipeline", "pipeline_options", "read_row_group", "run_pipeline",
+           "writes_in_order"]
 
 
 class ReadWorkItems(beam.PTransform):
@@ -43,6 +44,17 @@ def read_row_group(item: tuple[str, int]) -> Iterator[pa.Table]:
     """One work item of the warehouse source: a Parquet row group as an Arrow table."""
     path, index = item
     yield pq.ParquetFile(path).read_row_group(index)
+
+
+def writes_in_order(options: PipelineOptions, runner: PipelineRunner) -> bool:
+    """Whether the sink's tables arrive one at a time in the work items' order: on Beam's
+    DirectRunner with one worker (its Reshuffle keeps a Create's order), whose writes then come
+    in id order from the sorted staging. Any other runner writes in parallel, out of order."""
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner, SwitchingDirectRunner
+
+    one_worker = options.view_as(DirectOptions).direct_num_workers == 1
+    return type(runner) in (SwitchingDirectRunner, BundleBasedDirectRunner) and one_worker  # (DaskRunner subclasses one)
 
 
 def build_pipeline(source: Any, options: PipelineOptions, runner: PipelineRunner, sink: beam.PTransform) -> beam.Pipeline:

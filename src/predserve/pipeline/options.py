@@ -1,4 +1,5 @@
-"""Beam pipeline options from the export's extra arguments, checked before anything runs.
+"""Beam pipeline options from the export's extra arguments, checked before anything is written
+(while the export's query runs, which a bad option cancels: export.py).
 
 Beam itself drops unknown options with a log line and exits the process (argparse) on a
 malformed one; here both become an ``ExportError`` naming the option. ``--runner dask`` and

@@ -64,10 +64,11 @@ class BackgroundWriter:
 
 
 class RenderAndWrite(beam.DoFn):
-    """Render an Arrow table of predictions into JSON bodies and write them to the snapshot."""
+    """Render an Arrow table of predictions into JSON bodies and write them to the snapshot.
+    ``ordered``: whether the tables arrive one at a time in id order (``store.writer``)."""
 
-    def __init__(self, store_url: str, model: str, snapshot: int, key: str | tuple[str, ...]) -> None:
-        self.store_url, self.model, self.snapshot, self.key = store_url, model, snapshot, key
+    def __init__(self, store_url: str, model: str, snapshot: int, key: str | tuple[str, ...], ordered: bool = True) -> None:
+        self.store_url, self.model, self.snapshot, self.key, self.ordered = store_url, model, snapshot, key, ordered
 
     def setup(self) -> None:
         from predserve.store import open_store
@@ -76,7 +77,7 @@ class RenderAndWrite(beam.DoFn):
         self._renderer = BodyRenderer(self.model, self.snapshot, self.key)
 
     def start_bundle(self) -> None:
-        self._writer = BackgroundWriter(self._store.writer(self.model, self.snapshot))
+        self._writer = BackgroundWriter(self._store.writer(self.model, self.snapshot, self.ordered))
 
     def finish_bundle(self) -> None:
         # Flush here, not in teardown: a failure in finish_bundle fails (and retries) the
@@ -96,9 +97,10 @@ class RenderAndWrite(beam.DoFn):
 class ExportToSnapshot(beam.PTransform):
     """Composite transform: Arrow tables of predictions -> rows in store snapshot ``snapshot``."""
 
-    def __init__(self, store_url: str, model: str, snapshot: int, key: str | tuple[str, ...]) -> None:
+    def __init__(self, store_url: str, model: str, snapshot: int, key: str | tuple[str, ...], ordered: bool = True) -> None:
         super().__init__()
-        self.store_url, self.model, self.snapshot, self.key = store_url, model, snapshot, key
+        self.store_url, self.model, self.snapshot, self.key, self.ordered = store_url, model, snapshot, key, ordered
 
     def expand(self, tables: beam.PCollection) -> beam.PCollection:
-        return tables | "RenderAndWrite" >> beam.ParDo(RenderAndWrite(self.store_url, self.model, self.snapshot, self.key))
+        write = RenderAndWrite(self.store_url, self.model, self.snapshot, self.key, self.ordered)
+        return tables | "RenderAndWrite" >> beam.ParDo(write)

@@ -16,11 +16,13 @@ which every Beam runner can execute: the DaskRunner, for one, translates no Beam
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -177,7 +179,24 @@ class WarehouseSource:
 
 def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
     if warehouse.startswith("bigquery://"):
-        from predserve.pipeline.bigquery import BigQuerySource
+        with quiet_beam_import():  # the BigQuery source's read is a Beam DoFn
+            from predserve.pipeline.bigquery import BigQuerySource
 
         return BigQuerySource(warehouse, query, key)
     return WarehouseSource(warehouse, query, key)
+
+
+@contextmanager
+def quiet_beam_import() -> Iterator[None]:
+    """Beam warns at import about optional file systems predserve does not use; the export
+    reports its own failures in one line."""
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
+    root.addHandler(guard)
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+        root.removeHandler(guard)

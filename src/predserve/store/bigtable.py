@@ -331,7 +331,8 @@ class BigtableStore(SnapshotStore):
         return [row.row_key[len(STATE_PREFIX):].decode() for row in self._call(self.table.read_rows, query)]
 
     # ---- write side --------------------------------------------------------------------
-    def writer(self, model: str, snapshot: int) -> BigtableSnapshotWriter:
+    def writer(self, model: str, snapshot: int, ordered: bool = True) -> BigtableSnapshotWriter:
+        """(Bigtable's layout does not depend on the order rows arrive in: ``ordered`` is not needed.)"""
         self._require_writable("write")
         self._snapshot(self.state(model), model, snapshot)
         return BigtableSnapshotWriter(self, model, snapshot)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+import shutil
 import struct
 import threading
 from itertools import islice
@@ -32,7 +33,7 @@ from typing import Iterator, Sequence
 import lmdb
 
 from predserve.errors import StoreError
-from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, no_store, now
+from predserve.store.base import ModelState, SnapshotInfo, SnapshotWriter, check_columns, encode_id, no_store, now
 from predserve.store.lmdb_files import (
     DAMAGE, DATA_FILE, LOCK_FILE, MAX_DBS, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
 )
@@ -50,6 +51,8 @@ POSITION = struct.Struct(">Q")
 SEQUENCE = struct.Struct(">QQ")  # (the id's last applied sequence, the log position of that update)
 DELETE_BATCH = 50_000
 WRITE_CHUNK = 50_000
+# Snapshots written by parallel writers go here first, one scratch environment each (see writer()).
+STAGING_DIR = "staging"
 
 
 # LMDB forbids opening one environment twice in a process (closing one copy drops the other's
@@ -196,6 +199,7 @@ class LmdbStore(SnapshotStore):
         self._env: lmdb.Environment | None = None
         self._size: Shrinkage | None = None
         self._prefixes: dict[tuple[str, int], bytes] = {}
+        self._scratches: dict[Path, LmdbStore] = {}
         self._open()
 
     # ---- environment ----------------------------------------------------------------------
@@ -247,6 +251,9 @@ class LmdbStore(SnapshotStore):
                 raise write_failed(self.path, exc) from exc
 
     def close(self) -> None:
+        for scratch in self._scratches.values():
+            scratch.close()
+        self._scratches.clear()
         if self._env is not None and self._pid == os.getpid():
             _release_environment(self.path)
             self._size.close()  # type: ignore[union-attr]
@@ -304,6 +311,7 @@ class LmdbStore(SnapshotStore):
         return duplicates
 
     def _delete_data(self, model: str, snapshot: int) -> None:
+        self._drop_scratch(model, snapshot)  # a failed or killed export's staged rows go with its snapshot
         prefix = data_prefix(model, snapshot)
 
         def work(txn: lmdb.Transaction) -> int:
@@ -329,7 +337,8 @@ class LmdbStore(SnapshotStore):
             return self.count(model, snapshot)
         with self._read_txn() as txn:
             raw = txn.get(data_prefix(model, snapshot), db=self._accepted_db)
-        return struct.unpack(">Q", raw)[0] if raw else 0
+        scratch = self._scratch(model, snapshot)
+        return (struct.unpack(">Q", raw)[0] if raw else 0) + (scratch.rows_accepted(model, snapshot) if scratch else 0)
 
     def state(self, model: str) -> ModelState | None:
         """The model's state. Also the servers' pointer refresh: the file size seen is remembered."""
@@ -348,10 +357,42 @@ class LmdbStore(SnapshotStore):
             raise damaged(self.path, exc) from exc
 
     # ---- write side -----------------------------------------------------------------------
-    def writer(self, model: str, snapshot: int) -> LmdbSnapshotWriter:
+    def writer(self, model: str, snapshot: int, ordered: bool = True) -> LmdbSnapshotWriter:
+        """``ordered=False`` (parallel writers: Dask workers, a multi-process DirectRunner): their id
+        ranges arrive interleaved and out of order, which half-fills LMDB's pages (1.4-2.0x the
+        raw bytes, against 1.1-1.2x for one ascending stream). So their rows go to a scratch
+        environment of the snapshot's own under ``staging/`` (counted there as here, so a
+        retried bundle still adds nothing twice), and ``finish_snapshot`` copies it into the
+        store in id order and deletes it; a killed export's scratch goes with its snapshot."""
         self._require_writable("write")
         self._snapshot(self.state(model), model, snapshot)
-        return LmdbSnapshotWriter(self, model, snapshot)
+        return LmdbSnapshotWriter(self if ordered else self._scratch(model, snapshot, create=True), model, snapshot)
+
+    def _scratch(self, model: str, snapshot: int, create: bool = False) -> "LmdbStore | None":
+        """The snapshot's scratch environment, if it has one (or ``create``)."""
+        path = self.path / STAGING_DIR / data_prefix(model, snapshot).hex()
+        scratch = self._scratches.get(path)
+        if scratch is None and (create or (path / DATA_FILE).exists()):
+            scratch = self._scratches[path] = LmdbStore(path)
+        return scratch
+
+    def _drop_scratch(self, model: str, snapshot: int) -> None:
+        path = self.path / STAGING_DIR / data_prefix(model, snapshot).hex()
+        scratch = self._scratches.pop(path, None)
+        if scratch is not None:
+            scratch.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+    def finish_snapshot(self, model: str, snapshot: int, rows: int) -> SnapshotInfo:
+        scratch = self._scratch(model, snapshot)
+        if scratch is not None:  # staged by parallel writers: into the store in id order (see writer())
+            prefix = data_prefix(model, snapshot)
+            with scratch._read_txn() as txn:
+                staged = txn.cursor(db=scratch._data_db).iternext()
+                while chunk := list(islice(staged, WRITE_CHUNK)):
+                    self._put_rows([k for k, _ in chunk], [v for _, v in chunk], tally=prefix)
+            self._drop_scratch(model, snapshot)
+        return super().finish_snapshot(model, snapshot, rows)
 
     # ---- read side ------------------------------------------------------------------------
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:

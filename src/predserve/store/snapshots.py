@@ -177,8 +177,10 @@ class SnapshotStore(ABC):
         """Names of every model with a state in the store."""
 
     @abstractmethod
-    def writer(self, model: str, snapshot: int) -> SnapshotWriter:
-        """A writer for one unpublished snapshot (each worker process opens its own)."""
+    def writer(self, model: str, snapshot: int, ordered: bool = True) -> SnapshotWriter:
+        """A writer for one unpublished snapshot (each worker process opens its own).
+        ``ordered=False``: the snapshot's rows come from parallel writers, out of id order
+        (the LMDB store then stages them to keep its pages full)."""
 
     @abstractmethod
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
