@@ -76,7 +76,7 @@ from predserve.store.base import ModelState, SnapshotWriter, check_columns, enco
 from predserve.store.snapshots import SnapshotStore, StateUpdate, SwitchUpdate
 from predserve.store.updates import (
     LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
-    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+    decode_entry, encode_entry, render_body, snapshot_columns,
 )
 
 log = logging.getLogger("predserve.store")
@@ -383,7 +383,7 @@ class BigtableStore(SnapshotStore):
             if last.get(entity_id, -1) >= update.sequence:
                 continue
             last[entity_id] = update.sequence
-            chosen.append((entity_id, update, None if update.delete else encode_prediction(update)))
+            chosen.append((entity_id, update, update.encoded))
         result = UpdateResult(ignored=len(updates) - len(chosen), snapshot=info.id)
         if not chosen:
             result.position = self.update_position(model)

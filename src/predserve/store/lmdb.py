@@ -37,7 +37,7 @@ from predserve.store.lmdb_files import (
 from predserve.store.snapshots import LOG_SCAN_CHUNK, SnapshotStore, StateUpdate, SwitchUpdate
 from predserve.store.updates import (
     LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
-    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+    decode_entry, encode_entry, render_body, snapshot_columns,
 )
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
@@ -418,7 +418,7 @@ class LmdbStore(SnapshotStore):
                     result.ignored += 1
                     continue
                 head += 1
-                prediction = None if update.delete else encode_prediction(update)
+                prediction = update.encoded
                 if prediction is None:
                     txn.delete(prefix + entity_id, db=self._data_db)
                 else:

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Sequence
 
 from predserve.errors import StoreError
-from predserve.store.updates import DEFAULT_UPDATE_RETENTION, LogEntry, Update, UpdateResult
+from predserve.store.updates import DEFAULT_UPDATE_RETENTION, LogEntry, Update, UpdateRejected, UpdateResult, check_size
 from predserve.store.base import (
     DEFAULT_GRACE,
     DEFAULT_KEEP,
@@ -500,6 +500,11 @@ class SnapshotStore(ABC):
         """
         self._require_writable("apply updates")
         check_model_name(model)
+        for index, update in enumerate(updates):
+            try:
+                check_size(update)
+            except StoreError as exc:
+                raise UpdateRejected(index, str(exc)) from None
         if not updates:
             return UpdateResult(position=self.update_position(model))
         return self._apply_updates(model, updates)
