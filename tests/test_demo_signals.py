@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 VENV = Path(sys.executable).parent.parent
 READY = "serving until Ctrl-C"
