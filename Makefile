@@ -131,6 +131,7 @@ bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV) $(CHROMIUM)
 		$(PY) bench/export.py --big 10000000
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py
 	$(PY) bench/console.py
+	$(PY) bench/updates.py
 
 $(FEAST_VENV):
 	$(PYTHON) -m venv $@

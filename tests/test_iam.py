@@ -19,7 +19,7 @@ import pytest
 
 from predserve.iam import RELOAD_EVERY, Registry
 from predserve.store import open_store
-from tests.test_store import publish
+from tests.support.snapshots import publish_tagged as publish
 
 
 def cli(*args: str) -> subprocess.Popen:

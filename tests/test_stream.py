@@ -19,7 +19,7 @@ import pytest
 
 from predserve.store import open_store
 from predserve.store.updates import MAX_UPDATE_BYTES
-from tests.test_updates import export
+from tests.support.snapshots import publish_scored as export
 
 MODEL = "m"
 
