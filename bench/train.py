@@ -51,7 +51,7 @@ def create_model(path: str, model: str, model_type: str, table: str) -> dict:
     The training modules (scikit-learn, SciPy, XGBoost: about 1.5 s) are imported before the
     clock starts, as the baselines import theirs: the figure is the training's, not the imports'.
     """
-    import predserve.warehouse.catalog  # noqa: F401  (the models and what they import)
+    import predserve.warehouse.models.catalog  # noqa: F401  (the models and what they import)
     from predserve import Warehouse
 
     with Warehouse(path) as wh:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, float_field, str_field
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, float_field, str_field
 
 FEEDBACK_TYPES = ("EXPLICIT", "IMPLICIT")
 _CHUNK_RATINGS = 1 << 18  # outer products formed at once: 256k x d² floats
