@@ -8,6 +8,7 @@ import click
 
 from predserve import settings
 from predserve.cli.app import main
+from predserve.cli.output import quiet_beam_logging
 
 
 @main.command()
@@ -17,6 +18,7 @@ from predserve.cli.app import main
 @click.option("--no-serve", is_flag=True, help="exit after printing the predictions instead of serving")
 def demo(directory: str, rows: int, port: int, no_serve: bool) -> None:
     """The whole flow on generated data: train, predict, export, serve, query."""
+    quiet_beam_logging()
     from predserve.demo import run_demo
 
     if rows < 100_000:

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from predserve.cli.app import STORE_HELP, main
+from predserve.cli.app import STORE_HELP, exit_now, main
 from predserve.settings import IAM_FILE, SERVE
 
 
@@ -54,3 +54,4 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
     options = ServerOptions(host=host, port=port, workers=workers, header_timeout=header_timeout,
                             max_connections=max_connections, access_log=access_log)
     run_server(config, options)
+    exit_now(0)  # stopped by SIGINT/SIGTERM, every worker gone: skip the interpreter's teardown
