@@ -25,6 +25,7 @@ demo: $(STAMP)
 	$(VENV)/bin/predserve demo $(DEMO_ARGS)
 
 test: $(TEST_STAMP) $(EMULATOR) $(BQ_EMULATOR) $(CHROMIUM) $(JAVA) $(IMAGES)
+	$(VENV)/bin/lint-imports  # the layers and no import circles (pyproject.toml's [tool.importlinter])
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -10,7 +10,7 @@ import click
 from predserve.cli.app import STORE_HELP, fail, main
 from predserve.cli.output import quiet_beam_logging
 from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
-from predserve.store.base import DEFAULT_GRACE
+from predserve import settings
 
 
 def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -36,8 +36,8 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
-@click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
-@click.option("--grace", default=DEFAULT_GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
+@click.option("--keep", default=settings.KEEP, show_default=True, help="published snapshots kept for rollback")
+@click.option("--grace", default=settings.GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
 @click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
 @click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
 @click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")

@@ -41,7 +41,8 @@ def models(warehouse: str, fmt: str) -> None:
 
     The stored model and its options stay out; SELECT options FROM _predserve.models WHERE
     name = 'M' shows one model's options."""
-    from predserve.warehouse import Warehouse, catalog
+    from predserve.warehouse import Warehouse
+    from predserve.warehouse.models import catalog
 
     if not Path(warehouse).is_file():
         raise click.ClickException(f"no warehouse at {warehouse}: create one with `predserve load` or `predserve sql`")

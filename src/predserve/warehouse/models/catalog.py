@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from predserve.errors import ModelError
-from predserve.warehouse import storage
-from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.models import storage
+from predserve.warehouse.models.trained import TrainedModel
 
 if TYPE_CHECKING:
     import pyarrow as pa
