@@ -30,8 +30,11 @@ def serve_option(*declarations: str, envvar: str, **kwargs: Any) -> Any:
 @serve_option("--max-batch", envvar="PREDSERVE_MAX_BATCH", default=1000, type=click.IntRange(1), help="most ids per batchGet")
 @serve_option("--max-body", envvar="PREDSERVE_MAX_BODY", default=1 << 20, type=click.IntRange(1),
               help="most bytes of request body (batchGet and admin requests); 413 beyond")
-@serve_option("--read-timeout", envvar="PREDSERVE_READ_TIMEOUT", default=0.05, type=click.FloatRange(0.001),
-              help="seconds a network store (Bigtable) read may take; 503 beyond")
+@serve_option("--read-timeout", envvar="PREDSERVE_READ_TIMEOUT", default=0.09, type=click.FloatRange(0.001),
+              help="seconds a network store (Bigtable) read may take, retries included; 503 beyond")
+@serve_option("--hedge-after", envvar="PREDSERVE_HEDGE_AFTER", default=0.05, type=click.FloatRange(0),
+              help="the latest a slow Bigtable read gets a second attempt racing it (sooner: the observed p95 "
+                   "of reads); 0: no hedged reads")
 @serve_option("--header-timeout", envvar="PREDSERVE_HEADER_TIMEOUT", default=5.0, type=click.FloatRange(0.001, 60),
               help="seconds a client has to send a request's headers; also how long an idle connection stays open")
 @serve_option("--body-timeout", envvar="PREDSERVE_BODY_TIMEOUT", default=10.0, type=click.FloatRange(0.001),
@@ -40,7 +43,7 @@ def serve_option(*declarations: str, envvar: str, **kwargs: Any) -> Any:
               help="connections each worker serves at once, idle keep-alive ones included; more wait until one closes")
 @serve_option("--access-log", envvar="PREDSERVE_ACCESS_LOG", is_flag=True, help="log every request as a JSON line")
 def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, no_auth: bool, stale: str,
-          pointer_ttl: float, max_batch: int, max_body: int, read_timeout: float, header_timeout: float,
+          pointer_ttl: float, max_batch: int, max_body: int, read_timeout: float, hedge_after: float, header_timeout: float,
           body_timeout: float, max_connections: int, access_log: bool) -> None:
     """Serve predictions over HTTP from STORE (opened read-only).
 
@@ -50,7 +53,8 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
     from predserve.serving.server import run_server
 
     config = ServeConfig(store, iam_path=iam_path, auth=not no_auth, stale=stale, pointer_ttl=pointer_ttl,  # type: ignore[arg-type]
-                         max_batch=max_batch, max_body=max_body, body_timeout=body_timeout, read_timeout=read_timeout)
+                         max_batch=max_batch, max_body=max_body, body_timeout=body_timeout, read_timeout=read_timeout,
+                         hedge_after=hedge_after)
     options = ServerOptions(host=host, port=port, workers=workers, header_timeout=header_timeout,
                             max_connections=max_connections, access_log=access_log)
     run_server(config, options)

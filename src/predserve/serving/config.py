@@ -26,7 +26,8 @@ class ServeConfig:
     max_batch: int = 1000  # most ids per batchGet
     max_body: int = 1 << 20  # bytes of request body accepted (batchGet, admin POSTs)
     body_timeout: float = 10.0  # seconds a request body may take to arrive
-    read_timeout: float = 0.05  # seconds a network store read may take (Bigtable)
+    read_timeout: float = 0.09  # seconds a network store (Bigtable) read may take, retries included
+    hedge_after: float = 0.05  # the latest a slow read of such a store gets a second attempt racing it
     # Set by the server, not by an option: the worker processes, and with more than one the
     # directory where they exchange their traffic samples for the console (see traffic.py).
     workers: int = 1
@@ -37,8 +38,8 @@ class ServeConfig:
         return self.store_url.startswith("bigtable://")
 
     def store_options(self) -> dict[str, object]:
-        """Options for ``open_store``: the read deadline applies to network stores only."""
-        return {"read_timeout": self.read_timeout} if self.network_store else {}
+        """Options for ``open_store``: the read deadlines apply to network stores only."""
+        return {"read_timeout": self.read_timeout, "hedge_after": self.hedge_after} if self.network_store else {}
 
     def warnings(self) -> list[str]:
         """Start-up warnings about a configuration that will refuse or expose every request."""

@@ -128,6 +128,7 @@ class SnapshotStore(ABC):
 
     url: str
     readonly: bool
+    read_stats: Any = None  # a network store's retry counts (bigtable_reads.ReadStats); None: it never retries
 
     # ---- primitives each backend implements -------------------------------------------
     @abstractmethod
