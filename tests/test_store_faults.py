@@ -18,12 +18,14 @@ from typing import Iterator
 import httpx
 import pytest
 
+from predserve.store.bigtable_reads import RetryBudget
 from tests.conftest import bigtable_url, private_emulator
 from tests.faultproxy import FaultProxy
 from tests.serving_support import publish_rows
 
 MODEL = "scores"
-PAUSE = 0.02  # seconds each client waits between requests: a steady load, not a saturating one
+PAUSE = 0.05  # seconds each client waits between requests: a steady load, not a saturating one
+TIMEOUT, UNAVAILABLE = 'predserve_store_errors_total{reason="timeout"}', 'predserve_store_errors_total{reason="unavailable"}'
 SLACK = 0.015  # seconds of the test machine's own noise allowed on top of a latency bound (2 shared cores)
 IDS = [str(i) for i in range(200)]
 
@@ -171,7 +173,7 @@ def test_50ms_added_to_every_read_is_served_and_past_the_budget_503s_come_within
     with Clients(url, count=8, pause=PAUSE) as clients:
         time.sleep(3)
     answers = list(clients.answers)
-    assert len(answers) > 100 and share(answers, 200) >= 0.98, describe(answers)
+    assert len(answers) > 100 and share(answers, 200) >= 0.9, describe(answers)
     assert median(answers) <= 0.05 + SLACK, describe(answers)
     assert min(a.seconds for a in answers) >= 0.05, describe(answers)  # the proxy did slow every read
 
@@ -181,21 +183,24 @@ def test_50ms_added_to_every_read_is_served_and_past_the_budget_503s_come_within
     answers = list(clients.answers)
     assert len(answers) > 50 and share(answers, 503) == 1.0, describe(answers)
     assert median(answers) <= 0.09 + SLACK and max(a.seconds for a in answers) < 1.0, describe(answers)
-    assert metric(url, 'predserve_store_errors_total{reason="timeout"}') >= len(answers)
+    assert metric(url, TIMEOUT) >= len(answers)
 
 
 def test_reset_connections_are_retried_within_the_deadline(proxied) -> None:
-    """Every 100th request resets its connection (and every read in flight on it): they are
+    """Every 50th request resets its connection (and every read in flight on it): they are
     retried and served."""
     proxy, url = proxied
-    proxy.set(reset_every=100)
-    retries_before = metric(url, "predserve_store_retries_total")
-    with Clients(url, count=20, pause=PAUSE) as clients:
+    proxy.set(reset_every=50)
+    retries, unavailable = metric(url, "predserve_store_retries_total"), metric(url, UNAVAILABLE)
+    with Clients(url, count=8, pause=PAUSE) as clients:
         time.sleep(4)
     answers, counts = list(clients.answers), proxy.counts()
     assert counts.resets >= 3, counts
-    assert share(answers, 200) >= 0.99, describe(answers)
-    assert metric(url, "predserve_store_retries_total") - retries_before >= counts.resets
+    assert metric(url, "predserve_store_retries_total") - retries >= counts.resets
+    # Not retried, each reset would fail at least its own read as "unavailable" (a starved test
+    # machine may still turn some reads into "timeout" 503s).
+    assert metric(url, UNAVAILABLE) - unavailable <= counts.resets // 4, describe(answers)
+    assert share(answers, 200) >= 0.9, describe(answers)
 
 
 def test_a_dead_store_gets_503s_within_the_deadline_and_at_most_1_2_attempts_per_read(proxied) -> None:
@@ -204,7 +209,7 @@ def test_a_dead_store_gets_503s_within_the_deadline_and_at_most_1_2_attempts_per
     proxy, url = proxied
     proxy.set(reset_every=1)
     started = time.monotonic()
-    with Clients(url, count=20, pause=PAUSE) as clients:
+    with Clients(url, count=8, pause=PAUSE) as clients:
         time.sleep(3)
     seconds, answers, counts = time.monotonic() - started, list(clients.answers), proxy.counts()
     assert len(answers) > 100 and share(answers, 503) == 1.0, describe(answers)
@@ -213,7 +218,7 @@ def test_a_dead_store_gets_503s_within_the_deadline_and_at_most_1_2_attempts_per
     assert counts.requests <= 1.2 * len(answers) + 10 * seconds + 50, (counts, len(answers))
     assert metric(url, "predserve_store_retries_refused_total") > 0
     assert metric(url, "predserve_store_errors_total") >= len(answers)  # a stalled machine makes some "timeout"
-    assert metric(url, 'predserve_store_errors_total{reason="unavailable"}') >= len(answers) / 2
+    assert metric(url, UNAVAILABLE) >= len(answers) / 2
     proxy.set()
     deadline = time.monotonic() + 5
     while httpx.get(f"{url}/v1/models/{MODEL}/predictions/3", timeout=10).status_code != 200:
@@ -226,13 +231,14 @@ def test_a_hot_tablet_is_hedged(proxied) -> None:
     (unhedged, each would be a 503 at 90 ms)."""
     proxy, url = proxied
     proxy.set(slow_every=10, slow_delay=0.2)
-    hedges_before = metric(url, "predserve_store_hedges_total")
+    hedges, timeouts = metric(url, "predserve_store_hedges_total"), metric(url, TIMEOUT)
     with Clients(url, count=8, pause=PAUSE) as clients:
         time.sleep(4)
     answers, counts = list(clients.answers), proxy.counts()
     assert counts.slowed >= 20, counts
-    assert share(answers, 200) >= 0.98, describe(answers)
-    assert metric(url, "predserve_store_hedges_total") - hedges_before >= counts.slowed * 0.8
+    assert metric(url, "predserve_store_hedges_total") - hedges >= counts.slowed * 0.8
+    assert metric(url, TIMEOUT) - timeouts <= counts.slowed / 2, describe(answers)  # unhedged: one per slow read
+    assert share(answers, 200) >= 0.9, describe(answers)
 
 
 def test_store_reads_and_errors_are_series_of_the_console_traffic(proxied) -> None:
@@ -248,3 +254,15 @@ def test_store_reads_and_errors_are_series_of_the_console_traffic(proxied) -> No
     assert store and not store[0]["prediction"], [s["route"] for s in traffic["series"]]
     figures = store[0]["last_minute"]
     assert figures["requests"] >= 8 and figures["error_rate"] == round(3 / figures["requests"], 4), figures
+
+
+def test_the_retry_budget_grants_0_2_per_read_plus_its_floor_and_burst() -> None:
+    """Every read failing and asking for a retry: the budget grants about 0.2 per read, and never
+    more than 0.2 per read plus 10 per second plus the 50 saved up."""
+    budget = RetryBudget(ratio=0.2, floor=10.0, burst=50.0)
+    started, granted = time.monotonic(), 0
+    for _ in range(10_000):
+        budget.deposit()
+        granted += budget.withdraw()
+    elapsed = time.monotonic() - started
+    assert 0.2 * 10_000 <= granted <= 0.2 * 10_000 + 10 * elapsed + 50 + 1, (granted, elapsed)

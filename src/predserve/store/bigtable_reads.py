@@ -105,28 +105,31 @@ class BudgetedReads:
         started = time.monotonic()
         end = started + self.deadline
         self.budget.deposit()
-        if self.hedge and self.deadline - self._hedge_after >= self._typical:
-            result = await self._hedged(attempt, end)
-        else:
-            result = await self._retried(attempt, end)
+        try:
+            async with asyncio.timeout(self.deadline):  # also bounds what gRPC's own deadline does not (connecting)
+                if self.hedge and self.deadline - self._hedge_after >= self._typical:
+                    result = await self._hedged(attempt, end)
+                else:
+                    result = await self._retried(attempt, end)
+        except TimeoutError:
+            raise gexc.DeadlineExceeded(f"no answer within {self.deadline * 1000:.0f} ms") from None
         self._observe(time.monotonic() - started)
         return result
 
     async def _hedged(self, attempt: Callable[[float], Awaitable[T]], end: float) -> T:
-        first = asyncio.ensure_future(self._retried(attempt, end))
-        done, _ = await asyncio.wait((first,), timeout=self._hedge_after)
-        if done or not self.budget.withdraw():
-            return await first
-        self.stats.hedges += 1
-        tasks = (first, asyncio.ensure_future(self._retried(attempt, end)))
-        racing = set(tasks)
+        tasks = [asyncio.ensure_future(self._retried(attempt, end))]
         try:
+            done, _ = await asyncio.wait(tasks, timeout=self._hedge_after)
+            if not done and self.budget.withdraw():
+                self.stats.hedges += 1
+                tasks.append(asyncio.ensure_future(self._retried(attempt, end)))
+            racing = set(tasks)
             while True:  # the first success wins; the last failure is raised
                 done, racing = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task.exception() is None or not racing:
                         return task.result()
-        finally:
+        finally:  # the loser, or both when the deadline cancels this read
             for task in tasks:
                 if not task.done():
                     task.cancel()
