@@ -1,6 +1,6 @@
 """A slow or failing Bigtable in front of the API: one-id latency and errors per fault and read setting.
 
-The Bigtable emulator behind tests/faultproxy.py (per-request delays and connection resets at
+The Bigtable emulator behind tests/support/faultproxy.py (per-request delays and connection resets at
 the HTTP/2 frame level; see its docstring for what that models), `predserve serve` reading
 through it, and bench/loadgen.py sending one-id GETs at a fixed rate (open loop: latency from
 each request's scheduled send time). Each fault is measured under each read setting, the
@@ -120,8 +120,8 @@ def main() -> None:
     rate, duration = min(args.rate, 1000.0), min(args.duration, 20.0)
     faults, settings = args.faults.split(","), args.settings.split(",")
     sys.path.insert(0, str(ROOT / "src"))
-    from tests.conftest import bigtable_url
-    from tests.faultproxy import FaultProxy
+    from tests.support.bigtable import bigtable_url
+    from tests.support.faultproxy import FaultProxy
 
     emulator = Emulator()
     results: dict[str, dict[str, list[dict[str, Any]]]] = {f: {s: [] for s in settings} for f in faults}

@@ -30,7 +30,7 @@ from predserve.pipeline.profile import SAMPLE_IDS
 from predserve.store import open_store
 
 from predserve.cli import main
-from tests.conftest import BQ_PROJECT, BigQueryEmulator
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
 
 ROWS = 3000  # users scored
 TRAINING_ROWS = 20_000

@@ -1,7 +1,7 @@
 """The API in front of a Bigtable that is frozen, slow, resetting connections or dead.
 
 A real `predserve serve` (default read settings) reads the Bigtable emulator, directly or
-through ``tests/faultproxy.py``, while threads of HTTP clients on loopback record every
+through ``tests/support/faultproxy.py``, while threads of HTTP clients on loopback record every
 request's start, end and status. The load is bounded: 20 clients at most, a few seconds.
 """
 
@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from predserve.store.bigtable_reads import RetryBudget
-from tests.conftest import bigtable_url, private_emulator
-from tests.faultproxy import FaultProxy
-from tests.serving_support import publish_rows
+from tests.support.bigtable import bigtable_url, private_emulator
+from tests.support.faultproxy import FaultProxy
+from tests.support.snapshots import publish_rows
 
 MODEL = "scores"
 PAUSE = 0.05  # seconds each client waits between requests: a steady load, not a saturating one

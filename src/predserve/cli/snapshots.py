@@ -9,7 +9,7 @@ import click
 
 from predserve.cli.app import STORE_HELP, main
 from predserve.cli.output import format_time, print_table
-from predserve.store.base import DEFAULT_GRACE
+from predserve import settings
 
 
 @main.command()
@@ -94,16 +94,16 @@ def rollback(store: str, model: str, snapshot: int | None) -> None:
     """Point MODEL back at SNAPSHOT, or at the previously published snapshot."""
     from predserve.store import open_store
 
-    with open_store(store) as st:
+    with open_store(store, create=False) as st:
         info = st.rollback(model, snapshot)
-    click.secho(f"{model} now serves snapshot {info.id} ({info.rows:,} rows)", fg="green")
+    click.secho(f"{model} now serves snapshot {info.id} ({info.rows:,} row{'' if info.rows == 1 else 's'})", fg="green")
 
 
 @main.command()
 @click.option("--store", required=True, help=STORE_HELP)
-@click.option("--keep", default=3, show_default=True, help="published snapshots to keep per model")
-@click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
-@click.option("--grace", default=DEFAULT_GRACE, show_default=True,
+@click.option("--keep", default=settings.KEEP, show_default=True, help="published snapshots to keep per model")
+@click.option("--stale-after", default=settings.STALE_AFTER, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
+@click.option("--grace", default=settings.GRACE, show_default=True,
               help="seconds after it stops being current during which a snapshot is never deleted (servers cache the pointer for 1 s)")
 @click.argument("model", required=False)
 def gc(store: str, keep: int, stale_after: float, grace: float, model: str | None) -> None:
@@ -112,15 +112,24 @@ def gc(store: str, keep: int, stale_after: float, grace: float, model: str | Non
 
     A snapshot that was current within the last GRACE seconds is kept whatever KEEP says, so a
     server still reading it through its cached pointer never answers 404."""
+    import time
+
     from predserve.pipeline.staging import remove_abandoned_staging
     from predserve.store import open_store
+    from predserve.store.snapshots import kept_by_grace
 
-    with open_store(store) as st:
+    with open_store(store, create=False) as st:
         deleted = st.gc(model, keep=keep, stale_after=stale_after, grace=grace)
+        held = [(name, sid, until) for name in ([model] if model else st.models()) if (state := st.state(name))
+                for sid, until in kept_by_grace(state, keep, grace)]
     staging = remove_abandoned_staging(stale_after=stale_after)
     if not deleted and not staging:
-        click.echo("nothing to collect")
+        click.echo("nothing deleted" if held else "nothing to collect")
     for name, sid in deleted:
         click.echo(f"deleted {name} snapshot {sid}")
+    for name, sid, until in held:
+        click.echo(f"kept {name} snapshot {sid} for the grace period, until {format_time(until)} "
+                   f"({until - time.time():.0f} s from now: it was current less than {grace:g} s ago and servers "
+                   "may still read it); --grace 0 deletes it now")
     for path in staging:
         click.echo(f"removed abandoned export staging directory {path}")

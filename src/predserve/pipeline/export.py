@@ -31,6 +31,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
+from predserve import settings
 from predserve.errors import ExportError
 from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
@@ -39,7 +40,6 @@ from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
 from predserve.pipeline.sources import Source, open_source
 from predserve.store import open_store
-from predserve.store.base import DEFAULT_GRACE, DEFAULT_KEEP
 
 log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
@@ -81,8 +81,8 @@ def run_export(
     table: str | None = None,
     beam_args: Sequence[str] = (),
     policy: GatePolicy | None = None,
-    keep: int = DEFAULT_KEEP,
-    grace: float = DEFAULT_GRACE,
+    keep: int = settings.KEEP,
+    grace: float = settings.GRACE,
     max_age: float | None = None,
     default_prediction: dict[str, Any] | None = None,
     progress: Progress | None = None,
@@ -101,8 +101,9 @@ def run_export(
     started = time.time()
     options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, keys)
-    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
+    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)  # the one command that creates a store
     snapshot = None
+    failed = False
     try:
         # Before the query runs: updates logged after this are replayed into the new snapshot
         # when it publishes, so no update is lost to, or overwritten by, this export's data.
@@ -139,10 +140,14 @@ def run_export(
     except BaseException:
         if snapshot is not None:
             _discard_quietly(store, model, snapshot)
+        failed = True
         raise
     finally:
         source.cleanup()
-        store.close()
+        if failed:  # a store this export created goes with it: a failed export leaves nothing new
+            store.close_or_remove_new()
+        else:
+            store.close()
 
 
 def _drift(store: Any, model: str, current: Any, snapshot: int, profile: dict[str, Any] | None,

@@ -30,10 +30,10 @@ from typing import Awaitable, Callable, TypeVar
 from google.api_core import exceptions as gexc
 from google.api_core.retry import exponential_sleep_generator, retry_target_async
 
+from predserve import settings
+
 T = TypeVar("T")
 
-READ_DEADLINE = 0.09  # seconds a read may take, retries and hedge included (the budget per prediction is 100 ms)
-HEDGE_AFTER = 0.05  # the latest a slow read gets its hedge (sooner: the observed p95)
 RETRY_RATIO = 0.2  # extra attempts (retries, hedges) per read the budget allows, on average
 RETRY_FLOOR = 10.0  # ...plus this many per second, so a quiet server may still retry
 RETRY_BURST = 50.0  # ...and at most this many saved up (a reset fails every read on its connection at once)
@@ -83,7 +83,7 @@ class RetryBudget:
 class BudgetedReads:
     """Runs reads under one deadline each: hedged when slow, retried when failed, within the budget."""
 
-    def __init__(self, deadline: float = READ_DEADLINE, hedge_after: float = HEDGE_AFTER,
+    def __init__(self, deadline: float = settings.READ_TIMEOUT, hedge_after: float = settings.HEDGE_AFTER,
                  budget: RetryBudget | None = None) -> None:
         """``hedge_after=0``: no hedged reads (bench/faults.py measures with and without)."""
         self.deadline = deadline

@@ -71,8 +71,8 @@ class _Connection:
 
 class FaultProxy:
     """``127.0.0.1:port`` forwarding to ``127.0.0.1:upstream``, run in a process of its own (so
-    the test's client threads do not delay it by holding the GIL): ``python -m tests.faultproxy
-    UPSTREAM``, told what to do by JSON lines on its stdin.
+    the test's client threads do not delay it by holding the GIL): ``python -m
+    tests.support.faultproxy UPSTREAM``, told what to do by JSON lines on its stdin.
 
     ``with FaultProxy(upstream) as proxy:``, then ``proxy.set(latency=0.05)`` etc.;
     ``proxy.counts()`` says what reached it since the last ``set``.
@@ -88,9 +88,9 @@ class FaultProxy:
         return f"127.0.0.1:{self.port}"
 
     def __enter__(self) -> "FaultProxy":
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-        self._process = subprocess.Popen([sys.executable, "-m", "tests.faultproxy", str(self.upstream)], cwd=root, env=env,
+        self._process = subprocess.Popen([sys.executable, "-m", "tests.support.faultproxy", str(self.upstream)], cwd=root, env=env,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.port = int(self._ask("port"))
         return self
