@@ -103,7 +103,8 @@ def write_updates(args: argparse.Namespace, stop: threading.Event, follow: Calla
             batches += 1
             applied += report.applied
             failed += len(lines) - report.applied
-            follow([Tracked(entity_id, body, scheduled, committed) for entity_id, body, scheduled in tracked])
+            if tracked:
+                follow([Tracked(entity_id, body, scheduled, committed) for entity_id, body, scheduled in tracked])
         stop.wait(max(0.0, args.tick - (time.monotonic() - start) % args.tick))
     store.close()
     elapsed = time.monotonic() - start
@@ -213,7 +214,7 @@ def companion(args: argparse.Namespace) -> None:
         if writer is not None:
             writer.stdin.close()  # type: ignore[union-attr]
             reader.join()
-            if writer.wait(30):
+            if writer.wait(30) or not summary:
                 raise SystemExit(f"the writer failed ({writer.returncode})")
         measured = prober.take()
         after = resource.getrusage(resource.RUSAGE_SELF)
@@ -226,7 +227,7 @@ def follow_writer(writer: subprocess.Popen, prober: Prober, summary: dict[str, A
         got = json.loads(line)
         if isinstance(got, dict):
             summary.update(got["summary"])
-        else:
+        elif got:
             prober.follow([Tracked(got[0], got[1].encode(), got[2], got[3])])
 
 

@@ -8,8 +8,9 @@ from typing import Any
 import click
 
 from predserve.cli.app import STORE_HELP, fail, main
+from predserve.cli.output import quiet_beam_logging
 from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
-from predserve.store.base import DEFAULT_GRACE
+from predserve import settings
 
 
 def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -35,8 +36,8 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
-@click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
-@click.option("--grace", default=DEFAULT_GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
+@click.option("--keep", default=settings.KEEP, show_default=True, help="published snapshots kept for rollback")
+@click.option("--grace", default=settings.GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
 @click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
 @click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
 @click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")
@@ -78,7 +79,7 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     or --direct_num_workers 2 --direct_running_mode multi_processing. The default runner is
     the local DirectRunner.
     """
-    _quiet_beam_logging()
+    quiet_beam_logging()
     from predserve.pipeline import GatePolicy, GateRefused, run_export
 
     policy = GatePolicy(
@@ -122,24 +123,6 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     )
     if summary.collected:
         click.echo(f"garbage-collected snapshots: {', '.join(map(str, summary.collected))}")
-
-
-def _quiet_beam_logging() -> None:
-    """Beam logs a failed step with its traceback, and warns at import about optional file
-    systems predserve does not use; the export reports its own failures in one line."""
-    import logging
-
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    root = logging.getLogger()
-    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
-    root.addHandler(guard)
-    logging.disable(logging.WARNING)
-    try:
-        import apache_beam  # noqa: F401
-        import predserve.pipeline.export  # noqa: F401
-    finally:
-        logging.disable(logging.NOTSET)
-        root.removeHandler(guard)
 
 
 def _progress_printer() -> Any:
