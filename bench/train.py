@@ -65,7 +65,7 @@ def create_model(path: str, model: str, model_type: str, table: str) -> dict:
     The training modules (scikit-learn, SciPy, XGBoost: about 1.5 s) are imported before the
     clock starts, as the baselines import theirs: the figure is the training's, not the imports'.
     """
-    import predserve.warehouse.catalog  # noqa: F401  (the models and what they import)
+    import predserve.warehouse.models.catalog  # noqa: F401  (the models and what they import)
     from predserve import Warehouse
 
     with Warehouse(path) as wh:
@@ -210,7 +210,7 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 
 def mf_ours(path: str) -> dict:
-    from predserve.warehouse.factorization import Ratings, fit
+    from predserve.warehouse.models.factorization import Ratings, fit
 
     cols, users, items = read_ratings(path)
     train, test = ~cols["held_out"], cols["held_out"]
@@ -232,7 +232,7 @@ def direct_als(u: np.ndarray, i: np.ndarray, r: np.ndarray, users: int, items: i
     are one sparse product with the other side's outer products, then one batched solve."""
     from scipy import sparse
 
-    rng = np.random.default_rng(0)  # the same initial factors as warehouse/factorization.py
+    rng = np.random.default_rng(0)  # the same initial factors as warehouse/models/factorization.py
     x, y = rng.normal(0.0, 0.1, (users, num_factors)), rng.normal(0.0, 0.1, (items, num_factors))
     bx, by, mean = np.zeros(users), np.zeros(items), float(r.mean())
     by_user = sparse.csr_matrix((np.ones(len(r)), (u, i)), shape=(users, items))
@@ -310,7 +310,7 @@ def arima_pair(path: str) -> dict:
     changes during the run slows both alike."""
     from statsforecast.models import MSTL, AutoARIMA
 
-    from predserve.warehouse.arima import ArimaOptions, fit_series
+    from predserve.warehouse.models.arima import ArimaOptions, fit_series
 
     def direct(units: np.ndarray) -> np.ndarray:
         trend = AutoARIMA(max_p=5, max_q=5, max_order=5, seasonal=False, ic="aic")

@@ -1,4 +1,4 @@
-"""The ALS core behind MATRIX_FACTORIZATION (warehouse/factorization.py): each half-step is the
+"""The ALS core behind MATRIX_FACTORIZATION (warehouse/models/factorization.py): each half-step is the
 exact least-squares solution a direct dense solve gives, explicit ALS recovers a low-rank
 matrix's held-out ratings, implicit weighted ALS ranks held-out positives first, top-k agrees
 with a full sort, and a model survives the plain-data storage format."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predserve.warehouse import storage
-from predserve.warehouse.factorization import (
+from predserve.warehouse.models import storage
+from predserve.warehouse.models.factorization import (
     Factorization, Ratings, _explicit_half_step, _grouped, _implicit_half_step, fit,
 )
 

@@ -14,7 +14,7 @@ import pytest
 from predserve import Warehouse
 from predserve.errors import PredserveError
 from predserve.pipeline import run_export
-from predserve.warehouse import arima
+from predserve.warehouse.models import arima
 
 from tests.support.serving import in_process, make_keys
 

@@ -84,7 +84,7 @@ def check_gates(
         drop = 1 - written / current.rows
         results.append(GateResult(
             "row_count_drop", drop <= policy.max_row_drop, False,
-            f"{written} rows vs {current.rows} in snapshot {current.id} ({drop:+.1%} drop, limit {policy.max_row_drop:.0%})"
+            f"{written:,} rows vs {current.rows:,} in snapshot {current.id} ({_row_change(drop)}, limit {policy.max_row_drop:.0%} fewer)"
             + ("; raise --max-row-drop to publish anyway" if drop > policy.max_row_drop else ""),
         ))
         old = current.metadata.get("schema")
@@ -178,3 +178,10 @@ def _moved_gate(columns: dict[str, dict[str, Any]], in_both: int, policy: GatePo
                           "; ".join(over) + HINT.format("--column-max-moved-values COLUMN=LIMIT"))
     closest = max(columns, key=lambda c: columns[c][MOVED] - policy.moved_limit(c))
     return GateResult("moved_values", True, False, f"{figure(closest)} (limit {policy.moved_limit(closest):.1%})")
+
+
+def _row_change(drop: float) -> str:
+    """The row count's change in words: "79.6% fewer rows", "12.0% more rows", "as many rows"."""
+    if round(drop, 3) == 0:
+        return "as many rows"
+    return f"{abs(drop):.1%} {'fewer' if drop > 0 else 'more'} rows"

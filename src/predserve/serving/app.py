@@ -32,7 +32,7 @@ from predserve.serving.context import ServingContext
 from predserve.serving.errors import ApiError, install_handlers, internal_error, log_internal_error, store_unavailable
 from predserve.serving.metrics import UNMATCHED
 from predserve.serving.openapi import openapi_schema
-from predserve.serving.predictions import GET_ROUTE, ROUTE_METHODS, Match, get_many, get_one, match
+from predserve.serving.predictions import GET_ROUTE, ROUTE_METHODS, Match, get_many, get_one, match, match_encoded
 from predserve.serving.probes import probes
 from predserve.serving.traffic_share import keep_sharing
 
@@ -77,6 +77,8 @@ class ServingApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             found = match(scope["path"])
+            if found is None:  # an id holding an encoded '/' (a%2Fb), or not a prediction route
+                found = match_encoded(scope)
             if found is not None:
                 await self.predict(found, scope, receive, send)
             else:

@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from predserve.errors import ModelError
-from predserve.warehouse import arima
+from predserve.warehouse.models import arima
 from predserve.warehouse.models.options import COMMON
 from predserve.warehouse.models.registry import Encoding, ModelType, Option, fits_rows_only, register
-from predserve.warehouse.storage import StoredModelError, list_field, records_field, values_field, values_to_data
+from predserve.warehouse.models.storage import StoredModelError, list_field, records_field, values_field, values_to_data
 
 ARIMA_PLUS = "arima_plus"
 DEFAULT_HORIZON = 3  # ML.FORECAST's and ML.EXPLAIN_FORECAST's

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from predserve.errors import ModelError
-from predserve.warehouse import metrics
-from predserve.warehouse.factorization import FEEDBACK_TYPES, Factorization, Ratings, fit
+from predserve.warehouse.models import metrics
+from predserve.warehouse.models.factorization import FEEDBACK_TYPES, Factorization, Ratings, fit
 from predserve.warehouse.models.options import COMMON, non_negative, positive
 from predserve.warehouse.models.registry import Encoding, ModelType, Option, fits_rows_only, register
-from predserve.warehouse.storage import StoredModelError, dict_field, values_field, values_to_data
+from predserve.warehouse.models.storage import StoredModelError, dict_field, values_field, values_to_data
 
 MATRIX_FACTORIZATION = "matrix_factorization"
 RECOMMEND_BATCH_USERS = 1024  # users scored per record batch when ML.RECOMMEND has no input

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, float_field, str_field
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, float_field, str_field
 
 FEEDBACK_TYPES = ("EXPLICIT", "IMPLICIT")
 

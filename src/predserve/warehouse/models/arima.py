@@ -44,8 +44,15 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 from scipy.stats import norm
 
-from predserve.warehouse.storage import (
-    StoredModelError, array_field, array_to_data, bool_field, float_field, int_field, list_field, str_field,
+from predserve.warehouse.models.storage import (
+    StoredModelError,
+    array_field,
+    array_to_data,
+    bool_field,
+    float_field,
+    int_field,
+    list_field,
+    str_field,
 )
 
 MICROS = {"PER_MINUTE": 60 * 10**6, "HOURLY": 3600 * 10**6, "DAILY": 86400 * 10**6, "WEEKLY": 7 * 86400 * 10**6}
