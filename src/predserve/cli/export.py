@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from predserve.cli.app import STORE_HELP, fail, main
-from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
 from predserve.store.base import DEFAULT_GRACE
+from predserve.store.limits import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
+
+if TYPE_CHECKING:  # the records' module loads pydantic, which `predserve --help` does without
+    from predserve.store.reports import Drift, Profile
 
 
 def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -161,31 +164,29 @@ def _print_gates(gates: list[Any]) -> None:
         click.echo(f"  gate {gate.name:<20} {mark:<10} {gate.detail}")
 
 
-def _print_profile(profile: dict[str, Any] | None, drift: dict[str, Any] | None) -> None:
+def _print_profile(profile: Profile | None, drift: Drift | None) -> None:
     """The profile's columns, and with a baseline each column's distance and sample figures."""
     if profile is None:
         return
-    from predserve.pipeline.drift import METRIC_NAMES, where
-
-    columns = (drift or {}).get("columns", {})
-    sample = (drift or {}).get("sample") or {}
     if drift is None:
         click.echo("  profile (no earlier profile to compare with):")
     else:
-        click.echo(f"  drift vs snapshot {drift['baseline']} ({sample.get('ids', 0):,} sampled ids: {sample.get('in_both', 0):,} in both, "
-                   f"{sample.get('appeared', 0):,} appeared, {sample.get('disappeared', 0):,} disappeared):")
-    rows = profile["rows"] or 1
-    for name, column in profile["columns"].items():
-        line = f"    {name:<28} {column['kind']:<13} NULL {column['nulls'] / rows:6.1%}"
-        figures = columns.get(name)
+        s = drift.sample
+        ids, in_both, appeared, gone = (s.ids, s.in_both, s.appeared, s.disappeared) if s is not None else (0, 0, 0, 0)
+        click.echo(f"  drift vs snapshot {drift.baseline} ({ids:,} sampled ids: {in_both:,} in both, "
+                   f"{appeared:,} appeared, {gone:,} disappeared):")
+    rows = profile.rows or 1
+    for name, column in profile.columns.items():
+        line = f"    {name:<28} {column.kind:<13} NULL {column.nulls / rows:6.1%}"
+        figures = drift.columns.get(name) if drift is not None else None
         if figures is not None:
-            line += f"  {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f}{where(figures)}"
-            if "changed" in figures:
-                line += f", {figures['changed']:.1%} of sampled ids changed"
-            if "moved" in figures:
-                line += f", {figures['moved']:.1%} of sampled ids moved"
-            if "mean_abs_change" in figures:
-                line += f", mean absolute change {figures['mean_abs_change']:.4g}"
-            if figures.get("metadata"):
-                line += f"  (metadata, {figures['metadata']}: reported, not gated)"
+            line += f"  {figures.distance_text()}"
+            if figures.changed is not None:
+                line += f", {figures.changed:.1%} of sampled ids changed"
+            if figures.moved is not None:
+                line += f", {figures.moved:.1%} of sampled ids moved"
+            if figures.mean_abs_change is not None:
+                line += f", mean absolute change {figures.mean_abs_change:.4g}"
+            if figures.metadata:
+                line += f"  (metadata, {figures.metadata}: reported, not gated)"
         click.echo(line)

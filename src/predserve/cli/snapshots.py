@@ -35,25 +35,27 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
     print_table(pa.Table.from_pylist([
         {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
          "created_at": format_time(r["created_at"]), "published_at": format_time(r["published_at"]),
-         "updates": f"{updates:,}" if r["current"] else "", **_drift_cells(r["metadata"].get("drift"))}
+         "updates": f"{updates:,}" if r["current"] else "", **_drift_cells(r["metadata"])}
         for r in rows
     ]), "table")
     if state.current is not None:
         click.echo(f"{updates:,} updates (predserve push / stream) applied to snapshot {state.current} since it was published")
 
 
-def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:
-    """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest changed fraction.
+def _drift_cells(metadata: dict[str, Any]) -> dict[str, str]:
+    """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest
+    changed fraction, and the API's verdict (over or within the gates' limits).
 
     ``--json`` has every figure (each snapshot's metadata holds its profile and drift)."""
-    from predserve.pipeline.drift import largest
+    from predserve.store.reports import largest, snapshot_report
 
+    drift = snapshot_report(metadata).drift
     top = largest(drift)
     if drift is None or top is None:
-        return {"drift": "", "changed": ""}
-    changed = [f["changed"] for f in drift["columns"].values() if "changed" in f and not f.get("metadata")]
-    return {"drift": f"{top[1]['distance']:.4f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
-
+        return {"drift": "", "changed": "", "verdict": ""}
+    changed = [c.changed for c in drift.columns.values() if c.changed is not None and not c.metadata]
+    return {"drift": f"{top[1].distance:.4f} vs {drift.baseline}", "changed": f"{max(changed):.1%}" if changed else "",
+            "verdict": drift.verdict}
 
 
 @main.command()
@@ -81,7 +83,7 @@ def diff(store: str, examples: int, as_json: bool, model: str, a: int | None, b:
     with open_store(store, readonly=True, read_timeout=READ_TIMEOUT) as st:
         result = compare_snapshots(st, model, a, b, examples)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
     else:
         render(Console(), result)
 
