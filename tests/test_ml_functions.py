@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from predserve import Warehouse
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.options import resolve_options
+from predserve.warehouse.models.options import resolve_options
 
 BINARY = ("CREATE MODEL clf OPTIONS(model_type='logistic_reg', input_label_cols=['label'], data_split_method='NO_SPLIT', "
           "enable_global_explain=TRUE) AS SELECT x1, x2, color, label FROM people")

@@ -17,6 +17,11 @@ class StoreError(PredserveError):
     """The key-value store refused an operation or could not be reached."""
 
 
+class StoreMissing(StoreError):
+    """The store (an LMDB path, a Bigtable table or instance) does not exist and was not to be
+    created: only ``predserve export`` creates stores, so a mistyped ``--store`` is refused."""
+
+
 class StoreUnavailable(StoreError):
     """The store did not answer in time; callers may retry later."""
 

@@ -96,9 +96,9 @@ def rollback(store: str, model: str, snapshot: int | None) -> None:
     """Point MODEL back at SNAPSHOT, or at the previously published snapshot."""
     from predserve.store import open_store
 
-    with open_store(store) as st:
+    with open_store(store, create=False) as st:
         info = st.rollback(model, snapshot)
-    click.secho(f"{model} now serves snapshot {info.id} ({info.rows:,} rows)", fg="green")
+    click.secho(f"{model} now serves snapshot {info.id} ({info.rows:,} row{'' if info.rows == 1 else 's'})", fg="green")
 
 
 @main.command()
@@ -114,15 +114,24 @@ def gc(store: str, keep: int, stale_after: float, grace: float, model: str | Non
 
     A snapshot that was current within the last GRACE seconds is kept whatever KEEP says, so a
     server still reading it through its cached pointer never answers 404."""
+    import time
+
     from predserve.pipeline.staging import remove_abandoned_staging
     from predserve.store import open_store
+    from predserve.store.snapshots import kept_by_grace
 
-    with open_store(store) as st:
+    with open_store(store, create=False) as st:
         deleted = st.gc(model, keep=keep, stale_after=stale_after, grace=grace)
+        held = [(name, sid, until) for name in ([model] if model else st.models()) if (state := st.state(name))
+                for sid, until in kept_by_grace(state, keep, grace)]
     staging = remove_abandoned_staging(stale_after=stale_after)
     if not deleted and not staging:
-        click.echo("nothing to collect")
+        click.echo("nothing deleted" if held else "nothing to collect")
     for name, sid in deleted:
         click.echo(f"deleted {name} snapshot {sid}")
+    for name, sid, until in held:
+        click.echo(f"kept {name} snapshot {sid} for the grace period, until {format_time(until)} "
+                   f"({until - time.time():.0f} s from now: it was current less than {grace:g} s ago and servers "
+                   "may still read it); --grace 0 deletes it now")
     for path in staging:
         click.echo(f"removed abandoned export staging directory {path}")

@@ -106,8 +106,9 @@ def run_export(
     started = time.time()
     options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, keys)
-    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
+    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)  # the one command that creates a store
     snapshot = None
+    failed = False
     try:
         # Before the query runs: updates logged after this are replayed into the new snapshot
         # when it publishes, so no update is lost to, or overwritten by, this export's data.
@@ -144,10 +145,14 @@ def run_export(
     except BaseException:
         if snapshot is not None:
             _discard_quietly(store, model, snapshot)
+        failed = True
         raise
     finally:
         source.cleanup()
-        store.close()
+        if failed:  # a store this export created goes with it: a failed export leaves nothing new
+            store.close_or_remove_new()
+        else:
+            store.close()
 
 
 def _drift(store: Any, model: str, current: Any, snapshot: int, profile: Profile | None,

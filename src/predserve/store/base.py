@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from abc import ABC, abstractmethod
 from typing import Any, Iterable
 
-from predserve.errors import StoreError
+from predserve.errors import StoreError, StoreMissing
 
 MAX_ID_BYTES = 512
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per stored prediction body
@@ -117,6 +117,12 @@ class ModelState:
         """
         self.events.append({"time": now(), "event": event, "snapshot": snapshot, "previous": self.current, **details})
         del self.events[:-MAX_EVENTS]
+
+
+def no_store(where: object) -> StoreMissing:
+    """The error of every command but ``predserve export`` given a store that does not exist."""
+    return StoreMissing(f"no store at {where}: nothing has been exported there yet "
+                        "(run `predserve export ... --store URL` first, or check the --store path)")
 
 
 def check_model_name(model: str) -> None:

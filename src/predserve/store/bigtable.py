@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 import zlib
 from typing import Any, Iterable, Sequence
@@ -71,13 +72,14 @@ from google.cloud.bigtable.data import row_filters as rf
 from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
 from predserve.errors import StoreError, StoreUnavailable
-from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, now
+from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, no_store, now
 from predserve.store.snapshots import SnapshotStore, StateUpdate, SwitchUpdate
 from predserve.store.updates import (
     LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
-    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+    decode_entry, encode_entry, render_body, snapshot_columns,
 )
 
+log = logging.getLogger("predserve.store")
 DATA_FAMILY, META_FAMILY = "p", "m"
 STATE_PREFIX = b"#state#"
 ACCEPTED_PREFIX = b"#accepted#"
@@ -205,7 +207,8 @@ class BigtableSnapshotWriter(SnapshotWriter):
 
 
 class BigtableStore(SnapshotStore):
-    def __init__(self, project: str, instance: str, table: str, readonly: bool = False, read_timeout: float = 0.05) -> None:
+    def __init__(self, project: str, instance: str, table: str, readonly: bool = False, read_timeout: float = 0.05,
+                 create: bool = True) -> None:
         self.project, self.instance_id, self.table_id = project, instance, table
         self.url = f"bigtable://{project}/{instance}/{table}"
         self.readonly = readonly
@@ -215,15 +218,15 @@ class BigtableStore(SnapshotStore):
         self.table = self._client.get_table(instance, table)
         self._async_table: Any = None
         self._async_client: Any = None
-        if not readonly:
-            self._ensure_table()
+        # Without create, a missing table or instance surfaces as StoreMissing at the first call.
+        self.created = self._ensure_table() if create and not readonly else False
 
     @classmethod
-    def from_url(cls, url: str, readonly: bool = False, read_timeout: float = 0.05) -> "BigtableStore":
+    def from_url(cls, url: str, readonly: bool = False, read_timeout: float = 0.05, create: bool = True) -> "BigtableStore":
         parts = url.removeprefix("bigtable://").strip("/").split("/")
         if len(parts) != 3 or not all(parts):
             raise StoreError(f"bad Bigtable URL {url!r}: use bigtable://PROJECT/INSTANCE/TABLE")
-        return cls(*parts, readonly=readonly, read_timeout=read_timeout)
+        return cls(*parts, readonly=readonly, read_timeout=read_timeout, create=create)
 
     # ---- administration ----------------------------------------------------------------
     def _admin_table(self) -> Any:
@@ -231,7 +234,8 @@ class BigtableStore(SnapshotStore):
 
         return Client(project=self.project, admin=True).instance(self.instance_id).table(self.table_id)
 
-    def _ensure_table(self) -> None:
+    def _ensure_table(self) -> bool:
+        """Create the table when it does not exist; True when this call created it."""
         from google.cloud.bigtable import column_family
 
         try:
@@ -239,12 +243,20 @@ class BigtableStore(SnapshotStore):
             if not table.exists():
                 keep_one = column_family.MaxVersionsGCRule(1)
                 table.create(column_families={DATA_FAMILY: keep_one, META_FAMILY: keep_one})
+                return True
         except gexc.AlreadyExists:
             pass
         except gexc.PermissionDenied:
             pass  # the writer role may lack table admin; the table must then exist already
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Bigtable at {self.url} did not answer: {exc}") from exc
+        return False
+
+    def _remove(self) -> None:
+        try:
+            self._admin_table().delete()
+        except gexc.GoogleAPICallError as exc:  # the failure being reported is the export's
+            log.warning("could not delete the table %s this failed export created: %s", self.url, exc)
 
     def close(self) -> None:
         self._client.close()
@@ -309,7 +321,7 @@ class BigtableStore(SnapshotStore):
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Bigtable at {self.url} did not answer: {exc}") from exc
         except gexc.NotFound as exc:
-            raise StoreError(f"Bigtable table {self.url} does not exist; run an export (writer role) to create it") from exc
+            raise no_store(self.url) from exc
 
     def state(self, model: str) -> ModelState | None:
         return self._state_from_row(self._call(self.table.read_row, STATE_PREFIX + model.encode(), row_filter=LATEST))[1]
@@ -371,7 +383,7 @@ class BigtableStore(SnapshotStore):
             if last.get(entity_id, -1) >= update.sequence:
                 continue
             last[entity_id] = update.sequence
-            chosen.append((entity_id, update, None if update.delete else encode_prediction(update)))
+            chosen.append((entity_id, update, update.encoded))
         result = UpdateResult(ignored=len(updates) - len(chosen), snapshot=info.id)
         if not chosen:
             result.position = self.update_position(model)

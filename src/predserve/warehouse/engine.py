@@ -33,7 +33,7 @@ from predserve.warehouse.messages import engine_message
 from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
 from predserve.warehouse.models import TrainedModel, train
 from predserve.warehouse.names import model_name
-from predserve.warehouse.options import alter_options, literal_value, resolve_options, warm_start_options
+from predserve.warehouse.models.options import alter_options, literal_value, resolve_options, warm_start_options
 from predserve.warehouse.preprocessing import window_expression
 from predserve.warehouse.scopes import Scopes, visible_ctes
 from predserve.warehouse.scripting import Script

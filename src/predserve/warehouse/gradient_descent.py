@@ -19,7 +19,7 @@ BigQuery ML documents the knobs, not the code, so this follows the documented be
   minimizes, so a converged run matches the normal equation.
 
 The fitted ``LinearModel`` has scikit-learn's ``coef_``/``intercept_``/``predict``/
-``predict_proba``; the normal equation's result is turned into one too (estimators.py), so
+``predict_proba``; the normal equation's result is turned into one too (families/linear.py), so
 prediction, evaluation, ML.WEIGHTS and storage treat both solvers alike.
 """
 

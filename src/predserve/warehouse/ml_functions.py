@@ -21,10 +21,12 @@ import pyarrow.compute as pc
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import explain, kmeans, metrics
+from predserve.warehouse import explain, metrics
 from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
 from predserve.warehouse.messages import engine_message
-from predserve.warehouse.models import CLASSIFIERS, TrainedModel, with_input_columns
+from predserve.warehouse.models import TrainedModel, with_input_columns
+from predserve.warehouse.models.families.kmeans import centroids_table
+from predserve.warehouse.models.registry import spoken_list, where
 from predserve.warehouse.weights import advanced_weights_table, weights_table
 
 Relation = pa.Table | pa.RecordBatchReader
@@ -95,13 +97,18 @@ def _threshold(call: MLCall) -> float | None:
     if threshold is None:
         return None
     model = call.model
-    if model.model_type not in CLASSIFIERS or len(model.classes) != 2:
-        kind = model.model_type if model.model_type not in CLASSIFIERS else f"{model.model_type} with {len(model.classes)} classes"
+    if not model.kind.classifies or len(model.classes) != 2:
+        kind = model.model_type if not model.kind.classifies else f"{model.model_type} with {len(model.classes)} classes"
         raise ModelError(f"{call.label}: STRUCT(... AS threshold) applies to binary classification models only; "
                          f"{model.name} is {kind}")
     if not 0.0 <= threshold <= 1.0:
         raise ModelError(f"{call.label}: threshold must be between 0 and 1, got {threshold}")
     return threshold
+
+
+def _supporting(function: str) -> str:
+    """The model types ML.<function> applies to, as a message lists them."""
+    return spoken_list([t.name for t in where(lambda t: t.supports(function))], "or")
 
 
 # ---- handlers -----------------------------------------------------------------------------------
@@ -147,12 +154,13 @@ def explain_predict(call: MLCall) -> pa.RecordBatchReader:
 def detect_anomalies(call: MLCall) -> pa.RecordBatchReader:
     """k-means: is_anomaly, normalized_distance, centroid_id, then the input columns."""
     model = call.model
-    if model.model_type != "kmeans":
-        raise ModelError(f"{call.label}: predserve detects anomalies with kmeans models; {model.name} is {model.model_type} "
+    if not model.kind.supports("DETECT_ANOMALIES"):
+        raise ModelError(f"{call.label}: predserve detects anomalies with {_supporting('DETECT_ANOMALIES')} models; "
+                         f"{model.name} is {model.model_type} "
                          "(BigQuery ML also uses ARIMA_PLUS, PCA and autoencoder models, which predserve does not train)")
     contamination = call.settings.get("contamination")
     if contamination is None:
-        raise ModelError(f"{call.label}: a kmeans model needs STRUCT(value AS contamination), the share of anomalies in the "
+        raise ModelError(f"{call.label}: a {model.model_type} model needs STRUCT(value AS contamination), the share of anomalies in the "
                          "training data, e.g. ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.02 AS contamination), TABLE t)")
     if not 0.0 <= contamination <= 0.5:
         raise ModelError(f"{call.label}: contamination must be between 0 and 0.5, got {contamination}")
@@ -182,9 +190,9 @@ def evaluate(call: MLCall) -> pa.Table:
 
 def _classifier_for(call: MLCall, binary: bool = False) -> None:
     model = call.model
-    if model.model_type not in CLASSIFIERS or (binary and len(model.classes) != 2):
+    if not model.kind.classifies or (binary and len(model.classes) != 2):
         kind = "binary classification" if binary else "classification"
-        actual = model.model_type if model.model_type not in CLASSIFIERS else f"{model.model_type} with {len(model.classes)} classes"
+        actual = model.model_type if not model.kind.classifies else f"{model.model_type} with {len(model.classes)} classes"
         raise ModelError(f"{call.label} evaluates {kind} models; {model.name} is {actual}")
 
 
@@ -291,9 +299,9 @@ def advanced_weights(call: MLCall) -> pa.Table:
 
 
 def centroids(call: MLCall) -> pa.Table:
-    if call.model.model_type != "kmeans":
-        raise ModelError(f"{call.label} describes kmeans models; {call.model.name} is {call.model.model_type}")
-    return kmeans.centroids_table(call.model.encoder, call.model.estimator, bool(call.settings.get("standardize", False)))
+    if not call.model.kind.supports("CENTROIDS"):
+        raise ModelError(f"{call.label} describes {_supporting('CENTROIDS')} models; {call.model.name} is {call.model.model_type}")
+    return centroids_table(call.model.encoder, call.model.estimator, bool(call.settings.get("standardize", False)))
 
 
 def feature_importance(call: MLCall) -> pa.Table:

@@ -1,4 +1,4 @@
-"""ML.WEIGHTS and ML.ADVANCED_WEIGHTS for linear models, and the standard errors behind the latter.
+"""ML.WEIGHTS and ML.ADVANCED_WEIGHTS for linear models.
 
 Weights live in the encoded space, where numeric inputs are standardized; both functions
 report them in the inputs' original units unless ``STRUCT(TRUE AS standardize)``: a numeric
@@ -7,44 +7,40 @@ means. Categories (one-hot columns) are not standardized, so their weights read 
 either way.
 
 Standard errors (``calculate_p_values=TRUE``) are computed at CREATE MODEL on the training
-rows, in the encoded space: the inverse of the objective's Hessian at the trained weights,
-scaled by the residual variance for linear_reg (``sigma^2 (X'X + l2_reg I)^-1``, the textbook
-OLS standard errors when l2_reg is 0) and as is for logistic_reg (``(X'WX + 2 l2_reg I)^-1``,
-W = p(1 - p)). The column DUMMY_ENCODING drops has no standard error. p-values are
-``2 * (1 - Phi(|weight| / standard_error))``, the formula BigQuery ML's reference gives.
+rows (families/linear.py says how); p-values are ``2 * (1 - Phi(|weight| / standard_error))``,
+the formula BigQuery ML's reference gives.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from scipy.special import expit
 
 from predserve.errors import ModelError
 from predserve.warehouse.features import CategoricalFeature, FeatureEncoder, NumericFeature
+from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.models.registry import spoken_list, where
 
-if TYPE_CHECKING:
-    from predserve.warehouse.models import TrainedModel
-
-MAX_P_VALUE_FEATURES = 1_000  # BigQuery ML: "the total cardinality of training features must be less than 1,000"
 INTERCEPT = "__INTERCEPT__"
 
 
-def _check_linear(model: "TrainedModel", function: str) -> None:
-    if model.model_type not in ("linear_reg", "logistic_reg"):
-        raise ModelError(f"{function} supports linear_reg and logistic_reg models; {model.name} is {model.model_type}")
+def _check_weights(model: TrainedModel, function: str) -> None:
+    name = function.removeprefix("ML.")
+    if not model.kind.supports(name):
+        supported = spoken_list([t.name for t in where(lambda t: t.supports(name))])
+        raise ModelError(f"{function} supports {supported} models; {model.name} is {model.model_type}")
 
 
 # ---- ML.WEIGHTS -------------------------------------------------------------------------------
-def weights_table(model: "TrainedModel", standardize: bool = False) -> pa.Table:
+def weights_table(model: TrainedModel, standardize: bool = False) -> pa.Table:
     """ML.WEIGHTS for linear models: one row per input plus __INTERCEPT__; for multiclass
     models one such set per class, with ``class_label``."""
-    _check_linear(model, "ML.WEIGHTS")
+    _check_weights(model, "ML.WEIGHTS")
     coef = np.atleast_2d(model.estimator.coef_)
     intercepts = np.atleast_1d(model.estimator.intercept_)
-    multiclass = model.model_type == "logistic_reg" and len(model.classes) > 2
+    multiclass = len(model.classes) > 2
     rows: list[dict[str, Any]] = []
     for index, (w, b) in enumerate(zip(coef, intercepts)):
         class_rows = _weight_rows(model.encoder, w, float(b), standardize)
@@ -90,61 +86,23 @@ def _feature_parts(encoder: FeatureEncoder, values: np.ndarray) -> list[tuple[An
     return parts
 
 
-# ---- standard errors ----------------------------------------------------------------------------
-def dropped_columns(encoder: FeatureEncoder) -> np.ndarray:
-    """A mask of the encoded columns DUMMY_ENCODING keeps at 0."""
-    mask = np.zeros(len(encoder.output_names), dtype=bool)
-    pos = 0
-    for feature in encoder.processed_features:
-        if isinstance(feature, CategoricalFeature) and feature.one_hot and feature.dropped is not None:
-            mask[pos + feature.dropped] = True
-        pos += len(feature.output_names)
-    return mask
-
-
-def standard_errors(model: "TrainedModel", x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
-    """Standard errors of a linear_reg or binary logistic_reg model's weights and intercept
-    (NaN where there is none), from its training rows ``x`` (encoded) and targets ``y``."""
-    estimator, options = model.estimator, model.options
-    keep = ~dropped_columns(model.encoder)
-    if int(keep.sum()) >= MAX_P_VALUE_FEATURES:
-        raise ModelError(f"CREATE MODEL {model.name}: calculate_p_values=TRUE needs fewer than {MAX_P_VALUE_FEATURES:,} "
-                         f"features after encoding; this model has {int(keep.sum()):,}")
-    fit_intercept = options.get("fit_intercept", True)
-    design = np.column_stack([x[:, keep]] + ([np.ones(len(x))] if fit_intercept else []))
-    weights = np.ones(len(x)) if sample_weight is None else sample_weight
-    penalty = np.diag(np.r_[np.full(int(keep.sum()), 1.0), [0.0] * fit_intercept])
-    if model.model_type == "linear_reg":
-        residual = y - estimator.predict(x)
-        dof = max(len(x) - design.shape[1], 1)
-        covariance = (residual @ residual / dof) * np.linalg.pinv(design.T @ design + options["l2_reg"] * penalty)
-    else:
-        if len(model.classes) != 2:
-            return np.full(x.shape[1] + 1, np.nan)  # ML.ADVANCED_WEIGHTS does not support multiclass models
-        p = expit(estimator.decision(x)[:, 0])
-        hessian = design.T @ (design * (weights * p * (1 - p))[:, None]) + 2 * options["l2_reg"] * penalty
-        covariance = np.linalg.pinv(hessian)
-    diagonal = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
-    errors = np.full(x.shape[1] + 1, np.nan)
-    errors[np.r_[keep, [fit_intercept]]] = diagonal
-    return errors
-
-
 # ---- ML.ADVANCED_WEIGHTS ----------------------------------------------------------------------------
-def advanced_weights_table(model: "TrainedModel", standardize: bool = False) -> pa.Table:
+def advanced_weights_table(model: TrainedModel, standardize: bool = False) -> pa.Table:
     """ML.ADVANCED_WEIGHTS: processed_input, category, weight, standard_error, p_value; one row
     per numeric input, per category, and __INTERCEPT__ (whose standard error and p-value are
     given only with ``standardize``, as BigQuery ML does)."""
-    _check_linear(model, "ML.ADVANCED_WEIGHTS")
+    _check_weights(model, "ML.ADVANCED_WEIGHTS")
     options = model.options
     unmet = [what for what, ok in (
-        ("binary (not multiclass) classes", model.model_type == "linear_reg" or len(model.classes) == 2),
+        ("binary (not multiclass) classes", not model.kind.classifies or len(model.classes) == 2),
         ("calculate_p_values=TRUE", bool(options.get("calculate_p_values"))),
         ("category_encoding_method='DUMMY_ENCODING'", options.get("category_encoding_method") == "DUMMY_ENCODING"),
         ("l1_reg=0", not options.get("l1_reg")),
     ) if not ok]
     if unmet:
-        raise ModelError(f"ML.ADVANCED_WEIGHTS needs a linear_reg or binary logistic_reg model trained with "
+        kinds = spoken_list([f"binary {t.name}" if t.classifies else t.name
+                             for t in where(lambda t: t.supports("ADVANCED_WEIGHTS"))], "or")
+        raise ModelError(f"ML.ADVANCED_WEIGHTS needs a {kinds} model trained with "
                          f"calculate_p_values=TRUE, category_encoding_method='DUMMY_ENCODING' and l1_reg=0; "
                          f"{model.name} lacks: {', '.join(unmet)}")
     errors = model.estimator.standard_errors

@@ -1,132 +1,56 @@
-"""CREATE MODEL options: which exist for each model type, their types, defaults and checks.
+"""CREATE MODEL options: their checks, and the options several model types share.
 
-Options follow BigQuery ML's CREATE MODEL reference. An option that is unknown for the model
-type, or has a value of the wrong type or out of range, is an error, never ignored.
+Options follow BigQuery ML's CREATE MODEL reference. Each model type declares the options it
+accepts (``ModelType.options``, in its family's module, built from the shared sets here); an
+option that is unknown for the model type, or has a value of the wrong type or out of range,
+is an error, never ignored.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timezone
-from typing import Any, Callable
+from typing import Any
 
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
-
-MODEL_TYPES = ("linear_reg", "logistic_reg", "boosted_tree_classifier", "boosted_tree_regressor", "random_forest_classifier",
-               "random_forest_regressor", "kmeans")
+from predserve.warehouse.models.registry import Option, is_registered, lookup, model_types
 
 
-@dataclass(frozen=True)
-class Option:
-    kind: type | tuple[type, ...]
-    default: Any
-    check: Callable[[Any], bool] | None = None
-    choices: tuple[str, ...] | None = None
-    help: str = ""
-
-
-def _positive(v: Any) -> bool:
+def positive(v: Any) -> bool:
     return v > 0
 
 
-def _non_negative(v: Any) -> bool:
+def non_negative(v: Any) -> bool:
     return v >= 0
 
 
-def _fraction(v: Any) -> bool:
+def fraction(v: Any) -> bool:
     return 0 < v < 1
 
 
-def _unit(v: Any) -> bool:
+def unit(v: Any) -> bool:
     return 0 < v <= 1
 
 
 SPLIT_METHODS = ("AUTO_SPLIT", "RANDOM", "CUSTOM", "SEQ", "NO_SPLIT")
 
+# The options of every supervised model type (a family leaves out what it lacks) ...
 COMMON: dict[str, Option] = {
-    "model_type": Option(str, None, choices=MODEL_TYPES),
+    "model_type": Option(str, None),  # checked against the registry
     "input_label_cols": Option(list, None),
     "data_split_method": Option(str, "AUTO_SPLIT", choices=SPLIT_METHODS),
-    "data_split_eval_fraction": Option(float, 0.2, _fraction, help="between 0 and 1"),
+    "data_split_eval_fraction": Option(float, 0.2, fraction, help="between 0 and 1"),
     "data_split_col": Option(str, None),
-    "max_iterations": Option(int, 20, _positive, help="a positive integer"),
+    "max_iterations": Option(int, 20, positive, help="a positive integer"),
     "early_stop": Option(bool, True),
-    "min_rel_progress": Option(float, 0.01, _non_negative, help="zero or more"),
+    "min_rel_progress": Option(float, 0.01, non_negative, help="zero or more"),
 }
 
-LINEAR: dict[str, Option] = {
-    "l1_reg": Option(float, 0.0, _non_negative, help="zero or more"),
-    "l2_reg": Option(float, 0.0, _non_negative, help="zero or more"),
-    "optimize_strategy": Option(str, "AUTO_STRATEGY", choices=("AUTO_STRATEGY", "BATCH_GRADIENT_DESCENT", "NORMAL_EQUATION")),
-    "learn_rate_strategy": Option(str, "LINE_SEARCH", choices=("LINE_SEARCH", "CONSTANT")),
-    # None: not given. It may only be given with learn_rate_strategy='CONSTANT' (then default 0.1).
-    "learn_rate": Option(float, None, _positive, help="positive"),
-    "ls_init_learn_rate": Option(float, 0.1, _positive, help="positive"),
-    "fit_intercept": Option(bool, True),
-    "warm_start": Option(bool, False),
-    "calculate_p_values": Option(bool, False),
-    "enable_global_explain": Option(bool, False),
-    "category_encoding_method": Option(str, "ONE_HOT_ENCODING", choices=("ONE_HOT_ENCODING", "DUMMY_ENCODING")),
-}
-
+# ... and of every classifier.
 CLASSIFIER: dict[str, Option] = {
     "auto_class_weights": Option(bool, False),
     "class_weights": Option(list, None),
-}
-
-TREES: dict[str, Option] = {
-    "booster_type": Option(str, "GBTREE", choices=("GBTREE", "DART")),
-    "num_parallel_tree": Option(int, 1, _positive, help="a positive integer"),
-    "tree_method": Option(str, "AUTO", choices=("AUTO", "EXACT", "APPROX", "HIST")),
-    "min_tree_child_weight": Option(float, 1.0, _non_negative, help="zero or more"),
-    "colsample_bytree": Option(float, 1.0, _unit, help="in (0, 1]"),
-    "colsample_bylevel": Option(float, 1.0, _unit, help="in (0, 1]"),
-    "colsample_bynode": Option(float, 1.0, _unit, help="in (0, 1]"),
-    "min_split_loss": Option(float, 0.0, _non_negative, help="zero or more"),
-    "max_tree_depth": Option(int, 6, _positive, help="a positive integer"),
-    "subsample": Option(float, 1.0, _unit, help="in (0, 1]"),
-    "l1_reg": Option(float, 0.0, _non_negative, help="zero or more"),
-    "l2_reg": Option(float, 1.0, _non_negative, help="zero or more"),
-    "learn_rate": Option(float, 0.3, _positive, help="positive"),
-    "enable_global_explain": Option(bool, False),
-    "approx_global_feature_contrib": Option(bool, False),
-    "category_encoding_method": Option(str, "LABEL_ENCODING", choices=("LABEL_ENCODING", "TARGET_ENCODING", "ONE_HOT_ENCODING")),
-    "dart_normalize_type": Option(str, "TREE", choices=("TREE", "FOREST")),
-    "dropout": Option(float, 0.0, lambda v: 0 <= v <= 1, help="between 0 and 1"),
-    "instance_weight_col": Option(str, None),
-    "xgboost_version": Option(str, "0.9", choices=("0.9", "1.1")),
-}
-
-# Random forests: XGBoost's random-forest mode (one round of num_parallel_tree trees, each on a
-# subsample of the rows, splitting on a sample of the columns at each node), with BigQuery ML's
-# random forest options and defaults, which differ from boosted trees' (no max_iterations or
-# learn_rate; deeper trees; subsample and colsample_bynode below 1).
-FOREST: dict[str, Option] = {
-    **{name: TREES[name] for name in ("l1_reg", "l2_reg", "tree_method", "colsample_bytree", "colsample_bylevel", "min_split_loss",
-                                      "instance_weight_col", "xgboost_version", "enable_global_explain")},
-    "num_parallel_tree": Option(int, 100, lambda v: v >= 2, help="an integer of at least 2"),
-    "max_tree_depth": Option(int, 15, _positive, help="a positive integer"),
-    "min_tree_child_weight": Option(int, 1, _non_negative, help="zero or more"),
-    "colsample_bynode": Option(float, 0.8, _unit, help="in (0, 1]"),
-    "subsample": Option(float, 0.8, _fraction, help="greater than 0 and less than 1"),
-    # None: TRUE when enable_global_explain is TRUE and num_parallel_tree >= 50 (BigQuery ML's default)
-    "approx_global_feature_contrib": Option(bool, None),
-}
-FOREST_COMMON = {name: option for name, option in COMMON.items() if name != "max_iterations"}  # one round, always
-
-KMEANS: dict[str, Option] = {
-    "num_clusters": Option(int, None, lambda v: 2 <= v <= 100, help="between 2 and 100"),
-    "kmeans_init_method": Option(str, "RANDOM", choices=("RANDOM", "KMEANS++", "CUSTOM")),
-    "kmeans_init_col": Option(str, None),
-    "distance_type": Option(str, "EUCLIDEAN", choices=("EUCLIDEAN", "COSINE")),
-    "standardize_features": Option(bool, True),
-    "max_iterations": Option(int, 20, _positive, help="a positive integer"),
-    "early_stop": Option(bool, True),
-    "min_rel_progress": Option(float, 0.01, _non_negative, help="zero or more"),
-    "warm_start": Option(bool, False),
-    "model_type": COMMON["model_type"],
 }
 
 # Options BigQuery ML has that need its service (tuning, Vertex AI, Cloud KMS): named, not "unknown".
@@ -137,16 +61,6 @@ UNSUPPORTED = {
     "model_registry": "the Vertex AI Model Registry", "vertex_ai_model_id": "the Vertex AI Model Registry",
     "vertex_ai_model_version_aliases": "the Vertex AI Model Registry",
     "kms_key_name": "Cloud KMS encryption of the model",
-}
-
-SPECS: dict[str, dict[str, Option]] = {
-    "linear_reg": {**COMMON, **LINEAR},
-    "logistic_reg": {**COMMON, **LINEAR, **CLASSIFIER},
-    "boosted_tree_classifier": {**COMMON, **TREES, **CLASSIFIER},
-    "boosted_tree_regressor": {**COMMON, **TREES},
-    "random_forest_classifier": {**FOREST_COMMON, **FOREST, **CLASSIFIER},
-    "random_forest_regressor": {**FOREST_COMMON, **FOREST},
-    "kmeans": KMEANS,
 }
 
 
@@ -195,11 +109,12 @@ def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     lowered = {k.lower(): v for k, v in raw.items()}
     model_type = lowered.get("model_type")
     if model_type is None:
-        raise ModelError("CREATE MODEL needs OPTIONS(model_type='...'); supported: " + ", ".join(MODEL_TYPES))
-    if not isinstance(model_type, str) or model_type.lower() not in SPECS:
-        raise ModelError(f"unknown model_type {model_type!r}; supported: " + ", ".join(MODEL_TYPES))
+        raise ModelError("CREATE MODEL needs OPTIONS(model_type='...'); supported: " + ", ".join(model_types()))
+    if not isinstance(model_type, str) or not is_registered(model_type.lower()):
+        raise ModelError(f"unknown model_type {model_type!r}; supported: " + ", ".join(model_types()))
     model_type = model_type.lower()
-    spec = SPECS[model_type]
+    kind = lookup(model_type)
+    spec = kind.options
     resolved: dict[str, Any] = {}
     for name, value in lowered.items():
         option = spec.get(name)
@@ -212,38 +127,9 @@ def resolve_options(raw: dict[str, Any]) -> dict[str, Any]:
     for name, option in spec.items():
         resolved.setdefault(name, option.default)
     resolved["model_type"] = model_type
-    if model_type in ("linear_reg", "logistic_reg"):
-        _check_glm(resolved)
-    if model_type.startswith(("boosted_tree", "random_forest")):
-        _check_trees(resolved)
+    if kind.check_options is not None:
+        kind.check_options(resolved)
     return resolved
-
-
-def _check_trees(options: dict[str, Any]) -> None:
-    """Combinations BigQuery ML's boosted tree and random forest references reject."""
-    if options.get("approx_global_feature_contrib") is None:
-        options["approx_global_feature_contrib"] = bool(options["enable_global_explain"] and options["num_parallel_tree"] >= 50)
-    if options.get("dropout") and options["booster_type"] != "DART":
-        raise ModelError("option dropout only applies with booster_type='DART'")
-    if options["instance_weight_col"] and (options.get("auto_class_weights") or options.get("class_weights")):
-        raise ModelError("instance_weight_col cannot be combined with auto_class_weights or class_weights")
-
-
-def _check_glm(options: dict[str, Any]) -> None:
-    """Combinations BigQuery ML's CREATE MODEL reference for linear models rejects."""
-    if options["learn_rate_strategy"] == "LINE_SEARCH":
-        if options["learn_rate"] is not None:
-            raise ModelError("option learn_rate only applies with learn_rate_strategy='CONSTANT'; "
-                             "with 'LINE_SEARCH' (the default) set ls_init_learn_rate instead")
-    elif options["learn_rate"] is None:
-        options["learn_rate"] = 0.1
-    if options["optimize_strategy"] == "NORMAL_EQUATION":
-        if options["model_type"] == "logistic_reg":
-            raise ModelError("optimize_strategy='NORMAL_EQUATION' only applies to linear_reg; "
-                             "logistic_reg trains with 'BATCH_GRADIENT_DESCENT'")
-        if options["l1_reg"] or options["warm_start"]:
-            raise ModelError("optimize_strategy='NORMAL_EQUATION' cannot be used with "
-                             f"{'l1_reg' if options['l1_reg'] else 'warm_start'}; use 'BATCH_GRADIENT_DESCENT' or 'AUTO_STRATEGY'")
 
 
 def _checked(name: str, value: Any, option: Option) -> Any:

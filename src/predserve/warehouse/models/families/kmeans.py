@@ -1,4 +1,4 @@
-"""k-means as BigQuery ML documents it: Lloyd iterations, one pass over the rows each.
+"""KMEANS: k-means as BigQuery ML documents it, Lloyd iterations, one pass over the rows each.
 
 - ``num_clusters`` defaults to log10(rows), rounded, within [2, 100] (BigQuery's documented default).
 - ``kmeans_init_method``: RANDOM picks ``num_clusters`` distinct rows (seeded, so repeatable);
@@ -27,10 +27,16 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from predserve.errors import ModelError
 from predserve.warehouse.features import FeatureEncoder, NumericFeature
+from predserve.warehouse.models import outputs
+from predserve.warehouse.models.registry import Encoding, Info, ModelType, Option, Training, register
+from predserve.warehouse.models.options import COMMON, non_negative, positive
 from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, str_field
+
+KMEANS = "kmeans"
 
 SEED = 0
 ANOMALY_QUANTILES = 1001  # the 50th to 100th percentiles of the training rows' normalized distances, 0.05% apart
@@ -226,3 +232,37 @@ def centroids_table(encoder: FeatureEncoder, model: KMeansModel, standardize: bo
     schema = pa.schema([("centroid_id", pa.int64()), ("feature", pa.string()), ("numerical_value", pa.float64()),
                         ("categorical_value", CATEGORY_VALUES), ("geography_value", pa.string())])
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+# ---- the model type -----------------------------------------------------------------------------------
+OPTIONS: dict[str, Option] = {
+    "num_clusters": Option(int, None, lambda v: 2 <= v <= 100, help="between 2 and 100"),
+    "kmeans_init_method": Option(str, "RANDOM", choices=("RANDOM", "KMEANS++", "CUSTOM")),
+    "kmeans_init_col": Option(str, None),
+    "distance_type": Option(str, "EUCLIDEAN", choices=DISTANCE_TYPES),
+    "standardize_features": Option(bool, True),
+    "max_iterations": Option(int, 20, positive, help="a positive integer"),
+    "early_stop": Option(bool, True),
+    "min_rel_progress": Option(float, 0.01, non_negative, help="zero or more"),
+    "warm_start": Option(bool, False),
+    "model_type": COMMON["model_type"],
+}
+
+
+def _fit(t: Training) -> tuple[KMeansModel, Info]:
+    init_col = t.options.get("kmeans_init_col")
+    init_rows = None
+    if init_col and t.initial is None:  # a warm start begins from the stored centroids instead
+        if init_col not in t.table.schema.names or not pa.types.is_boolean(t.table.column(init_col).type):
+            raise ModelError(f"kmeans_init_col {init_col!r} must name a BOOL column of the training query")
+        init_rows = pc.fill_null(t.table.column(init_col), False).to_numpy(zero_copy_only=False)
+    return fit(t.options, t.x, init_rows, t.initial)
+
+
+register(ModelType(
+    KMEANS, "clustering", OPTIONS, fit=_fit, predict=outputs.clustering,
+    load=lambda data, width, classes: KMeansModel.from_data(data, width),
+    encoding=lambda options: Encoding(standardize=options["standardize_features"], one_hot=True),
+    warm_start=lambda estimator: estimator.cluster_centers_,
+    functions=frozenset({"CENTROIDS", "DETECT_ANOMALIES"}),
+))
