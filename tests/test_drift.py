@@ -293,7 +293,7 @@ def test_collapsed_probabilities_are_refused_and_a_column_limit_publishes_them(m
     assert figure > 0.5
     assert "changed_labels" not in str(refused.value)  # the labels did not change
     limit = {"predicted_churned_probs": round(figure + 0.01, 2)}
-    assert export(models, store_url, COLLAPSED, policy=GatePolicy(column_max_drift=limit)).published
+    assert export(models, store_url, COLLAPSED, policy=GatePolicy(drift_limits=limits.DriftLimits(column_max_drift=limit))).published
 
 
 def test_the_sample_counts_ids_that_appeared_and_disappeared(models: Path, store_url: str) -> None:

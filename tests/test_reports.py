@@ -138,11 +138,11 @@ def test_the_api_returns_the_verdicts_the_gates_made_with_the_limits_they_used(t
                           policy=policy)
 
     export(PREDICT_SQL.format(model="churn"))
-    policy = GatePolicy(column_max_drift={"predicted_churned_probs": 0.5})
+    policy = GatePolicy(drift_limits=limits.DriftLimits(column_max_drift={"predicted_churned_probs": 0.5}))
     with pytest.raises(GateRefused) as refused:
         export(INVERTED_PREDICT_SQL.format(model="churn"), policy)
     published = export(INVERTED_PREDICT_SQL.format(model="churn"), dataclasses.replace(policy, allow_drift=True))
-    assert published.drift is not None and published.drift.limits == policy.limits()  # recorded with the drift
+    assert published.drift is not None and published.drift.limits == policy.drift_limits  # recorded with the drift
     judged = reports.judge(published.drift)
     blocking = {g.name for g in refused.value.summary.gates if g.blocks}
     over = {v.gate for c in judged.columns.values() for v in c.verdicts if v.over}

@@ -9,7 +9,9 @@ import click
 
 from predserve.cli.app import STORE_HELP, fail, main
 from predserve.store.base import DEFAULT_GRACE
-from predserve.store.limits import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
+from predserve.store.limits import (
+    DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE, DriftLimits,
+)
 
 if TYPE_CHECKING:  # the records' module loads pydantic, which `predserve --help` does without
     from predserve.store.reports import Drift, Profile
@@ -86,10 +88,10 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
 
     policy = GatePolicy(
         allow_empty=allow_empty, allow_null_keys=allow_null_keys, allow_duplicates=allow_duplicates,
-        max_row_drop=max_row_drop, allow_schema_change=allow_schema_change, max_drift=max_drift,
-        max_changed_labels=max_changed_labels, column_max_drift=column_max_drift,
-        column_max_changed_labels=column_max_changed, max_moved=max_moved, move_tolerance=move_tolerance,
-        column_max_moved=column_max_moved, metadata_columns=tuple(c.strip() for c in metadata_columns.split(",") if c.strip()),
+        max_row_drop=max_row_drop, allow_schema_change=allow_schema_change,
+        drift_limits=DriftLimits(max_drift, max_changed_labels, max_moved, move_tolerance, column_max_drift,
+                                 column_max_changed, column_max_moved),
+        metadata_columns=tuple(c.strip() for c in metadata_columns.split(",") if c.strip()),
         allow_drift=allow_drift,
     )
     default = None

@@ -162,9 +162,9 @@ def _drift(store: Any, model: str, current: Any, snapshot: int, profile: Profile
     if profile is None or baseline is None:
         return None
     kinds = {name: column.kind for name, column in profile.columns.items()}
-    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.move_tolerance)
+    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.drift_limits.move_tolerance)
     temporal = [name for name, arrow_type in schema if arrow_type.startswith(TEMPORAL_TYPES)]
-    return drifts.measure(baseline, profile, current.id, compared, policy.limits(), policy.metadata_columns, temporal)
+    return drifts.measure(baseline, profile, current.id, compared, policy.drift_limits, policy.metadata_columns, temporal)
 
 
 # Arrow type names of dates, times and timestamps: never a drift signal (reported, not gated).

@@ -11,10 +11,7 @@ from typing import Any
 
 from predserve.pipeline.sources import SourceStats
 from predserve.store.base import SnapshotInfo
-from predserve.store.limits import (
-    DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE, DISTANCE, GATES, OPTIONS,
-    DriftLimits,
-)
+from predserve.store.limits import DISTANCE, GATES, OPTIONS, DriftLimits
 from predserve.store.reports import Drift, Verdict, column_verdicts
 
 
@@ -27,22 +24,11 @@ class GatePolicy:
     allow_schema_change: bool = False
     # Drift against the current snapshot (predserve.pipeline.drift): refuse when a prediction
     # column's distance, a label column's fraction of sampled ids that changed, or a numeric
-    # column's fraction of sampled ids that moved (by more than move_tolerance standard
-    # deviations) is above its limit. Metadata columns are reported, never gated.
-    max_drift: float = DEFAULT_MAX_DRIFT
-    max_changed_labels: float = DEFAULT_MAX_CHANGED_LABELS
-    max_moved: float = DEFAULT_MAX_MOVED
-    move_tolerance: float = DEFAULT_MOVE_TOLERANCE
-    column_max_drift: dict[str, float] = field(default_factory=dict)
-    column_max_changed_labels: dict[str, float] = field(default_factory=dict)
-    column_max_moved: dict[str, float] = field(default_factory=dict)
+    # column's fraction of sampled ids that moved is above its limit (predserve.store.limits).
+    # Metadata columns are reported, never gated.
+    drift_limits: DriftLimits = field(default_factory=DriftLimits)
     metadata_columns: tuple[str, ...] = ()  # --metadata-columns: reported, not gated
     allow_drift: bool = False  # publish a known shift anyway (every drift gate is reported)
-
-    def limits(self) -> DriftLimits:
-        """The drift gates' limits, as the drift entry records them (and the API's verdicts use them)."""
-        return DriftLimits(self.max_drift, self.max_changed_labels, self.max_moved, self.move_tolerance,
-                           dict(self.column_max_drift), dict(self.column_max_changed_labels), dict(self.column_max_moved))
 
 
 @dataclass
@@ -110,7 +96,7 @@ def check_drift_gates(drift: Drift | None, current: SnapshotInfo | None, policy:
         detail = f"snapshot {current.id} has no profile to compare with (exported before profiles); not checked"
         return [GateResult("prediction_drift", True, False, detail)]
     in_both = drift.sample.in_both if drift.sample is not None else 0
-    limits = drift.limits or policy.limits()
+    limits = drift.limits or policy.drift_limits
     by_gate: dict[str, dict[str, Verdict]] = {gate: {} for gate in GATES.values()}
     for name, column in drift.columns.items():
         for verdict in column_verdicts(name, column, limits, in_both):
