@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from predserve import Warehouse
 from predserve.cli import main
 from predserve.iam import Registry
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 runner = CliRunner()
 

@@ -22,7 +22,7 @@ from predserve.datagen import INVERTED_PREDICT_SQL, PREDICT_SQL
 from predserve.iam import Registry
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.store import open_store
-from tests.conftest import ApiServer, launch_api_server, stop_api_server
+from tests.support.servers import ApiServer, launch_api_server, stop_api_server
 
 CHROMIUM = os.environ.get("PREDSERVE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 from scipy.spatial.distance import jensenshannon
 
-from predserve import Warehouse
+from predserve import Warehouse, settings
 from predserve.datagen import INVERTED_PREDICT_SQL, create_users, users_table
 from predserve.errors import ExportError, StoreError
 from predserve.pipeline import GatePolicy, GateRefused, run_export
@@ -30,7 +30,7 @@ from predserve.pipeline.profile import SAMPLE_IDS
 from predserve.store import limits, open_store, reports
 
 from predserve.cli import main
-from tests.conftest import BQ_PROJECT, BigQueryEmulator
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
 
 ROWS = 3000  # users scored
 TRAINING_ROWS = 20_000
@@ -247,9 +247,9 @@ def test_an_ordinary_retrain_publishes_with_figures_well_under_the_defaults(mode
         gates = {g.name: g for g in summary.gates}
         assert gates["prediction_drift"].passed and gates["changed_labels"].passed
         columns = summary.drift.to_json()["columns"]
-        assert columns["predicted_churned"]["distance"] < limits.DEFAULT_MAX_DRIFT / 2
-        assert columns["predicted_churned_probs"]["distance"] < limits.DEFAULT_MAX_DRIFT / 2
-        assert columns["predicted_churned"]["changed"] < limits.DEFAULT_MAX_CHANGED_LABELS / 2
+        assert columns["predicted_churned"]["distance"] < settings.MAX_DRIFT / 2
+        assert columns["predicted_churned_probs"]["distance"] < settings.MAX_DRIFT / 2
+        assert columns["predicted_churned"]["changed"] < settings.MAX_CHANGED_LABELS / 2
         assert 0 < columns["predicted_churned_probs"]["mean_abs_change"] < 0.05
         assert summary.drift.to_json()["sample"] == {"ids": SAMPLE_IDS, "in_both": SAMPLE_IDS, "appeared": 0, "disappeared": 0}
 
@@ -406,7 +406,7 @@ def test_a_numeric_prediction_shuffled_across_ids_is_refused_and_a_retrain_publi
                          query=HOURS.format(model="hours_resampled"))
     figures = retrain.drift.to_json()["columns"]["predicted_monthly_hours"]
     assert retrain.published and figures["gated"] == ["distance", "moved"]
-    assert figures["moved"] < limits.DEFAULT_MAX_MOVED / 2 and figures["mean_abs_change"] > 0
+    assert figures["moved"] < settings.MAX_MOVED / 2 and figures["mean_abs_change"] > 0
     assert {g.name: g.passed for g in retrain.gates}["moved_values"]
     with pytest.raises(GateRefused) as refused:
         run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url,

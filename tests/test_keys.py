@@ -19,8 +19,9 @@ from predserve.keys import join_key, key_sql, split_key
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline import drift as drifts
 from predserve.store import open_store
-from tests.conftest import BQ_PROJECT, ApiServer, BigQueryEmulator
-from tests.serving_support import make_keys
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
+from tests.support.servers import ApiServer
+from tests.support.serving import make_keys
 
 # Keys whose values hold the separator, the escape character and both, beside plain ones.
 AWKWARD = ["plain", "a|b", "c\\d", "|", "\\", "\\|", "x\\\\|y", ""]

@@ -16,8 +16,10 @@ from predserve.cli import main
 from predserve.datagen import INVERTED_PREDICT_SQL, PREDICT_SQL
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.serving.schemas import ModelDetail
+from predserve import settings
 from predserve.store import limits, reports
-from tests.serving_support import in_process, make_keys, publish_rows
+from tests.support.serving import in_process, make_keys
+from tests.support.snapshots import publish_rows
 
 # ---- metadata as earlier versions wrote it --------------------------------------------------------
 BEFORE_PROFILES: dict[str, Any] = {"schema": [["predicted_churned", "int64"]], "max_age": None, "source_rows": 2,
@@ -63,7 +65,7 @@ def test_old_drift_entries_are_judged_as_their_version_gated_against_the_default
     assert old is not None and not old.limits_recorded and old.limits == limits.DriftLimits()
     churned = old.columns["predicted_churned"]
     assert [(v.gate, v.limit, v.over) for v in churned.verdicts] == [
-        ("prediction_drift", limits.DEFAULT_MAX_DRIFT, False), ("changed_labels", limits.DEFAULT_MAX_CHANGED_LABELS, True)]
+        ("prediction_drift", settings.MAX_DRIFT, False), ("changed_labels", settings.MAX_CHANGED_LABELS, True)]
     assert churned.verdict == "over" and old.verdict == "over"
     assert churned.verdicts[1].why == ("14.4% of 1,000 sampled ids in both snapshots changed is above the limit 10.0% "
                                        f"({reports.UNRECORDED})")
@@ -82,7 +84,7 @@ def test_a_limit_says_which_option_set_it() -> None:
     chosen = limits.DriftLimits(max_drift=0.2, column_max_moved={"score": 0.5})
     assert chosen.limit(limits.DISTANCE, "score") == (0.2, "--max-drift")
     assert chosen.limit(limits.MOVED, "score") == (0.5, "--column-max-moved-values score=0.5")
-    assert chosen.limit(limits.MOVED, "other") == (limits.DEFAULT_MAX_MOVED, "--max-moved-values")
+    assert chosen.limit(limits.MOVED, "other") == (settings.MAX_MOVED, "--max-moved-values")
     drift = reports.Drift.model_validate({**DRIFT_ISSUE_21, "limits": chosen})
     score = reports.judge(drift).columns["score"]
     assert [(v.limit, v.limit_from, v.over) for v in score.verdicts] == [
@@ -119,7 +121,7 @@ async def test_snapshots_published_by_earlier_versions_still_show_in_the_api(old
     assert first["profile"] is None and first["drift"] is None
     assert second["profile"] == PROFILE_V1 and second["drift"] is None
     drift = third["drift"]
-    assert drift["limits_recorded"] is False and drift["limits"]["max_drift"] == limits.DEFAULT_MAX_DRIFT
+    assert drift["limits_recorded"] is False and drift["limits"]["max_drift"] == settings.MAX_DRIFT
     churned = drift["columns"]["predicted_churned"]
     assert {k: churned[k] for k in DRIFT_ISSUE_14["columns"]["predicted_churned"]} == DRIFT_ISSUE_14["columns"]["predicted_churned"]
     assert "gated" not in churned and churned["verdict"] == "over"

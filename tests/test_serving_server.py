@@ -18,8 +18,10 @@ import pytest
 
 from predserve.datagen import PREDICT_SQL
 from predserve.pipeline import run_export
-from tests.conftest import ApiServer, free_port, launch_api_server, stop_api_server
-from tests.serving_support import make_keys, publish_rows
+from tests.support.processes import free_port
+from tests.support.servers import ApiServer, launch_api_server, stop_api_server
+from tests.support.serving import make_keys
+from tests.support.snapshots import publish_rows
 
 ONE = "/v1/models/churn/predictions/{}"
 MANY = "/v1/models/churn/predictions:batchGet"
@@ -360,7 +362,8 @@ def until_served(client: httpx.Client, path: str, seconds: float = 15) -> httpx.
 
 def test_serving_from_bigtable_and_surviving_an_outage(trained_warehouse: Path, api_server) -> None:
     """Stop the emulator: 503 within the deadline; start it again and re-export: served again."""
-    from tests.conftest import bigtable_url, private_emulator, start_emulator, stop_emulator
+    from tests.support.bigtable import bigtable_url, private_emulator, start_emulator
+    from tests.support.processes import stop_process_group
 
     def export(url: str) -> None:
         run_export(warehouse=str(trained_warehouse), model="churn", key="user_id", store_url=url,
@@ -375,7 +378,7 @@ def test_serving_from_bigtable_and_surviving_an_outage(trained_warehouse: Path, 
             assert ok.status_code == 200 and ok.json()["id"] == "7"
             batch = client.post(MANY, json={"ids": ["7", "x", "8"]}).json()
             assert [r["id"] for r in batch["results"]] == ["7", "x", "8"]
-            stop_emulator(emulator["proc"])
+            stop_process_group(emulator["proc"])
             time.sleep(1.1)  # let the cached pointer expire
             started = time.perf_counter()
             down = client.get(ONE.format(7))

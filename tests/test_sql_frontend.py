@@ -8,9 +8,9 @@ import pytest
 
 from predserve import Warehouse
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.dialect import ML_NODES, ML_TABLE_FUNCTIONS, parse_script
-from predserve.warehouse.ml_functions import HANDLERS
-from predserve.warehouse.names import quote_identifier
+from predserve.warehouse.sql.dialect import ML_NODES, ML_TABLE_FUNCTIONS, parse_script
+from predserve.warehouse.ml.functions import HANDLERS
+from predserve.warehouse.sql.names import quote_identifier
 
 CLF = "bqml_tutorial.churn_model"
 

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from predserve import settings
 from predserve.cli.app import main
 from predserve.cli.output import format_time, print_table
 
@@ -18,7 +19,8 @@ def iam() -> None:
     (IAM_FILE.lock), and reach running servers within 1 s."""
 
 
-IAM_OPTION = click.option("--iam", "iam_path", help="service-account file (default: $PREDSERVE_IAM or ./predserve-iam.json)")
+IAM_OPTION = click.option("--iam", "iam_path", envvar=settings.IAM_ENV, show_envvar=True,
+                          help=f"service-account file (default: ./{settings.IAM_FILE})")
 ROLE_OPTION = click.option("--role", type=click.Choice(["reader", "admin"]), default="reader", show_default=True)
 MODELS_OPTION = click.option("--models", help="for readers: comma-separated models it may read (default: all)")
 

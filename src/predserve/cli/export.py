@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from predserve.cli.app import STORE_HELP, fail, main
-from predserve.store.base import DEFAULT_GRACE
-from predserve.store.limits import (
-    DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE, DriftLimits,
-)
+from predserve import settings
+from predserve.cli.output import quiet_beam_logging
+from predserve.store.limits import DriftLimits
 
 if TYPE_CHECKING:  # the records' module loads pydantic, which `predserve --help` does without
     from predserve.store.reports import Drift, Profile
@@ -40,8 +39,8 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
-@click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
-@click.option("--grace", default=DEFAULT_GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
+@click.option("--keep", default=settings.KEEP, show_default=True, help="published snapshots kept for rollback")
+@click.option("--grace", default=settings.GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
 @click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
 @click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
 @click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")
@@ -49,19 +48,19 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @click.option("--allow-duplicates", is_flag=True, help="publish even when keys repeat (the first row wins)")
 @click.option("--max-row-drop", default=0.5, show_default=True, help="refuse when rows fall by more than this fraction vs the current snapshot")
 @click.option("--allow-schema-change", is_flag=True, help="publish even when the prediction columns changed")
-@click.option("--max-drift", type=click.FloatRange(0, 1), default=DEFAULT_MAX_DRIFT, show_default=True,
+@click.option("--max-drift", type=click.FloatRange(0, 1), default=settings.MAX_DRIFT, show_default=True,
               help="refuse when a prediction column's distance from the current snapshot (Jensen-Shannon divergence "
                    "or L-infinity distance, 0..1) is above this")
-@click.option("--max-changed-labels", type=click.FloatRange(0, 1), default=DEFAULT_MAX_CHANGED_LABELS, show_default=True,
+@click.option("--max-changed-labels", type=click.FloatRange(0, 1), default=settings.MAX_CHANGED_LABELS, show_default=True,
               help="refuse when a label column changed for more than this fraction of the sampled ids")
 @click.option("--column-max-drift", "column_max_drift", multiple=True, metavar="COLUMN=LIMIT", callback=_column_limits,
               help="--max-drift for one column (repeatable)")
 @click.option("--column-max-changed-labels", "column_max_changed", multiple=True, metavar="COLUMN=LIMIT",
               callback=_column_limits, help="--max-changed-labels for one column (repeatable)")
-@click.option("--max-moved-values", "max_moved", type=click.FloatRange(0, 1), default=DEFAULT_MAX_MOVED, show_default=True,
+@click.option("--max-moved-values", "max_moved", type=click.FloatRange(0, 1), default=settings.MAX_MOVED, show_default=True,
               help="refuse when a numeric prediction column moved by more than --move-tolerance for more than this "
                    "fraction of the sampled ids")
-@click.option("--move-tolerance", type=click.FloatRange(0), default=DEFAULT_MOVE_TOLERANCE, show_default=True,
+@click.option("--move-tolerance", type=click.FloatRange(0), default=settings.MOVE_TOLERANCE, show_default=True,
               help="how far a sampled id's value may move, in standard deviations of the column, before it counts as moved")
 @click.option("--column-max-moved-values", "column_max_moved", multiple=True, metavar="COLUMN=LIMIT",
               callback=_column_limits, help="--max-moved-values for one column (repeatable)")
@@ -83,7 +82,7 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     or --direct_num_workers 2 --direct_running_mode multi_processing. The default runner is
     the local DirectRunner.
     """
-    _quiet_beam_logging()
+    quiet_beam_logging()
     from predserve.pipeline import GatePolicy, GateRefused, run_export
 
     policy = GatePolicy(
@@ -127,24 +126,6 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     )
     if summary.collected:
         click.echo(f"garbage-collected snapshots: {', '.join(map(str, summary.collected))}")
-
-
-def _quiet_beam_logging() -> None:
-    """Beam logs a failed step with its traceback, and warns at import about optional file
-    systems predserve does not use; the export reports its own failures in one line."""
-    import logging
-
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    root = logging.getLogger()
-    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
-    root.addHandler(guard)
-    logging.disable(logging.WARNING)
-    try:
-        import apache_beam  # noqa: F401
-        import predserve.pipeline.export  # noqa: F401
-    finally:
-        logging.disable(logging.NOTSET)
-        root.removeHandler(guard)
 
 
 def _progress_printer() -> Any:

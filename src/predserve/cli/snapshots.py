@@ -9,7 +9,7 @@ import click
 
 from predserve.cli.app import STORE_HELP, main
 from predserve.cli.output import format_time, print_table
-from predserve.store.base import DEFAULT_GRACE
+from predserve import settings
 
 
 @main.command()
@@ -103,9 +103,9 @@ def rollback(store: str, model: str, snapshot: int | None) -> None:
 
 @main.command()
 @click.option("--store", required=True, help=STORE_HELP)
-@click.option("--keep", default=3, show_default=True, help="published snapshots to keep per model")
-@click.option("--stale-after", default=24 * 3600.0, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
-@click.option("--grace", default=DEFAULT_GRACE, show_default=True,
+@click.option("--keep", default=settings.KEEP, show_default=True, help="published snapshots to keep per model")
+@click.option("--stale-after", default=settings.STALE_AFTER, show_default=True, help="seconds after which an unfinished snapshot is abandoned")
+@click.option("--grace", default=settings.GRACE, show_default=True,
               help="seconds after it stops being current during which a snapshot is never deleted (servers cache the pointer for 1 s)")
 @click.argument("model", required=False)
 def gc(store: str, keep: int, stale_after: float, grace: float, model: str | None) -> None:

@@ -53,7 +53,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from predserve.store.limits import CHANGED, DEFAULT_MOVE_TOLERANCE, DISTANCE, MOVED, DriftLimits
+from predserve import settings
+from predserve.store.limits import CHANGED, DISTANCE, MOVED, DriftLimits
 from predserve.store.reports import (
     CATEGORICAL, JENSEN_SHANNON, L_INFINITY, NUMERIC, OTHER, PROBABILITIES, ColumnDrift, ColumnProfile, Drift, Profile,
     SampleFigures,
@@ -223,7 +224,7 @@ def read_bodies(store: Any, model: str, snapshot: int, ids: Sequence[str]) -> li
 
 
 def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, str],
-                   new_ids: Sequence[str] | None = None, tolerance: float = DEFAULT_MOVE_TOLERANCE) -> SampleComparison:
+                   new_ids: Sequence[str] | None = None, tolerance: float = settings.MOVE_TOLERANCE) -> SampleComparison:
     """Look both snapshots' samples up in both snapshots and compare the predictions.
 
     ``kinds`` maps each compared column to its kind; ``new_ids`` is the new snapshot's sample
@@ -234,7 +235,7 @@ def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, 
 
 
 def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequence[bytes | None],
-                   kinds: dict[str, str], tolerance: float = DEFAULT_MOVE_TOLERANCE) -> SampleComparison:
+                   kinds: dict[str, str], tolerance: float = settings.MOVE_TOLERANCE) -> SampleComparison:
     """Per column, what changed for the ids present in both (see the module docstring)."""
     out = SampleComparison()
     pairs: dict[str, list[tuple[Any, Any]]] = {c: [] for c in kinds}

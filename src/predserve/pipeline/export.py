@@ -31,6 +31,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
+from predserve import settings
 from predserve.errors import ExportError
 from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
@@ -39,7 +40,6 @@ from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
 from predserve.pipeline.sources import Source, open_source
 from predserve.store import open_store
-from predserve.store.base import DEFAULT_GRACE, DEFAULT_KEEP
 from predserve.store.reports import Drift, Profile, snapshot_report
 
 log = logging.getLogger("predserve.pipeline")
@@ -86,8 +86,8 @@ def run_export(
     table: str | None = None,
     beam_args: Sequence[str] = (),
     policy: GatePolicy | None = None,
-    keep: int = DEFAULT_KEEP,
-    grace: float = DEFAULT_GRACE,
+    keep: int = settings.KEEP,
+    grace: float = settings.GRACE,
     max_age: float | None = None,
     default_prediction: dict[str, Any] | None = None,
     progress: Progress | None = None,

@@ -71,6 +71,7 @@ from google.cloud.bigtable.data import (
 from google.cloud.bigtable.data import row_filters as rf
 from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
+from predserve import settings
 from predserve.errors import StoreError, StoreUnavailable
 from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, no_store, now
 from predserve.store.snapshots import SnapshotStore, StateUpdate, SwitchUpdate
@@ -207,7 +208,7 @@ class BigtableSnapshotWriter(SnapshotWriter):
 
 
 class BigtableStore(SnapshotStore):
-    def __init__(self, project: str, instance: str, table: str, readonly: bool = False, read_timeout: float = 0.05,
+    def __init__(self, project: str, instance: str, table: str, readonly: bool = False, read_timeout: float = settings.READ_TIMEOUT,
                  create: bool = True) -> None:
         self.project, self.instance_id, self.table_id = project, instance, table
         self.url = f"bigtable://{project}/{instance}/{table}"
@@ -222,7 +223,7 @@ class BigtableStore(SnapshotStore):
         self.created = self._ensure_table() if create and not readonly else False
 
     @classmethod
-    def from_url(cls, url: str, readonly: bool = False, read_timeout: float = 0.05, create: bool = True) -> "BigtableStore":
+    def from_url(cls, url: str, readonly: bool = False, read_timeout: float = settings.READ_TIMEOUT, create: bool = True) -> "BigtableStore":
         parts = url.removeprefix("bigtable://").strip("/").split("/")
         if len(parts) != 3 or not all(parts):
             raise StoreError(f"bad Bigtable URL {url!r}: use bigtable://PROJECT/INSTANCE/TABLE")

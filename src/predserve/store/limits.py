@@ -1,11 +1,10 @@
-"""The drift gates' limits, written once: their defaults, and the limits one export used.
+"""The drift gates' limits as one export used them (their defaults: ``predserve.settings``).
 
 The export's gates (``predserve.pipeline.gates``) and the API's verdicts
 (``predserve.store.reports``) both read a limit through ``DriftLimits.limit``, so they cannot
 disagree. The export records its ``DriftLimits`` in the snapshot's drift entry; a snapshot
 exported before limits were recorded is judged against the defaults, and says so.
-Standard library only: the CLI's ``--help`` reads the defaults (docs/pipeline.md tells how
-they were chosen).
+Standard library only, like settings: the CLI builds a ``DriftLimits`` from its options.
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-DEFAULT_MAX_DRIFT = 0.1  # per column: JS divergence or L-infinity distance
-DEFAULT_MAX_CHANGED_LABELS = 0.1  # per label column: fraction of sampled ids whose value changed
-DEFAULT_MAX_MOVED = 0.1  # per numeric column: fraction of sampled ids that moved (see DEFAULT_MOVE_TOLERANCE)
-DEFAULT_MOVE_TOLERANCE = 0.5  # an id moved when its value changed by more than this many standard deviations
+from predserve import settings
 
 # The figures of a column's drift that can gate, and the gate each one feeds.
 DISTANCE, CHANGED, MOVED = "distance", "changed", "moved"
@@ -34,10 +30,10 @@ OPTIONS: dict[str, tuple[str, str]] = {
 class DriftLimits:
     """The limits of the drift gates, as one export used them (``predserve export``'s options)."""
 
-    max_drift: float = DEFAULT_MAX_DRIFT
-    max_changed_labels: float = DEFAULT_MAX_CHANGED_LABELS
-    max_moved: float = DEFAULT_MAX_MOVED
-    move_tolerance: float = DEFAULT_MOVE_TOLERANCE
+    max_drift: float = settings.MAX_DRIFT
+    max_changed_labels: float = settings.MAX_CHANGED_LABELS
+    max_moved: float = settings.MAX_MOVED
+    move_tolerance: float = settings.MOVE_TOLERANCE
     column_max_drift: dict[str, float] = field(default_factory=dict)
     column_max_changed_labels: dict[str, float] = field(default_factory=dict)
     column_max_moved: dict[str, float] = field(default_factory=dict)

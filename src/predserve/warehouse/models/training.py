@@ -19,14 +19,14 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError
 from predserve.identifiers import quote_identifier
-from predserve.warehouse import metrics
-from predserve.warehouse.features import FeatureEncoder, expand_structs, is_numeric
-from predserve.warehouse.metrics import StoredEvaluation
+from predserve.warehouse.models import metrics
 from predserve.warehouse.models.explanation import GlobalExplanation, check_explainable, feature_names
+from predserve.warehouse.models.features import FeatureEncoder, expand_structs, is_numeric
+from predserve.warehouse.models.metrics import StoredEvaluation
 from predserve.warehouse.models.registry import ModelType, Training, lookup, spoken_list, where
+from predserve.warehouse.models.split import split_rows
 from predserve.warehouse.models.trained import MAX_CLASSES, TrainedModel
-from predserve.warehouse.split import split_rows
-from predserve.warehouse.transform import Transform
+from predserve.warehouse.models.transform import Transform
 
 
 def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[exp.Expression] | None = None,

@@ -6,7 +6,7 @@ tree by node type. What BigQuery ML adds to BigQuery's SQL:
 - the ML table functions, ``ML.<NAME>(MODEL name [, TABLE t | (query)] [, STRUCT(...)])``,
   each its own node class (sqlglot's ``exp.Predict`` for ML.PREDICT, an ``MLFunction``
   subclass for the others), listed in ``ML_TABLE_FUNCTIONS``. Adding one is a row there and
-  a handler in ``ml_functions.py``;
+  a handler in ``ml/functions.py``;
 - ``ALTER MODEL [IF EXISTS] name SET OPTIONS(...)`` (an ``AlterModel`` node);
 - ``CREATE MODEL ... TRANSFORM(...) OPTIONS(...) AS query`` and ``DROP MODEL``, which
   sqlglot already reads (``exp.Create`` / ``exp.Drop`` with kind MODEL).
@@ -29,7 +29,8 @@ from sqlglot.parsers.bigquery import BigQueryParser
 from sqlglot.tokens import Token, TokenType
 
 from predserve.errors import SQLError
-from predserve.warehouse import syntax
+from predserve.warehouse.sql import syntax
+
 
 # ---- nodes ---------------------------------------------------------------------------------
 class MLFunction(exp.Expression, exp.Func):

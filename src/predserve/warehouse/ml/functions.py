@@ -21,13 +21,14 @@ import pyarrow.compute as pc
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import explain, metrics
-from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
-from predserve.warehouse.messages import engine_message
-from predserve.warehouse.models import TrainedModel, with_input_columns
+from predserve.warehouse.ml import explain
+from predserve.warehouse.ml.weights import advanced_weights_table, weights_table
+from predserve.warehouse.models import metrics
 from predserve.warehouse.models.families.kmeans import centroids_table
 from predserve.warehouse.models.registry import spoken_list, where
-from predserve.warehouse.weights import advanced_weights_table, weights_table
+from predserve.warehouse.models.trained import TrainedModel, with_input_columns
+from predserve.warehouse.sql.dialect import ML_TABLE_FUNCTIONS
+from predserve.warehouse.sql.messages import engine_message
 
 Relation = pa.Table | pa.RecordBatchReader
 

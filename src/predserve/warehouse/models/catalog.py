@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 import duckdb
 
 from predserve.errors import ModelError
-from predserve.warehouse import storage
-from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.models import storage
+from predserve.warehouse.models.trained import TrainedModel
 
 SCHEMA = "_predserve"
 TABLE = f"{SCHEMA}.models"

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from predserve.warehouse.storage import StoredModelError, dict_field, int_field
+from predserve.warehouse.models.storage import StoredModelError, dict_field, int_field
 
 XGBOOST_THREADS = 2
 ROOT_PARENT = 2147483647  # XGBoost's "no parent" marker
