@@ -145,7 +145,7 @@ def test_snapshots_and_the_console_show_the_updates_since_publish(store_url: str
     listing = json.loads(runner.invoke(main, ["snapshots", "--store", store_url, "--json", "m"]).stdout)
     assert listing["updates_since_publish"] == 2 and listing["events"][-1]["replayed"] == 3
     table = runner.invoke(main, ["snapshots", "--store", store_url, "m"]).stdout
-    assert f"2 updates (predserve push / stream) applied to snapshot {second} since it was published" in table
+    assert f"2 updates (push / stream) applied to snapshot {second} since its publish" in table
     server = api_server(store_url, iam, "--pointer-ttl", "0")
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['admin']}"}) as http:
         detail = http.get("/v1/models/m").json()

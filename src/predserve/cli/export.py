@@ -129,12 +129,14 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
 
 
 def _progress_printer() -> Any:
-    last = [0.0]
+    """Progress at most once a second, and each count once: nothing while the count stands
+    still, and the final count (reported by the pipeline's end and by the store) only once."""
+    last = {"written": -1, "at": float("-inf")}
 
     def show(written: int, expected: int, elapsed: float) -> None:
-        if elapsed - last[0] < 1.0 and written < expected:
+        if written == last["written"] or (elapsed - last["at"] < 1.0 and written < expected):
             return
-        last[0] = elapsed
+        last.update(written=written, at=elapsed)
         rate = written / elapsed if elapsed else 0
         click.echo(f"  {written:,}/{expected:,} rows written, {rate:,.0f} rows/s, {elapsed:.1f}s elapsed", err=True)
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from predserve.cli.app import STORE_HELP, main
-from predserve.cli.output import format_time, print_table
+from predserve.cli.output import format_time
 from predserve import settings
 
 
@@ -30,21 +30,34 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
         click.echo(json.dumps({"model": model, "current": state.current, "updates_since_publish": updates,
                                "snapshots": rows, "events": state.events}, indent=2))
         return
-    import pyarrow as pa
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
 
-    print_table(pa.Table.from_pylist([
-        {"snapshot": r["id"], "state": r["state"], "current": "*" if r["current"] else "", "rows": r["rows"],
-         "created_at": format_time(r["created_at"]), "published_at": format_time(r["published_at"]),
-         "updates": f"{updates:,}" if r["current"] else "", **_drift_cells(r["metadata"])}
-        for r in rows
-    ]), "table")
+    # Fits 80 columns: one time (published, or created while unpublished), the current snapshot
+    # starred, the updates in the line below; --json has everything.
+    view = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, caption="* current", caption_justify="left")
+    for name, justify in [("snapshot", "left"), ("state", "left"), ("rows", "right"), ("time (UTC)", "left"),
+                          ("drift", "left"), ("changed", "right")]:
+        view.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for r in rows:
+        when = _short_time(r["published_at"] or r["created_at"])
+        view.add_row(f"{r['id']} *" if r["current"] else str(r["id"]), r["state"], f"{r['rows']:,}", when,
+                     *_drift_cells(r["metadata"]).values())
+    Console().print(view)
     if state.current is not None:
-        click.echo(f"{updates:,} updates (predserve push / stream) applied to snapshot {state.current} since it was published")
+        click.echo(f"{updates:,} updates (push / stream) applied to snapshot {state.current} since its publish")
+
+
+def _short_time(ts: float | None) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
 def _drift_cells(metadata: dict[str, Any]) -> dict[str, str]:
     """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest
-    changed fraction, and the API's verdict (over or within the gates' limits).
+    changed fraction (read from the snapshot's typed report, whatever version wrote it).
 
     ``--json`` has every figure (each snapshot's metadata holds its profile and drift)."""
     from predserve.store.reports import largest, snapshot_report
@@ -52,10 +65,9 @@ def _drift_cells(metadata: dict[str, Any]) -> dict[str, str]:
     drift = snapshot_report(metadata).drift
     top = largest(drift)
     if drift is None or top is None:
-        return {"drift": "", "changed": "", "verdict": ""}
+        return {"drift": "", "changed": ""}
     changed = [c.changed for c in drift.columns.values() if c.changed is not None and not c.metadata]
-    return {"drift": f"{top[1].distance:.4f} vs {drift.baseline}", "changed": f"{max(changed):.1%}" if changed else "",
-            "verdict": drift.verdict}
+    return {"drift": f"{top[1].distance:.4f} vs {drift.baseline}", "changed": f"{max(changed):.1%}" if changed else ""}
 
 
 @main.command()

@@ -117,8 +117,8 @@ def _side(info: Any, profile: Profile) -> SnapshotSide:
 
 
 # ---- drawing -----------------------------------------------------------------------------------
-def _bar(share: float, scale: float) -> str:
-    eighths = round(BAR_WIDTH * 8 * share / scale) if scale else 0
+def _bar(share: float, scale: float, width: int = BAR_WIDTH) -> str:
+    eighths = round(width * 8 * share / scale) if scale else 0
     return "█" * (eighths // 8) + (EIGHTHS[eighths % 8] if eighths % 8 else "")
 
 
@@ -168,18 +168,22 @@ def _probability_rows(a: ColumnProfile | None, b: ColumnProfile | None, label: s
     return rows + [("NULL", float(_nulls(a)), float(_nulls(b)))]
 
 
-def _chart(title: str, rows: list[tuple[str, float, float]], a: int, b: int) -> Table:
+def _chart(title: str, rows: list[tuple[str, float, float]], a: int, b: int, width: int) -> Table:
+    """Both snapshots' shares side by side; the bars shrink so that the chart fits ``width``
+    columns (the panel's border and padding, the bin labels and the percentages never wrap)."""
     totals = [sum(r[1] for r in rows) or 1.0, sum(r[2] for r in rows) or 1.0]
     shares = [(label, x / totals[0], y / totals[1]) for label, x, y in rows]
     scale = max([max(x, y) for _, x, y in shares] + [1e-12])
+    fixed = 4 + max(len(label) for label, _, _ in shares) + 2 * len("100.0%") + 4 * 2  # panel, labels, percentages, gaps
+    bar = max(4, min(BAR_WIDTH, (width - fixed) // 2))
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
-    table.add_column("", justify="right", style="dim")
-    table.add_column(f"snapshot {a}", no_wrap=True)
-    table.add_column("", justify="right")
-    table.add_column(f"snapshot {b}", no_wrap=True)
-    table.add_column("", justify="right")
+    table.add_column("", justify="right", style="dim", no_wrap=True)
+    table.add_column(f"snapshot {a}", no_wrap=True, min_width=bar)
+    table.add_column("", justify="right", no_wrap=True)
+    table.add_column(f"snapshot {b}", no_wrap=True, min_width=bar)
+    table.add_column("", justify="right", no_wrap=True)
     for label, x, y in shares:
-        table.add_row(label, Text(_bar(x, scale), style="cyan"), f"{x:.1%}", Text(_bar(y, scale), style="magenta"), f"{y:.1%}")
+        table.add_row(label, Text(_bar(x, scale, bar), style="cyan"), f"{x:.1%}", Text(_bar(y, scale, bar), style="magenta"), f"{y:.1%}")
     return table
 
 
@@ -206,12 +210,12 @@ def render(console: Console, diff: SnapshotDiff) -> None:
         assert profile is not None  # a column is in at least one snapshot
         kind = profile.kind
         if kind == NUMERIC:
-            charts = [_chart("", _numeric_rows(column.a, column.b, diff.bins), a, b)]
+            charts = [_chart("", _numeric_rows(column.a, column.b, diff.bins), a, b, console.width)]
         elif kind == CATEGORICAL:
-            charts = [_chart("", _categorical_rows(column.a, column.b), a, b)]
+            charts = [_chart("", _categorical_rows(column.a, column.b), a, b, console.width)]
         elif kind == PROBABILITIES:
             labels = list(dict.fromkeys([*((column.b and column.b.labels) or {}), *((column.a and column.a.labels) or {})]))
-            charts = [_chart(f"label {label}", _probability_rows(column.a, column.b, label, diff.bins), a, b)
+            charts = [_chart(f"label {label}", _probability_rows(column.a, column.b, label, diff.bins), a, b, console.width)
                       for label in labels[:LABELS_SHOWN]]
             if len(labels) > LABELS_SHOWN:
                 charts.append(Text(f"... and {len(labels) - LABELS_SHOWN} more labels", style="dim"))

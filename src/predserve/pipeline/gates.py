@@ -67,7 +67,7 @@ def check_gates(
         drop = 1 - written / current.rows
         results.append(GateResult(
             "row_count_drop", drop <= policy.max_row_drop, False,
-            f"{written} rows vs {current.rows} in snapshot {current.id} ({drop:+.1%} drop, limit {policy.max_row_drop:.0%})"
+            f"{written:,} rows vs {current.rows:,} in snapshot {current.id} ({_row_change(drop)}, limit {policy.max_row_drop:.0%} fewer)"
             + ("; raise --max-row-drop to publish anyway" if drop > policy.max_row_drop else ""),
         ))
         old = current.metadata.get("schema")
@@ -128,3 +128,10 @@ def _gate(gate: str, verdicts: dict[str, Verdict], policy: GatePolicy, closest: 
     if figure == DISTANCE:
         return GateResult(gate, True, False, f"{closest}{name}: {v.text}, limit {v.limit_text()}{reported}")
     return GateResult(gate, True, False, f"{name}: {v.text} (limit {v.limit_text()})")
+
+
+def _row_change(drop: float) -> str:
+    """The row count's change in words: "79.6% fewer rows", "12.0% more rows", "as many rows"."""
+    if round(drop, 3) == 0:
+        return "as many rows"
+    return f"{abs(drop):.1%} {'fewer' if drop > 0 else 'more'} rows"
