@@ -1,27 +1,29 @@
 """Updates benchmark (issue 20): fresh predictions written while the API serves.
 
 Every figure is beside a baseline measured in the same run. Server (`predserve serve`, one
-worker) on CPU 0; the load generator, the writer and the prober on CPU 1 (taskset). Loopback
+worker) on CPU 0; the load generators, the writer and the prober on CPU 1 (taskset). Loopback
 only, bounded in time.
 
-  - the one-id route's maximum (wrk), then rounds alternating *quiet* and *updates* (the order
-    flipping each round). In each, a companion process (this script, --companion) runs a
-    prober, and in *updates* also a writer applying --rate updates/s (random ids, every
-    --tick seconds what is due, through ``predserve.updates.push.push``: the code of
-    `predserve push`, whose batches are what `predserve stream` applies per pull). Meanwhile:
-    the open-loop load generator at half the maximum (bench/loadgen.py: p50/p99 from each
-    request's scheduled send), then wrk at the maximum.
-  - update-to-visible latency: the prober asks the API (batchGet, every --probe-interval s,
+  - the one-id route's maximum (wrk), then rounds of a *quiet* run and an *updates* run (the
+    order flipping each round). In each, a prober process (this script, --companion) asks the
+    API, and in *updates* a writer process of its own (--writer, as `predserve stream` is one)
+    applies --rate updates/s (random ids, every --tick seconds what is due) through
+    ``predserve.updates.push.push``: the code of `predserve push`, whose batches are what
+    `predserve stream` applies per pull. Meanwhile the open-loop load generator runs at half
+    the maximum (bench/loadgen.py: p50/p99 from each request's scheduled send), then wrk at
+    the maximum. Beside the clients' figures: the server's CPU per request and its store reads
+    slower than 1 ms (its own histogram), which the machine's other load moves far less.
+  - update-to-visible latency: the prober asks (batchGet, every --probe-interval s,
     --probe-ids ids a request) for every --track-every'th update until its new body is
     served; the latency runs from the update's scheduled time (when it reached the writer) and
-    from its commit. The prober asks as much in *quiet* rounds (random ids), so both carry the
+    from its commit. The prober asks as much in *quiet* runs (random ids), so both carry the
     same extra load.
   - `predserve push` of --push-rows JSON lines (the CLI, one process per run, its start
     included) beside a plain loop doing the same writes with py-lmdb directly (parse the line,
     one write transaction per 1,000 lines: the id's sequence, the rendered body, the log entry,
     the head), alternating.
 
-    .venv/bin/python bench/updates.py [--rows 100000] [--rate 1000] [--duration 10] [--rounds 3]
+    .venv/bin/python bench/updates.py [--rows 100000] [--rate 1000] [--duration 6] [--rounds 4] [--push-rows 30000]
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -39,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import orjson
@@ -67,17 +71,19 @@ def prediction(marker: int, rng: random.Random) -> dict[str, Any]:
             "predicted_churned_probs": [{"label": 0, "prob": 1 - prob}, {"label": 1, "prob": prob}]}
 
 
-def write_updates(args: argparse.Namespace, seed: int, stop: threading.Event, prober: Prober, out: dict[str, Any]) -> None:
-    """Apply ``args.rate`` updates/s until ``stop``: every ``args.tick`` s, what is due, as one push batch."""
+def write_updates(args: argparse.Namespace, stop: threading.Event, follow: Callable[[list[Tracked]], None]) -> dict[str, Any]:
+    """Apply ``args.rate`` updates/s until ``stop``: every ``args.tick`` s, what is due, as one push batch.
+    ``follow`` gets the tracked updates of each batch once it has committed."""
     from predserve.updates.apply import open_update_store
     from predserve.updates.push import push
 
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
     ids = rng.sample(range(1, args.rows + 1), args.rows)
-    marker_base = seed * 10_000_000
+    marker_base = args.seed * 10_000_000
     store = open_update_store(args.store, MODEL)
     batches, applied, failed, commit_s = 0, 0, 0, []
-    start = time.monotonic()
+    follow([])  # started
+    start, began_usage = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
     made = 0
     while not stop.is_set():
         due = int((time.monotonic() - start) * args.rate) - made
@@ -97,13 +103,32 @@ def write_updates(args: argparse.Namespace, seed: int, stop: threading.Event, pr
             batches += 1
             applied += report.applied
             failed += len(lines) - report.applied
-            prober.follow([Tracked(entity_id, body, scheduled, committed) for entity_id, body, scheduled in tracked])
+            if tracked:
+                follow([Tracked(entity_id, body, scheduled, committed) for entity_id, body, scheduled in tracked])
         stop.wait(max(0.0, args.tick - (time.monotonic() - start) % args.tick))
     store.close()
-    out.update(made=made, applied=applied, not_applied=failed, batches=batches,
-               rate=round(made / (time.monotonic() - start), 1),
-               commit_ms_p50=round(float(np.percentile(commit_s, 50)) * 1000, 2) if commit_s else None,
-               commit_ms_p99=round(float(np.percentile(commit_s, 99)) * 1000, 2) if commit_s else None)
+    elapsed = time.monotonic() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"made": made, "applied": applied, "not_applied": failed, "batches": batches, "rate": round(made / elapsed, 1),
+            "batch_ms_p50": round(float(np.percentile(commit_s, 50)) * 1000, 2) if commit_s else None,
+            "batch_ms_p99": round(float(np.percentile(commit_s, 99)) * 1000, 2) if commit_s else None,
+            "cpu_share": round((usage.ru_utime + usage.ru_stime - began_usage.ru_utime - began_usage.ru_stime) / elapsed, 3)}
+
+
+def writer_process(args: argparse.Namespace) -> None:
+    """The writer on its own (as `predserve stream` runs): until standard input closes. Each
+    tracked update is printed once committed, as [id, prediction, scheduled, committed]; then a summary."""
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def follow(tracked: list[Tracked]) -> None:
+        if not tracked:
+            sys.stdout.write("[]\n")  # the first call: writing has started
+        for t in tracked:
+            sys.stdout.write(json.dumps([t.id, t.prediction.decode(), t.scheduled, t.committed]) + "\n")
+        sys.stdout.flush()
+
+    print(json.dumps({"summary": write_updates(args, stop, follow)}), flush=True)
 
 
 class Prober(threading.Thread):
@@ -164,37 +189,56 @@ class Prober(threading.Thread):
 
 
 def companion(args: argparse.Namespace) -> None:
-    """The prober throughout, and the writer between an ``updates`` line and an ``end`` line on
-    standard input (``quiet`` ... ``end``: the prober alone). Each ``end`` prints the run as a JSON line."""
+    """The prober throughout, and a writer process between an ``updates`` line and an ``end`` line
+    on standard input (``quiet`` ... ``end``: the prober alone). Each ``end`` prints the run as a JSON line."""
     prober = Prober(args)
     prober.start()
     print("ready", flush=True)
     for number, line in enumerate(iter(sys.stdin.readline, "")):
         mode = line.strip()
-        stop, writer_out = threading.Event(), {}  # type: threading.Event, dict[str, Any]
-        writer = threading.Thread(target=write_updates, args=(args, args.seed + number, stop, prober, writer_out))
         prober.take(drain=0)
         began, usage = time.monotonic(), resource.getrusage(resource.RUSAGE_SELF)
+        writer, summary = None, {}  # type: subprocess.Popen | None, dict[str, Any]
         if mode == "updates":
-            writer.start()
+            writer = subprocess.Popen(
+                ["taskset", "-c", args.writer_cpu, PY, __file__, "--writer", "--store", args.store, "--rows", str(args.rows),
+                 "--rate", str(args.rate), "--tick", str(args.tick), "--track-every", str(args.track_every),
+                 "--seed", str(args.seed + number)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            if writer.stdout.readline().strip() != "[]":  # type: ignore[union-attr]
+                raise SystemExit("the writer did not start")
+            reader = threading.Thread(target=follow_writer, args=(writer, prober, summary))
+            reader.start()
+        print("begun", flush=True)
         if sys.stdin.readline().strip() != "end":
             raise SystemExit("expected 'end'")
-        stop.set()
-        if mode == "updates":
-            writer.join()
+        if writer is not None:
+            writer.stdin.close()  # type: ignore[union-attr]
+            reader.join()
+            if writer.wait(30) or not summary:
+                raise SystemExit(f"the writer failed ({writer.returncode})")
         measured = prober.take()
         after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime) / (time.monotonic() - began)
-        print(json.dumps({"writer": writer_out, **measured, "companion_cpu_share": round(cpu, 3)}), flush=True)
+        print(json.dumps({"writer": summary, **measured, "prober_cpu_share": round(cpu, 3)}), flush=True)
+
+
+def follow_writer(writer: subprocess.Popen, prober: Prober, summary: dict[str, Any]) -> None:
+    for line in writer.stdout:  # type: ignore[union-attr]
+        got = json.loads(line)
+        if isinstance(got, dict):
+            summary.update(got["summary"])
+        elif got:
+            prober.follow([Tracked(got[0], got[1].encode(), got[2], got[3])])
 
 
 class Companion:
-    """The companion process, pinned to --writer-cpu (by default the load generator's)."""
+    """The prober's process, which starts the writer's; both pinned to --writer-cpu (by default the load generator's)."""
 
     def __init__(self, args: argparse.Namespace, store: str, port: int, key: str) -> None:
         self.proc = subprocess.Popen(
             ["taskset", "-c", args.writer_cpu, PY, __file__, "--companion", "--store", store, "--port", str(port),
              "--key", key, "--rows", str(args.rows), "--rate", str(args.rate), "--tick", str(args.tick),
+             "--writer-cpu", args.writer_cpu,
              "--track-every", str(args.track_every), "--probe-interval", str(args.probe_interval),
              "--probe-ids", str(args.probe_ids)],
             cwd=ROOT / "bench", stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -215,6 +259,8 @@ class Companion:
 
     def begin(self, mode: str) -> None:
         self._say(mode)
+        if self._line() != "begun":
+            raise RuntimeError("the companion process did not begin its run")
 
     def end(self) -> dict[str, Any]:
         self._say("end")
@@ -228,6 +274,33 @@ class Companion:
 
 
 # ---- the serving rounds ----------------------------------------------------------------------
+def store_reads(port: int) -> dict[str, float]:
+    """The server's one-id store reads so far, by bucket upper bound (its own Prometheus histogram)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    found = re.findall(r'predserve_store_read_seconds_bucket\{le="([^"]+)",operation="get"\} (\S+)', text)
+    found += re.findall(r'predserve_store_read_seconds_bucket\{operation="get",le="([^"]+)"\} (\S+)', text)
+    return {bound: float(count) for bound, count in found}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def slow_reads(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Of the reads between two scrapes: how many, and the share slower than 1 ms and 10 ms."""
+    count = after["+Inf"] - before["+Inf"]
+    over = {f"over_{label}": round((count - (after[bound] - before[bound])) / count, 5) if count else 0.0
+            for bound, label in (("0.001", "1ms"), ("0.01", "10ms"))}
+    return {"reads": count, **over}
+
+
 def percentiles(values: list[float]) -> dict[str, float | None]:
     ms = np.array(values) * 1000
     return {f"p{q}_ms": round(float(np.percentile(ms, q)), 1) if len(ms) else None for q in (50, 99)} | {
@@ -237,6 +310,7 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 def serving_rounds(args: argparse.Namespace, store: str, iam: str, key: str) -> dict[str, Any]:
     one = ONE_LUA.format(key=key, rows=args.rows)
     runs: dict[str, list[dict[str, Any]]] = {"quiet": [], "updates": []}
+    pooled: dict[str, list[tuple[float, float, float]]] = {}  # every round's samples, by phase
     with Server("predserve", store, iam) as server, Companion(args, store, server.port, key) as side:
         side.begin("quiet")  # the maximum with the prober asking, as in every run
         wrk_run(server.port, one, 1)  # warm-up
@@ -247,17 +321,24 @@ def serving_rounds(args: argparse.Namespace, store: str, iam: str, key: str) -> 
         for round_ in range(args.rounds):
             for mode in ("quiet", "updates") if round_ % 2 == 0 else ("updates", "quiet"):
                 side.begin(mode)
-                t0 = time.monotonic()
+                reads = store_reads(server.port)
+                pids = [server.proc.pid, *server.workers()]
+                cpu0, t0 = cpu_seconds(pids), time.monotonic()
                 loaded = open_loop(server.port, key, half, args.duration, rows=args.rows)
-                t1 = time.monotonic()
+                cpu1, t1 = cpu_seconds(pids), time.monotonic()
+                loaded["store_reads"] = slow_reads(reads, store_reads(server.port))
                 closed = wrk_run(server.port, one, args.wrk_duration)
-                t2 = time.monotonic()
+                cpu2, t2 = cpu_seconds(pids), time.monotonic()
+                # the server's CPU per request: what the route costs, whatever share of CPU 0 the machine leaves it
+                loaded["server_cpu_us_per_request"] = round((cpu1 - cpu0) / (loaded["sent"] or 1) * 1e6, 1)
+                closed["server_cpu_us_per_request"] = round((cpu2 - cpu1) / (closed["requests"] or 1) * 1e6, 1)
                 measured = side.end()
                 seen = measured.pop("seen")
                 run = {"open_loop": loaded, "max": {k: v for k, v in closed.items() if k != "output"}, **measured}
                 if mode == "updates":
                     for phase, (a, b) in (("half_load", (t0, t1)), ("max_load", (t1, t2))):
                         phase_seen = [s for s in seen if a <= s[0] < b]
+                        pooled.setdefault(phase, []).extend(phase_seen)
                         run[f"visible_{phase}"] = percentiles([s[1] for s in phase_seen])
                         run[f"visible_after_commit_{phase}"] = percentiles([s[2] for s in phase_seen])
                 print(json.dumps({"round": round_, "mode": mode, **run}), flush=True)
@@ -266,20 +347,18 @@ def serving_rounds(args: argparse.Namespace, store: str, iam: str, key: str) -> 
     pairs = list(zip(updates, quiet))
     return {
         "one_id_max_rps": maximum["rps"], "open_loop_rate": round(half), "runs": runs,
-        "visible_half_load": merged(updates, "visible_half_load"),
+        "visible": {phase: percentiles([x[1] for x in samples]) for phase, samples in pooled.items()},
+        "visible_after_commit": {phase: percentiles([x[2] for x in samples]) for phase, samples in pooled.items()},
+        "worst_round_visible_p99_ms": max(r["visible_half_load"]["p99_ms"] or 0 for r in updates),
         "max_rps_updates_vs_quiet": round(statistics.median(u["max"]["rps"] / q["max"]["rps"] for u, q in pairs), 3),
+        "server_cpu_per_request_updates_vs_quiet": round(statistics.median(
+            u["max"]["server_cpu_us_per_request"] / q["max"]["server_cpu_us_per_request"] for u, q in pairs), 3),
         "p99_updates_vs_quiet": round(statistics.median(u["open_loop"]["p99_ms"] / q["open_loop"]["p99_ms"] for u, q in pairs), 2),
         "failed_requests": sum(r["open_loop"]["errors"] + r["open_loop"]["unanswered"] + r["max"]["non_2xx"]
                                + r["max"]["socket_errors"] + r["probe_errors"] for r in quiet + updates),
         "updates_not_applied": sum(r["writer"]["not_applied"] for r in updates),
         "updates_never_seen": sum(r["never_seen"] for r in updates),
     }
-
-
-def merged(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """Not a percentile of percentiles: the median round's figures (by p99), beside the worst."""
-    ordered = sorted((r[key] for r in runs if r[key]["samples"]), key=lambda x: x["p99_ms"])
-    return {"median_round": ordered[len(ordered) // 2], "worst_round": ordered[-1]} if ordered else {}
 
 
 # ---- push beside a plain loop ----------------------------------------------------------------
@@ -353,22 +432,27 @@ def push_rounds(args: argparse.Namespace, store: str) -> dict[str, Any]:
 def summarize(serving: dict[str, Any], pushing: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     updates, quiet = serving["runs"]["updates"], serving["runs"]["quiet"]
-    visible = serving["visible_half_load"]["median_round"]
-    worst = serving["visible_half_load"]["worst_round"]
-    print(f"{args.rate}/s updates, open loop at {serving['open_loop_rate']}/s (half the one-id maximum, "
+    visible, after = serving["visible"]["half_load"], serving["visible_after_commit"]["half_load"]
+    print(f"{args.rate:.0f}/s updates, open loop at {serving['open_loop_rate']}/s (half the one-id maximum, "
           f"{serving['one_id_max_rps']:.0f} req/s):")
-    print(f"  update to visible p50 {visible['p50_ms']} ms, p99 {visible['p99_ms']} ms (median round; worst round p99 "
-          f"{worst['p99_ms']} ms; {visible['samples']} samples a round)")
-    after = merged(updates, "visible_after_commit_half_load")["median_round"]
-    print(f"  commit to visible p50 {after['p50_ms']} ms, p99 {after['p99_ms']} ms")
+    print(f"  update to visible p50 {visible['p50_ms']} ms, p99 {visible['p99_ms']} ms ({visible['samples']} samples over "
+          f"{len(updates)} rounds; the worst round's p99 {serving['worst_round_visible_p99_ms']} ms); from the commit: "
+          f"p50 {after['p50_ms']} ms, p99 {after['p99_ms']} ms")
     print(f"  one-id p99 {[r['open_loop']['p99_ms'] for r in updates]} ms with updates vs "
-          f"{[r['open_loop']['p99_ms'] for r in quiet]} without ({serving['p99_updates_vs_quiet']}x)")
+          f"{[r['open_loop']['p99_ms'] for r in quiet]} without ({serving['p99_updates_vs_quiet']}x, the median of each round's ratio)")
     print(f"  one-id max {[round(r['max']['rps']) for r in updates]} req/s with updates vs "
-          f"{[round(r['max']['rps']) for r in quiet]} without ({serving['max_rps_updates_vs_quiet']}x); "
-          f"visible p99 at the maximum {merged(updates, 'visible_max_load')['median_round'].get('p99_ms')} ms")
-    print(f"  CPU 1 taken by the writer and prober: {statistics.median(r['companion_cpu_share'] for r in updates):.0%} "
-          f"(the prober alone: {statistics.median(r['companion_cpu_share'] for r in quiet):.0%}); the writer's commits p50 "
-          f"{statistics.median(r['writer']['commit_ms_p50'] for r in updates)} ms")
+          f"{[round(r['max']['rps']) for r in quiet]} without ({serving['max_rps_updates_vs_quiet']}x, likewise); "
+          f"update to visible p99 at the maximum {serving['visible']['max_load']['p99_ms']} ms")
+    print(f"  the server's CPU per one-id request at the maximum: {[r['max']['server_cpu_us_per_request'] for r in updates]} µs "
+          f"with updates vs {[r['max']['server_cpu_us_per_request'] for r in quiet]} without "
+          f"({serving['server_cpu_per_request_updates_vs_quiet']}x); at half load "
+          f"{[r['open_loop']['server_cpu_us_per_request'] for r in updates]} vs {[r['open_loop']['server_cpu_us_per_request'] for r in quiet]}")
+    print(f"  the server's store reads slower than 1 ms: {[r['open_loop']['store_reads']['over_1ms'] for r in updates]} "
+          f"with updates vs {[r['open_loop']['store_reads']['over_1ms'] for r in quiet]} without")
+    print(f"  the writer: {statistics.median(r['writer']['cpu_share'] for r in updates):.0%} of a CPU; each batch "
+          f"(parse, validate, one write transaction) p50 {statistics.median(r['writer']['batch_ms_p50'] for r in updates)} ms, "
+          f"p99 {statistics.median(r['writer']['batch_ms_p99'] for r in updates):.1f} ms (the median round); the prober "
+          f"{statistics.median(r['prober_cpu_share'] for r in quiet + updates):.0%} of a CPU")
     print(f"  failed requests {serving['failed_requests']}, updates not applied {serving['updates_not_applied']}, "
           f"never seen {serving['updates_never_seen']}")
     p = pushing["rows_per_s"]
@@ -382,16 +466,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="predictions in the LMDB store")
     parser.add_argument("--rate", type=float, default=1000.0, help="updates per second")
     parser.add_argument("--tick", type=float, default=0.05, help="seconds between the writer's batches (the stream's poll interval)")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds of open-loop load per run (at most 60)")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of open-loop load per run (at most 60)")
     parser.add_argument("--wrk-duration", type=float, default=3.0, help="seconds of wrk per run")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of a quiet and an updates run (their order flips each round)")
     parser.add_argument("--track-every", type=int, default=20, help="every n-th update is followed to its first sight")
     parser.add_argument("--probe-interval", type=float, default=0.02)
     parser.add_argument("--probe-ids", type=int, default=16)
-    parser.add_argument("--push-rows", type=int, default=50_000)
+    parser.add_argument("--push-rows", type=int, default=30_000)
     parser.add_argument("--writer-cpu", default=LOAD_CPU, help="the CPU of the writer and prober (the server has CPU 0)")
     parser.add_argument("--sections", default="serve,push")
     parser.add_argument("--companion", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--writer", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -401,6 +486,9 @@ def main() -> None:
     if args.companion:
         companion(args)
         return
+    if args.writer:
+        writer_process(args)
+        return
     if args.plain_loop:
         plain_loop(*args.plain_loop)
         return
@@ -409,15 +497,17 @@ def main() -> None:
     shutil.rmtree(store, ignore_errors=True)
     shutil.copytree(lmdb_store(args.rows), store)
     iam, key = reader_key()
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"load_average_before": os.getloadavg()}
     sections = args.sections.split(",")
     if "serve" in sections:
         results["serve"] = serving_rounds(args, str(store), iam, key)
     if "push" in sections:
         results["push"] = push_rounds(args, str(store))
+    results["load_average_after"] = os.getloadavg()
     (OUT / "updates.json").write_text(json.dumps(results, indent=2))
     if "serve" in results and "push" in results:
         summarize(results["serve"], results["push"], args)
+    print(f"the machine's load average (1, 5, 15 min): {results['load_average_before']} before, {results['load_average_after']} after")
     shutil.rmtree(store, ignore_errors=True)
 
 

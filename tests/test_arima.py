@@ -1,4 +1,4 @@
-"""ARIMA_PLUS's core (warehouse/arima.py) against statsforecast called directly: the same forecast
+"""ARIMA_PLUS's core (warehouse/models/arima.py) against statsforecast called directly: the same forecast
 bit for bit and the same intervals, the seasonal periods a series has (and not those it lacks),
 spikes cleaned before fitting, gaps interpolated, the decomposition adding up, anomalies flagged
 where they were put, and a model surviving the plain-data storage format."""
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from statsforecast.models import ARIMA, MSTL, AutoARIMA
 
-from predserve.warehouse import storage
-from predserve.warehouse.arima import (
+from predserve.warehouse.models import storage
+from predserve.warehouse.models.arima import (
     ArimaOptions, SeriesModel, TimeSeriesError, arima_coefficients, arima_evaluate, detect_anomalies, evaluate,
     explain_forecast, fit_series, infer_frequency, to_micros,
 )

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from predserve.cli import main
 from predserve.store import open_store
-from tests.conftest import bigtable_url
-from tests.serving_support import publish_rows
+from tests.support.bigtable import bigtable_url
+from tests.support.snapshots import publish_rows
 
 runner = CliRunner()
 NO_STORE = "nothing has been exported there yet"

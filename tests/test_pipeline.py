@@ -122,7 +122,7 @@ def test_null_keys_are_refused(trained_warehouse: Path, tmp_path: Path) -> None:
 def test_row_count_drop_is_refused(trained_warehouse: Path, tmp_path: Path) -> None:
     url = str(tmp_path / "s")
     first = export(trained_warehouse, url)
-    with pytest.raises(GateRefused, match=r"row_count_drop: 1000 rows vs 3000"):
+    with pytest.raises(GateRefused, match=r"row_count_drop: 1,000 rows vs 3,000 in snapshot 1 \(66\.7% fewer rows, limit 50% fewer\)"):
         export(trained_warehouse, url, QUERY + " WHERE user_id <= 1000")
     with open_store(url) as store:
         assert store.current("churn").id == first.snapshot

@@ -12,26 +12,8 @@ import pytest
 from predserve.errors import StoreError
 from predserve.store import open_store
 from predserve.store.updates import MAX_UPDATE_BYTES, Update, UpdateRejected, parse_update
-
-IDS = [str(i).encode() for i in range(1, 51)]
-SCHEMA = {"schema": [["score", "DOUBLE"], ["label", "VARCHAR"]]}
-
-
-def body(model: str, snapshot: int, entity_id: str, prediction: dict) -> bytes:
-    return json.dumps({"model": model, "id": entity_id, "snapshot": snapshot, "prediction": prediction},
-                      separators=(",", ":")).encode()
-
-
-def export(store, model: str, tag: str, ids=IDS, log_from: int | None = None, publish: bool = True) -> int:
-    """A snapshot shaped like the export's (bodies with prediction {"score", "label": tag})."""
-    snap = store.create_snapshot(model, log_from=log_from).id
-    writer = store.writer(model, snap)
-    writer.write((i, body(model, snap, i.decode(), {"score": 0.0, "label": tag})) for i in ids)
-    writer.close()
-    store.finish_snapshot(model, snap, len(ids))
-    if publish:
-        store.publish(model, snap, SCHEMA)
-    return snap
+from tests.support.snapshots import SCORED_SCHEMA as SCHEMA
+from tests.support.snapshots import publish_scored as export
 
 
 def upsert(entity_id: str, score: float, sequence: int | None = None) -> Update:
@@ -148,7 +130,7 @@ def test_an_update_made_during_an_export_is_in_the_new_snapshot(store_url: str) 
         export(store, "m", "first")
         store.apply_updates("m", [upsert("1", 0.1, 1)])  # before the export: superseded by it
         start = store.update_position("m")
-        new = export(store, "m", "second", log_from=start, publish=False)
+        new = export(store, "m", "second", log_from=start, go_live=False)
         store.apply_updates("m", [upsert("2", 0.2, 1), delete("3", 1), upsert("new", 0.4, 1)])  # while it "runs"
         store.publish("m", new, SCHEMA)
         assert served(store, "m", "1")["prediction"]["label"] == "second"
@@ -164,7 +146,7 @@ def test_updates_racing_a_publish_are_never_lost(store_url: str) -> None:
     with open_store(store_url) as store:
         export(store, "m", "first")
         start = store.update_position("m")
-        new = export(store, "m", "second", log_from=start, publish=False)
+        new = export(store, "m", "second", log_from=start, go_live=False)
         expected: dict[str, float] = {}
         errors: list[BaseException] = []
 
@@ -235,7 +217,7 @@ def test_the_retention_trims_the_log_and_the_snapshots_that_needed_it(store_url:
         assert deleted == [("m", first)]  # a rollback to it could no longer replay what it lacks
         assert store.log_entries("m", 0) == []
         assert served(store, "m", "1")["prediction"]["score"] == 0.1  # the current snapshot keeps them
-        unfinished = export(store, "m", "third", log_from=0, publish=False)  # an export older than the retention
+        unfinished = export(store, "m", "third", log_from=0, go_live=False)  # an export older than the retention
         with pytest.raises(StoreError, match="update retention"):
             store.publish("m", unfinished, SCHEMA)
 

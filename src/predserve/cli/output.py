@@ -64,3 +64,12 @@ def format_time(ts: float | None) -> str | None:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+def quiet_beam_logging() -> None:
+    """Beam logs a failed step with its traceback; the export and the demo report their own
+    failures in one line. (Beam's warnings at import, ``WARNING:root:apitools not found ...``,
+    are silenced where the export imports it, in a thread beside its query: pipeline/export.py.)"""
+    import logging
+
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)

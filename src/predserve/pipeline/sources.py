@@ -16,13 +16,11 @@ which every Beam runner can execute: the DaskRunner, for one, translates no Beam
 
 from __future__ import annotations
 
-import logging
 import shutil
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -34,6 +32,7 @@ from predserve.keys import key_columns, key_sql
 from predserve.pipeline.profile import compute_profile, to_duckdb
 from predserve.pipeline.render import id_sql
 from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
+from predserve.store.reports import Profile
 
 if TYPE_CHECKING:
     import apache_beam as beam
@@ -62,7 +61,7 @@ class Source(Protocol):
     def read(self) -> "beam.PTransform":
         """PBegin -> PCollection of ``pa.Table`` (``job.ReadWorkItems``)."""
 
-    def profile(self) -> tuple[dict[str, Any], list[str]]:
+    def profile(self) -> tuple[Profile, list[str]]:
         """The profile of the rows ``read`` yields, and the drift sample's ids (profile.py).
 
         Called after ``prepare``, in a thread of its own while the pipeline runs."""
@@ -110,6 +109,7 @@ class WarehouseSource:
         self._running: duckdb.DuckDBPyConnection | None = None  # the connection prepare() is using
 
     def prepare(self) -> SourceStats:
+        # Imported when used: an export from BigQuery (and the API, which reads pipeline.drift) never loads the warehouse.
         from predserve.warehouse import Warehouse
 
         if not Path(self.warehouse).exists():
@@ -161,7 +161,7 @@ class WarehouseSource:
 
         return ReadWorkItems(self.items, read_row_group)
 
-    def profile(self) -> tuple[dict[str, Any], list[str]]:
+    def profile(self) -> tuple[Profile, list[str]]:
         """DuckDB over the staged shards, in a connection of its own and on one core: it runs in a
         thread beside the pipeline, which has work for the others."""
         assert self.schema is not None
@@ -175,28 +175,3 @@ class WarehouseSource:
     def cleanup(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
-    if warehouse.startswith("bigquery://"):
-        with quiet_beam_import():  # the BigQuery source's read is a Beam DoFn
-            from predserve.pipeline.bigquery import BigQuerySource
-
-        return BigQuerySource(warehouse, query, key)
-    return WarehouseSource(warehouse, query, key)
-
-
-@contextmanager
-def quiet_beam_import() -> Iterator[None]:
-    """Beam warns at import about optional file systems predserve does not use; the export
-    reports its own failures in one line."""
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    root = logging.getLogger()
-    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
-    root.addHandler(guard)
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
-        root.removeHandler(guard)

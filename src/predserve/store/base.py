@@ -19,11 +19,6 @@ from predserve.errors import StoreError, StoreMissing
 MAX_ID_BYTES = 512
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per stored prediction body
 MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
-DEFAULT_KEEP = 3
-# Seconds after a snapshot stops being current during which GC never deletes it, whatever
-# ``keep`` says: servers cache the pointer (1 s by default), so a retired snapshot is still
-# read for a moment. Must exceed every server's pointer cache plus the writers' clock skew.
-DEFAULT_GRACE = 60.0
 
 # Snapshot states. "writing" snapshots are unfinished; GC collects them once they are stale.
 WRITING, FINISHED, PUBLISHED = "writing", "finished", "published"

@@ -13,11 +13,10 @@ import socket
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Sequence
 
+from predserve import settings
 from predserve.errors import StoreError
-from predserve.store.updates import DEFAULT_UPDATE_RETENTION, LogEntry, Update, UpdateRejected, UpdateResult, check_size
+from predserve.store.updates import LogEntry, Update, UpdateRejected, UpdateResult, check_size
 from predserve.store.base import (
-    DEFAULT_GRACE,
-    DEFAULT_KEEP,
     EVENT_PUBLISHED,
     EVENT_REFUSED,
     EVENT_ROLLED_BACK,
@@ -156,6 +155,7 @@ class SnapshotStore(ABC):
 
     url: str
     readonly: bool
+    read_stats: Any = None  # a network store's retry counts (bigtable_reads.ReadStats); None: it never retries
     # True when this object made the store (it did not exist when opened): see close_or_remove_new.
     created: bool = False
 
@@ -429,8 +429,8 @@ class SnapshotStore(ABC):
         self._update_state(model, forget)
 
     def gc(
-        self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0,
-        grace: float = DEFAULT_GRACE, update_retention: float = DEFAULT_UPDATE_RETENTION,
+        self, model: str | None = None, keep: int = settings.KEEP, stale_after: float = settings.STALE_AFTER,
+        grace: float = settings.GRACE, update_retention: float = settings.UPDATE_RETENTION,
     ) -> list[tuple[str, int]]:
         """Delete all but the last ``keep`` published snapshots, plus abandoned unfinished ones,
         and the update-log entries no kept snapshot needs.

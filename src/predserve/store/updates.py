@@ -36,9 +36,9 @@ MAX_UPDATE_BYTES = 64 * 1024
 # Sequences are integers in [0, 2**53): exact in every JSON parser, and (sequence + 1) * 1000
 # still fits a Bigtable cell timestamp (signed 64-bit microseconds, millisecond granularity).
 MAX_SEQUENCE = (1 << 53) - 1
-# GC drops a log entry as soon as no kept snapshot needs it, and any entry older than this
-# (7 days, Pub/Sub's default retention) even if one does; that snapshot is then collected.
-DEFAULT_UPDATE_RETENTION = 7 * 24 * 3600.0
+# GC drops a log entry as soon as no kept snapshot needs it, and any entry older than
+# settings.UPDATE_RETENTION (7 days, Pub/Sub's default retention) even if one does; that
+# snapshot is then collected.
 
 
 class UpdateRejected(StoreError):

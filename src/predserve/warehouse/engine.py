@@ -1,11 +1,11 @@
 """The warehouse: BigQuery ML SQL on an embedded DuckDB file.
 
-``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (dialect.py) and
-runs each statement by its node type: DECLARE and SET (scripting.py), CREATE / ALTER / DROP
+``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (sql/dialect.py) and
+runs each statement by its node type: DECLARE and SET (sql/scripting.py), CREATE / ALTER / DROP
 MODEL (here), DESCRIBE (in BigQuery's type names), and every other statement as a query. A
 query's ML table functions are computed first, outermost first, each registered as an Arrow
 relation under a placeholder name (ML.PREDICT as a reader that scores batch by batch, so it
-streams), and so is each INFORMATION_SCHEMA view (information_schema.py); the input query of
+streams), and so is each INFORMATION_SCHEMA view (sql/information_schema.py); the input query of
 an ML function carries the CTEs it uses from around the call. Then script variables are
 replaced by their values, BigQuery's UNNEST semantics applied, and sqlglot writes the tree as
 DuckDB SQL.
@@ -27,17 +27,19 @@ import sqlglot.expressions as exp
 from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog, geography, hashing, information_schema
-from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
-from predserve.warehouse.messages import engine_message
-from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
-from predserve.warehouse.models import TrainedModel, train
-from predserve.warehouse.names import model_name
+from predserve.warehouse.ml.functions import HANDLERS, MLCall, read_settings
+from predserve.warehouse.models import catalog
 from predserve.warehouse.models.options import alter_options, literal_value, resolve_options, warm_start_options
-from predserve.warehouse.preprocessing import window_expression
-from predserve.warehouse.scopes import Scopes, visible_ctes
-from predserve.warehouse.scripting import Script
-from predserve.warehouse.syntax import PROCEDURAL_MESSAGE
+from predserve.warehouse.models.preprocessing import window_expression
+from predserve.warehouse.models.trained import TrainedModel
+from predserve.warehouse.models.training import train
+from predserve.warehouse.sql import geography, hashing, information_schema
+from predserve.warehouse.sql.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
+from predserve.warehouse.sql.messages import engine_message
+from predserve.warehouse.sql.names import model_name
+from predserve.warehouse.sql.scopes import Scopes, visible_ctes
+from predserve.warehouse.sql.scripting import Script
+from predserve.warehouse.sql.syntax import PROCEDURAL_MESSAGE
 
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType

@@ -3,7 +3,7 @@
 ``GlobalExplanation``: the mean absolute attributions over the evaluation rows (the training
 rows without a split), computed at CREATE MODEL when ``enable_global_explain`` is TRUE
 (training.py) and stored with the model: per feature for the predicted classes, and per class
-toward that class's logit. explain.py reads it and explains single predictions.
+toward that class's logit. ml/explain.py reads it and explains single predictions.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from predserve.errors import ModelError
-from predserve.warehouse.features import FeatureEncoder
+from predserve.warehouse.models.features import FeatureEncoder
 from predserve.warehouse.models.registry import ModelType
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, list_field
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, list_field
 
 
 def check_explainable(kind: ModelType, model: str, function: str) -> None:

@@ -21,14 +21,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from predserve.errors import ModelError
-from predserve.warehouse import metrics
-from predserve.warehouse.features import FeatureEncoder, expand_structs
-from predserve.warehouse.metrics import StoredEvaluation
+from predserve.warehouse.models import metrics
 from predserve.warehouse.models.explanation import GlobalExplanation, feature_starts
+from predserve.warehouse.models.features import FeatureEncoder, expand_structs
+from predserve.warehouse.models.metrics import StoredEvaluation
 from predserve.warehouse.models.registry import Estimator, ModelType, is_registered, lookup
-from predserve.warehouse.storage import (StoredModelError, dict_field, float_field, int_field, optional_str_field,
-                                         record_field, records_field, str_field, values_field, values_to_data)
-from predserve.warehouse.transform import Transform
+from predserve.warehouse.models.storage import (
+    StoredModelError,
+    dict_field,
+    float_field,
+    int_field,
+    optional_str_field,
+    record_field,
+    records_field,
+    str_field,
+    values_field,
+    values_to_data,
+)
+from predserve.warehouse.models.transform import Transform
 
 MAX_CLASSES = 50
 

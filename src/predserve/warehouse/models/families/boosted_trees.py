@@ -18,9 +18,9 @@ import numpy as np
 from predserve.errors import ModelError
 from predserve.warehouse.models import outputs
 from predserve.warehouse.models.class_weights import class_weights, sample_weights
-from predserve.warehouse.models.registry import Encoding, HeldOut, Info, ModelType, Option, Task, Training, register
 from predserve.warehouse.models.options import CLASSIFIER, COMMON, fraction, non_negative, positive, unit
-from predserve.warehouse.trees import XGBOOST_THREADS, BoostedTrees
+from predserve.warehouse.models.registry import Encoding, HeldOut, Info, ModelType, Option, Task, Training, register
+from predserve.warehouse.models.trees import XGBOOST_THREADS, BoostedTrees
 
 BOOSTED_TREE_CLASSIFIER = "boosted_tree_classifier"
 BOOSTED_TREE_REGRESSOR = "boosted_tree_regressor"

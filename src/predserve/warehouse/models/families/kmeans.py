@@ -30,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from predserve.errors import ModelError
-from predserve.warehouse.features import FeatureEncoder, NumericFeature
 from predserve.warehouse.models import outputs
-from predserve.warehouse.models.registry import Encoding, Info, ModelType, Option, Training, register
+from predserve.warehouse.models.features import FeatureEncoder, NumericFeature
 from predserve.warehouse.models.options import COMMON, non_negative, positive
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, str_field
+from predserve.warehouse.models.registry import Encoding, Info, ModelType, Option, Training, register
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, str_field
 
 KMEANS = "kmeans"
 

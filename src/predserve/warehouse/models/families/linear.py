@@ -19,13 +19,12 @@ import numpy as np
 from scipy.special import expit
 
 from predserve.errors import ModelError
-from predserve.warehouse.features import CategoricalFeature, FeatureEncoder
-from predserve.warehouse import gradient_descent
-from predserve.warehouse.gradient_descent import LinearModel
-from predserve.warehouse.models import outputs
+from predserve.warehouse.models import gradient_descent, outputs
 from predserve.warehouse.models.class_weights import row_class_weights
-from predserve.warehouse.models.registry import Encoding, Info, ModelType, Option, Training, register
+from predserve.warehouse.models.features import CategoricalFeature, FeatureEncoder
+from predserve.warehouse.models.gradient_descent import LinearModel
 from predserve.warehouse.models.options import CLASSIFIER, COMMON, non_negative, positive
+from predserve.warehouse.models.registry import Encoding, Info, ModelType, Option, Training, register
 
 LINEAR_REG = "linear_reg"
 LOGISTIC_REG = "logistic_reg"

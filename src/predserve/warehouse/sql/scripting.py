@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import sqlglot.expressions as exp
 
 from predserve.errors import SQLError
-from predserve.warehouse.scopes import Scopes
+from predserve.warehouse.sql.scopes import Scopes
 
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType

@@ -19,9 +19,9 @@ import numpy as np
 import pyarrow as pa
 
 from predserve.errors import ModelError
-from predserve.warehouse.features import CategoricalFeature, FeatureEncoder, NumericFeature
-from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.models.features import CategoricalFeature, FeatureEncoder, NumericFeature
 from predserve.warehouse.models.registry import spoken_list, where
+from predserve.warehouse.models.trained import TrainedModel
 
 INTERCEPT = "__INTERCEPT__"
 

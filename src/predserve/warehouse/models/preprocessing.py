@@ -25,7 +25,7 @@ import sqlglot
 import sqlglot.expressions as exp
 
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.dialect import ML_TABLE_FUNCTIONS
+from predserve.warehouse.sql.dialect import ML_TABLE_FUNCTIONS
 
 FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER", "BUCKETIZE",
              "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "POLYNOMIAL_EXPAND", "FEATURE_CROSS", "NGRAMS",

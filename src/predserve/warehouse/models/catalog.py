@@ -2,7 +2,7 @@
 
 One row per model name holds the model as data (``payload``: storage.py's versioned format,
 never a pickle, so opening a downloaded warehouse file cannot run code) and a few readable
-columns, so ``SELECT name, model_type, options FROM _predserve.models`` lists them.
+columns, which ``predserve models`` lists (``listing``).
 CREATE OR REPLACE swaps the row inside one transaction: readers see the old model or the new one.
 """
 
@@ -12,10 +12,11 @@ import json
 from datetime import datetime, timezone
 
 import duckdb
+import pyarrow as pa
 
 from predserve.errors import ModelError
-from predserve.warehouse import storage
-from predserve.warehouse.models import TrainedModel
+from predserve.warehouse.models import storage
+from predserve.warehouse.models.trained import TrainedModel
 
 SCHEMA = "_predserve"
 TABLE = f"{SCHEMA}.models"
@@ -60,6 +61,17 @@ def save(con: duckdb.DuckDBPyConnection, model: TrainedModel, replace: bool) -> 
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def listing(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The models as a person reads them, by name: the readable columns, never the payload
+    (nor the options' JSON: ``SELECT options FROM _predserve.models WHERE name = ...``).
+    A warehouse no model was ever created in has none."""
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'models'",
+                       [SCHEMA]).fetchall()[0][0]:
+        return pa.table({"name": pa.array([], pa.string())})
+    return con.sql(f"SELECT name, model_type, label, training_rows, date_trunc('second', created_at) AS created_at "
+                   f"FROM {TABLE} ORDER BY name").to_arrow_table()
 
 
 def exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -6,8 +6,8 @@ Self-contained (NumPy only) so that the model family (issue 22) registers on top
 - **explicit** (``feedback_type='EXPLICIT'``): rating ≈ global mean + user intercept + item
   intercept + user factors · item factors, fitted on the observed ratings only, with ``l2_reg``
   on factors and intercepts. Each half-step solves every user's (or item's) small ridge system
-  at once: the Gram matrices are summed over the ratings with ``np.add.reduceat`` in chunks and
-  solved in one batched ``np.linalg.solve``.
+  at once: the Gram matrices are one SciPy sparse product (ratings as an owners x others matrix
+  times the other side's outer products), solved in one batched ``np.linalg.solve``.
 - **implicit** (``feedback_type='IMPLICIT'``): Hu, Koren and Volinsky's weighted ALS, which is
   what BigQuery ML documents (confidence ``1 + wals_alpha * rating``, preference 1 where a rating
   was seen and 0 elsewhere, every user-item pair in the loss). The unobserved pairs enter through
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, float_field, str_field
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, float_field, str_field
 
 FEEDBACK_TYPES = ("EXPLICIT", "IMPLICIT")
-_CHUNK_RATINGS = 1 << 18  # outer products formed at once: 256k x d² floats
 
 
 @dataclass
@@ -119,8 +119,8 @@ def fit(ratings: Ratings, *, feedback_type: str = "EXPLICIT", num_factors: int =
     k = num_factors
     x = rng.normal(0.0, 0.1, (ratings.num_users, k))
     y = rng.normal(0.0, 0.1, (ratings.num_items, k))
-    by_user = _grouped(ratings.users, ratings.items, ratings.values, ratings.num_users)
-    by_item = _grouped(ratings.items, ratings.users, ratings.values, ratings.num_items)
+    by_user = _grouped(ratings.users, ratings.items, ratings.values, ratings.num_users, ratings.num_items)
+    by_item = _grouped(ratings.items, ratings.users, ratings.values, ratings.num_items, ratings.num_users)
     model = Factorization(feedback_type, x, y, np.zeros(ratings.num_users), np.zeros(ratings.num_items))
     if feedback_type == "EXPLICIT":
         model.global_mean = float(ratings.values.mean()) if len(ratings.values) else 0.0
@@ -142,43 +142,42 @@ def fit(ratings: Ratings, *, feedback_type: str = "EXPLICIT", num_factors: int =
 
 @dataclass
 class _Grouped:
-    """Ratings sorted by one side: ``starts`` of each non-empty group, its ``owner`` index."""
+    """Ratings seen from one side, sorted by owner (this side's index) as a CSR layout, built
+    once per fit: each half-step's weights then fill ``order``'s positions without a sort."""
 
-    owners: np.ndarray
-    starts: np.ndarray
-    others: np.ndarray
-    values: np.ndarray
+    order: np.ndarray  # the ratings' positions in CSR order
+    others: np.ndarray  # each rating's other-side index, in the caller's order
+    values: np.ndarray  # the ratings, in the caller's order
+    indices: np.ndarray
+    indptr: np.ndarray
     count: int
+    other_count: int
+
+    def matrix(self, weights: np.ndarray) -> sparse.csr_matrix:
+        """(owners x others) with each rating's weight (repeated pairs add up in products)."""
+        return sparse.csr_matrix((weights[self.order], self.indices, self.indptr), shape=(self.count, self.other_count))
 
 
-def _grouped(side: np.ndarray, other: np.ndarray, values: np.ndarray, count: int) -> _Grouped:
-    order = np.argsort(side, kind="stable")
-    side, other, values = side[order], other[order], values[order].astype(np.float64)
-    owners, starts = np.unique(side, return_index=True)
-    return _Grouped(owners, starts, other, values, count)
+def _grouped(side: np.ndarray, other: np.ndarray, values: np.ndarray, count: int, other_count: int) -> _Grouped:
+    side, other = np.asarray(side, np.int64), np.asarray(other, np.int64)
+    order = np.lexsort((other, side))
+    indptr = np.r_[0, np.cumsum(np.bincount(side, minlength=count))]
+    return _Grouped(order, other, np.asarray(values, np.float64), other[order], indptr, count, other_count)
 
 
 def _solve(group: _Grouped, features: np.ndarray, gram_weights: np.ndarray, rhs_terms: np.ndarray,
            base: np.ndarray, l2_reg: float) -> np.ndarray:
     """For each owner: (base + Σ w f fᵀ + l2_reg I)⁻¹ Σ rhs f, over its ratings; zero for owners
-    without ratings (their system is l2_reg I x = 0)."""
+    without ratings (their system is l2_reg I x = 0 when base is zero). The sums are two sparse
+    products, (owners x others) weights times the other side's outer products and features,
+    then one batched solve."""
     d = features.shape[1]
-    grams = np.zeros((len(group.owners), d, d))
-    rhs = np.zeros((len(group.owners), d))
-    bounds = np.r_[group.starts, len(group.others)]
-    # chunks of whole groups, about _CHUNK_RATINGS ratings each
-    cuts = np.searchsorted(bounds, np.arange(0, len(group.others), _CHUNK_RATINGS), side="right") - 1
-    cuts = np.unique(np.r_[cuts, len(group.owners)])
-    for first, last in zip(cuts[:-1], cuts[1:]):
-        lo, hi = bounds[first], bounds[last]
-        f = features[group.others[lo:hi]]
-        local = group.starts[first:last] - lo
-        grams[first:last] = np.add.reduceat(np.einsum("ni,nj->nij", f * gram_weights[lo:hi, None], f), local, axis=0)
-        rhs[first:last] = np.add.reduceat(f * rhs_terms[lo:hi, None], local, axis=0)
+    grams = (group.matrix(gram_weights) @ np.einsum("ni,nj->nij", features, features).reshape(-1, d * d)).reshape(-1, d, d)
+    rhs = group.matrix(rhs_terms) @ features
     grams += base[None, :, :] + l2_reg * np.eye(d)[None, :, :]
-    out = np.zeros((group.count, d))
-    if len(group.owners):
-        out[group.owners] = np.linalg.solve(grams, rhs[:, :, None])[:, :, 0]
+    out = np.linalg.solve(grams, rhs[:, :, None])[:, :, 0]
+    if not base.any():
+        out[np.diff(group.indptr) == 0] = 0.0  # no ratings: exactly zero, not a solve's round-off
     return out
 
 

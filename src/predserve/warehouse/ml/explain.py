@@ -31,9 +31,9 @@ import numpy as np
 import pyarrow as pa
 
 from predserve.errors import ModelError
-from predserve.warehouse.metrics import predicted_classes
-from predserve.warehouse.models import TrainedModel, with_input_columns
 from predserve.warehouse.models.explanation import check_explainable, feature_names, feature_starts
+from predserve.warehouse.models.metrics import predicted_classes
+from predserve.warehouse.models.trained import TrainedModel, with_input_columns
 
 TOP_CLASS_FEATURES = 10  # ML.GLOBAL_EXPLAIN with class_level_explain: the top features of each class
 ATTRIBUTIONS = pa.list_(pa.struct([("feature", pa.string()), ("attribution", pa.float64())]))

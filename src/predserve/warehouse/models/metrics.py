@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, records_field
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, records_field
 
 ROC_PERCENTILES = 101  # the default thresholds: the distinct 0th, 1st, ..., 100th percentiles of the probabilities
 

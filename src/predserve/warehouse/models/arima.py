@@ -6,13 +6,14 @@ Per series, in BigQuery's order:
 1. **Regular grid.** The data frequency is the one given (``data_frequency``) or inferred from the
    most common gap (``AUTO_FREQUENCY``); values at one grid point are averaged and missing points
    are filled by linear interpolation, as BigQuery does.
-2. **Spikes and dips** (``clean_spikes_and_dips``): points whose remainder of a robust classical
-   decomposition over the candidate periods lies over 3 inter-quartile ranges outside the
-   quartiles (R's ``tsoutliers`` rule) are replaced by that decomposition's trend plus seasonal
-   value.
+2. **Spikes and dips** (``clean_spikes_and_dips``): points whose remainder (the series less its
+   seasonal phase means and the median of its four neighbours) lies over 3 inter-quartile ranges outside the
+   remainder's quartiles (R's ``tsoutliers`` rule) are replaced by the series less that
+   remainder.
 3. **Seasonal periods.** Each candidate period of the frequency (daily data: weekly and yearly)
    with at least two full cycles is kept when its seasonal strength (Wang, Smith & Hyndman:
-   ``1 - var(remainder) / var(seasonal + remainder)`` of a classical decomposition) reaches 0.64,
+   ``1 - var(remainder) / var(seasonal + remainder)`` of a classical decomposition, adjusted for
+   the number of phase means as R² is for the number of parameters) reaches 0.64,
    the threshold of the ``seas`` test statsforecast and R's forecast package use for ``nsdiffs``
    (on the cleaned series).
 4. **Decomposition and trend model**: statsforecast's ``MSTL`` (multiple STL) for the seasonal
@@ -40,11 +41,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import median_filter, uniform_filter1d
+from scipy.ndimage import uniform_filter1d
 from scipy.stats import norm
 
-from predserve.warehouse.storage import (
-    StoredModelError, array_field, array_to_data, bool_field, float_field, int_field, list_field, str_field,
+from predserve.warehouse.models.storage import (
+    StoredModelError,
+    array_field,
+    array_to_data,
+    bool_field,
+    float_field,
+    int_field,
+    list_field,
+    str_field,
 )
 
 MICROS = {"PER_MINUTE": 60 * 10**6, "HOURLY": 3600 * 10**6, "DAILY": 86400 * 10**6, "WEEKLY": 7 * 86400 * 10**6}
@@ -316,30 +324,38 @@ def _classical(x: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def seasonal_periods(x: np.ndarray, frequency: str) -> list[tuple[str, int]]:
-    """The candidate periods with two full cycles whose seasonal strength reaches the threshold."""
+    """The candidate periods with two full cycles whose seasonal strength reaches the threshold,
+    shortest first, each tested once the kept shorter ones are removed. The strength is adjusted
+    for the number of phase means, as R² is for the number of parameters: over two cycles, phase
+    means take in half of any noise, which would otherwise pass for a yearly season."""
     kept = []
+    n = len(x)
     for name, period in SEASONS[frequency]:
-        if len(x) < 2 * period:
+        if n < 2 * period:
             continue
         trend, seasonal = _classical(x, period)
         detrended = x - trend
         total = float(np.var(detrended))
-        strength = 0.0 if total == 0 else max(0.0, 1.0 - float(np.var(detrended - seasonal)) / total)
-        if strength >= SEASONAL_STRENGTH:
+        explained = 0.0 if total == 0 else 1.0 - float(np.var(detrended - seasonal)) / total
+        if 1.0 - (1.0 - explained) * (n - 1) / (n - period) >= SEASONAL_STRENGTH:
             kept.append((name, period))
+            x = x - seasonal
     return kept
 
 
 def spikes_and_dips(x: np.ndarray, periods: Sequence[int]) -> np.ndarray:
-    """The spike (or dip) at each point, zero where there is none: the remainder of a robust
-    classical decomposition (running-median trend, so a spike does not leak into its neighbours)
-    where it lies over 3 IQRs outside the remainder's quartiles."""
-    window = max(periods, default=5)
-    trend = median_filter(x, size=window, mode="nearest")
-    remainder = x - trend
+    """The spike (or dip) at each point, zero where there is none: the series less its phase
+    means over each period with at least four cycles (fewer would take in part of a spike) and
+    less the median of its four nearest neighbours (a spike moves no neighbour's median), where
+    that lies over 3 IQRs outside its quartiles."""
+    adjusted = x
     for period in periods:
-        _, seasonal = _classical(remainder, period)
-        remainder = remainder - seasonal
+        if len(x) >= 4 * period:
+            adjusted = adjusted - _classical(adjusted, period)[1]
+    padded = np.pad(adjusted, 2, mode="reflect")
+    n = len(adjusted)
+    neighbours = np.stack([padded[0:n], padded[1:n + 1], padded[3:n + 3], padded[4:n + 4]])
+    remainder = adjusted - np.median(neighbours, axis=0)
     q1, q3 = np.percentile(remainder, [25, 75])
     spread = OUTLIER_IQRS * (q3 - q1)
     outside = (remainder < q1 - spread) | (remainder > q3 + spread)

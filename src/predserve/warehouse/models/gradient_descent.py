@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import expit, log_softmax, softmax
 
 from predserve.errors import ModelError
-from predserve.warehouse.storage import StoredModelError, array_field, array_to_data, int_field, str_field
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, int_field, str_field
 
 
 @dataclass
@@ -46,7 +46,7 @@ class LinearModel:
     intercept_: np.ndarray  # (outputs,)
     n_classes: int = 0
     # calculate_p_values: the standard error of each weight, then of the intercept, in the
-    # encoded (standardized) space; NaN where there is none (weights.py computes them)
+    # encoded (standardized) space; NaN where there is none (families/linear.py computes them)
     standard_errors: np.ndarray | None = None
 
     def to_data(self) -> dict[str, Any]:

@@ -28,9 +28,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from predserve.errors import ModelError
-from predserve.warehouse.storage import (StoredModelError, array_field, array_to_data, bool_field, dict_field, float_field,
-                                         list_field, optional_int_field, str_field, values_field, values_to_data)
-
+from predserve.warehouse.models.storage import (
+    StoredModelError,
+    array_field,
+    array_to_data,
+    bool_field,
+    dict_field,
+    float_field,
+    list_field,
+    optional_int_field,
+    str_field,
+    values_field,
+    values_to_data,
+)
 
 MAX_MATRIX_BYTES = 4 * 2**30  # the float64 training matrix
 

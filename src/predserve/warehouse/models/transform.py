@@ -38,10 +38,18 @@ from sqlglot.errors import ParseError, TokenError
 
 from predserve.errors import ModelError
 from predserve.identifiers import quote_identifier
-from predserve.warehouse import hashing
-from predserve.warehouse.preprocessing import (FUNCTIONS, SCALAR_FUNCTIONS, VOCABULARY_FUNCTIONS, int_arg, literal, ml_call, recipe,
-                                               vocabulary)
-from predserve.warehouse.storage import StoredModelError, dict_field, list_field, str_field
+from predserve.warehouse.models.preprocessing import (
+    FUNCTIONS,
+    SCALAR_FUNCTIONS,
+    VOCABULARY_FUNCTIONS,
+    int_arg,
+    literal,
+    ml_call,
+    recipe,
+    vocabulary,
+)
+from predserve.warehouse.models.storage import StoredModelError, dict_field, list_field, str_field
+from predserve.warehouse.sql import hashing
 
 # What a TRANSFORM expression may be made of: a scalar expression over the input row.
 ALLOWED_NODES = (exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Binary, exp.Unary, exp.Func,

@@ -19,8 +19,8 @@ from typing import Iterator
 import duckdb
 import sqlglot.expressions as exp
 
-from predserve.warehouse.dialect import ML_NODES
-from predserve.warehouse.names import duckdb_table
+from predserve.warehouse.sql.dialect import ML_NODES
+from predserve.warehouse.sql.names import duckdb_table
 
 Columns = dict[str, str | None]  # lower-case column name -> DuckDB type (None: unknown)
 

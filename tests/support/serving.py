@@ -1,4 +1,4 @@
-"""Helpers shared by the serving and client tests: small real stores, keys, an in-process app."""
+"""Helpers shared by the serving and client tests: keys for each kind of caller, the app in process."""
 
 from __future__ import annotations
 
@@ -6,30 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
 
 from predserve.iam import Registry
 from predserve.serving import ServeConfig, ServingApp, ServingContext, create_app
-from predserve.store import open_store
 
 GET = "/v1/models/{model}/predictions/{id}"
 BATCH = "/v1/models/{model}/predictions:batchGet"
-
-
-def publish_rows(store_url: str, model: str, rows: dict[str, dict[str, Any]], **metadata: Any) -> int:
-    """Write one snapshot of ``rows`` (id -> prediction columns) the way the export renders them, and publish it."""
-    with open_store(store_url) as store:
-        snapshot = store.create_snapshot(model).id
-        writer = store.writer(model, snapshot)
-        writer.write_columns(
-            [entity_id.encode() for entity_id in rows],
-            [orjson.dumps({"model": model, "id": entity_id, "snapshot": snapshot, "prediction": prediction})
-             for entity_id, prediction in rows.items()],
-        )
-        writer.close()
-        store.finish_snapshot(model, snapshot, len(rows))
-        store.publish(model, snapshot, metadata)
-    return snapshot
 
 
 def make_keys(iam: str) -> dict[str, str]:
