@@ -305,6 +305,20 @@ def test_the_store_counts_what_it_accepted_per_writer(store_url: str) -> None:
         assert store.rows_accepted("m", snap) == 0
 
 
+def test_each_batch_is_stored_before_the_writer_takes_the_next(store_url: str) -> None:
+    """A writer holds at most the batch it was given (Bigtable's batcher would queue without
+    bound): when ``write_columns`` returns, that batch is readable, before the writer closes."""
+    with open_store(store_url) as store:
+        snap = store.create_snapshot("m").id
+        writer = store.writer("m", snap)
+        for start in range(0, 6_000, 2_000):
+            writer.write_columns([b"%d" % i for i in range(start, start + 2_000)], [b'{"n":%d}' % i for i in range(start, start + 2_000)])
+            assert store.get("m", snap, b"%d" % (start + 1_999)) == b'{"n":%d}' % (start + 1_999)
+            assert store.count("m", snap) == start + 2_000
+        writer.close()
+        assert store.rows_accepted("m", snap) == 6_000
+
+
 def test_lmdb_does_not_count_an_id_twice(tmp_path: Path) -> None:
     with open_store(str(tmp_path / "s")) as store:
         snap = store.create_snapshot("m").id

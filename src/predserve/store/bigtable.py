@@ -92,8 +92,9 @@ ATTACHMENT_PREFIX = b"#attachment#"
 LOG_PREFIX, LOG_HEAD_PREFIX, SEQUENCE_PREFIX = b"#log#", b"#loghead#", b"#seq#"
 WRITE_BATCH = 2000
 # Flow control of each snapshot writer (the data client's MutationsBatcher): at most this many
-# mutations, and bytes, in flight at once; a writer that gets ahead of Bigtable waits, so its
-# memory stays flat however many rows it writes. MutateRows retries only the entries that
+# mutations, and bytes, in flight at once; each batch the writer is given is flushed before it
+# takes the next, so a writer that gets ahead of Bigtable waits, and its memory stays flat
+# however many rows it writes (bench/export.py --bigtable-big). MutateRows retries only the entries that
 # failed with a transient error (RETRYABLE_WRITE_ERRORS), with exponential backoff, for up to
 # WRITE_TIMEOUT seconds per batch; a row that still fails fails the bundle (and Beam retries it).
 FLOW_CONTROL_MUTATIONS = 20_000
@@ -178,18 +179,28 @@ class BigtableSnapshotWriter(SnapshotWriter):
         self._prefix = snapshot_prefix(model, snapshot)
         self._tally_prefix = accepted_prefix(model, snapshot)
         self._tallies: dict[bytes, int] = {}
-        self._batcher = store.table.mutations_batcher(
+
+    def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
+        """Send one batch and wait until Bigtable has it. The data client's batcher queues what
+        its flow control does not let through yet without bound (``append`` never blocks), so a
+        renderer faster than Bigtable would pile rows up in memory: waiting for each batch keeps
+        the writer's memory at one batch (the export renders the next one meanwhile: sinks.py)."""
+        check_columns(ids, values)  # the whole batch, before any of it is sent
+        prefix = self._prefix
+        batcher = self._store.table.mutations_batcher(
             flush_limit_mutation_count=WRITE_BATCH, flush_interval=1,
             flow_control_max_mutation_count=FLOW_CONTROL_MUTATIONS, flow_control_max_bytes=FLOW_CONTROL_BYTES,
             batch_operation_timeout=WRITE_TIMEOUT, batch_retryable_errors=RETRYABLE_WRITE_ERRORS,
         )
-
-    def write_columns(self, ids: list[bytes], values: list[bytes]) -> int:
-        check_columns(ids, values)  # the whole batch, before any of it is sent
-        prefix = self._prefix
-        for entity_id, value in zip(ids, values):
-            # A fixed timestamp makes a retried write overwrite its own cell, not add a version.
-            self._batcher.append(RowMutationEntry(data_key(prefix, entity_id), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
+        try:
+            for entity_id, value in zip(ids, values):
+                # A fixed timestamp makes a retried write overwrite its own cell, not add a version.
+                batcher.append(RowMutationEntry(data_key(prefix, entity_id), [SetCell(DATA_FAMILY, b"v", value, timestamp_micros=0)]))
+        finally:
+            try:
+                batcher.close()  # flushes and waits
+            except Exception as exc:
+                raise StoreError(f"writing to Bigtable failed: {exc}") from exc
         if ids:
             digest = batch_digest(ids)
             self._tallies[digest] = len(ids)  # the same batch twice holds the same rows once
@@ -197,11 +208,7 @@ class BigtableSnapshotWriter(SnapshotWriter):
         return 0
 
     def close(self) -> None:
-        """Flush, then record how many rows this writer had accepted (only once they all were)."""
-        try:
-            self._batcher.close()
-        except Exception as exc:
-            raise StoreError(f"writing to Bigtable failed: {exc}") from exc
+        """Record how many rows this writer had accepted (every batch was flushed as it was written)."""
         if self._tallies:
             entries = [RowMutationEntry(self._tally_prefix + digest, [SetCell(META_FAMILY, b"n", struct.pack(">Q", rows), timestamp_micros=0)])
                        for digest, rows in self._tallies.items()]
