@@ -35,14 +35,22 @@ from predserve import settings
 from predserve.errors import ExportError
 from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
+from predserve.pipeline.bigquery import BigQuerySource
 from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
 from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
-from predserve.pipeline.sources import Source, open_source
+from predserve.pipeline.sources import Source, WarehouseSource
 from predserve.store import open_store
 
 log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
+
+
+def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
+    """The source ``warehouse`` names: ``bigquery://PROJECT/DATASET``, else a DuckDB file."""
+    if warehouse.startswith("bigquery://"):
+        return BigQuerySource(warehouse, query, key)
+    return WarehouseSource(warehouse, query, key)
 
 
 @dataclass

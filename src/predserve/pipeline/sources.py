@@ -119,6 +119,7 @@ class WarehouseSource:
         self.schema: pa.Schema | None = None
 
     def prepare(self) -> SourceStats:
+        # Imported when used: an export from BigQuery (and the API, which reads pipeline.drift) never loads the warehouse.
         from predserve.warehouse import Warehouse
 
         if not Path(self.warehouse).exists():
@@ -159,11 +160,3 @@ class WarehouseSource:
     def cleanup(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
-    if warehouse.startswith("bigquery://"):
-        from predserve.pipeline.bigquery import BigQuerySource
-
-        return BigQuerySource(warehouse, query, key)
-    return WarehouseSource(warehouse, query, key)

@@ -11,16 +11,12 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from typing import TYPE_CHECKING
-
 import duckdb
+import pyarrow as pa
 
 from predserve.errors import ModelError
 from predserve.warehouse.models import storage
 from predserve.warehouse.models.trained import TrainedModel
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 SCHEMA = "_predserve"
 TABLE = f"{SCHEMA}.models"
@@ -67,12 +63,10 @@ def save(con: duckdb.DuckDBPyConnection, model: TrainedModel, replace: bool) -> 
         raise
 
 
-def listing(con: duckdb.DuckDBPyConnection) -> "pa.Table":
+def listing(con: duckdb.DuckDBPyConnection) -> pa.Table:
     """The models as a person reads them, by name: the readable columns, never the payload
     (nor the options' JSON: ``SELECT options FROM _predserve.models WHERE name = ...``).
     A warehouse no model was ever created in has none."""
-    import pyarrow as pa
-
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'models'",
                        [SCHEMA]).fetchall()[0][0]:
         return pa.table({"name": pa.array([], pa.string())})

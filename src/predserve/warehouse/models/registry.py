@@ -120,11 +120,12 @@ _TYPES: dict[str, ModelType] = {}
 
 
 def register(*types: ModelType) -> None:
-    """Add a family's model types; a name registered twice is a programming error."""
-    for model_type in types:
-        if model_type.name in _TYPES:
-            raise ValueError(f"model type {model_type.name} is registered twice")
-        _TYPES[model_type.name] = model_type
+    """Add a family's model types, all or none; a name registered twice is a programming error."""
+    names = [t.name for t in types]
+    twice = sorted({name for name in names if name in _TYPES or names.count(name) > 1})
+    if twice:
+        raise ValueError(f"model types registered twice: {', '.join(twice)}")
+    _TYPES.update((t.name, t) for t in types)
 
 
 def model_types() -> tuple[str, ...]:

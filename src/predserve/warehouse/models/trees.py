@@ -88,7 +88,7 @@ def _load_booster(document: bytes, objective: str, num_classes: int, num_feature
     """The Booster XGBoost reads from ``document`` once it passed the check. Cached by the
     document's bytes, so a model that ML.PREDICT loads again is neither checked nor parsed
     again; a cached Booster is only ever used to predict, which XGBoost allows concurrently."""
-    import xgboost as xgb
+    import xgboost as xgb  # imported when used, as everywhere: XGBoost alone takes a second to import
 
     check_xgboost_model(orjson.loads(document), objective, num_classes, num_features)
     booster = xgb.Booster()
