@@ -24,11 +24,21 @@ GRACE = 60.0
 STALE_AFTER = 24 * 3600.0  # seconds after which an unfinished snapshot (or export staging) is abandoned
 UPDATE_RETENTION = 7 * 24 * 3600.0  # seconds pushed/streamed updates stay in the log (see store/updates.py)
 
+# ---- the export's drift gates (docs/pipeline.md: how they were chosen; store/limits.py: DriftLimits) ----
+MAX_DRIFT = 0.1  # per column: JS divergence or L-infinity distance
+MAX_CHANGED_LABELS = 0.1  # per label column: fraction of sampled ids whose value changed
+MAX_MOVED = 0.1  # per numeric column: fraction of sampled ids that moved (see MOVE_TOLERANCE)
+MOVE_TOLERANCE = 0.5  # an id moved when its value changed by more than this many standard deviations
+
 # ---- the API ------------------------------------------------------------------------------------
 IAM_FILE = "predserve-iam.json"  # the service-account file, in the working directory
 IAM_ENV = "PREDSERVE_IAM"
 POINTER_TTL = 1.0  # seconds a server caches a model's current-snapshot pointer
-READ_TIMEOUT = 0.05  # seconds a network store (Bigtable) read may take before the API answers 503
+# A network store (Bigtable) read: its deadline, retries and hedge included, before the API
+# answers 503 (the budget per prediction is 100 ms), and the latest a slow one gets a hedge.
+# Chosen from bench/faults.py: docs/operations.md, "Reads from Bigtable".
+READ_TIMEOUT = 0.09
+HEDGE_AFTER = 0.05
 PORT = 8000
 
 
@@ -53,6 +63,7 @@ SERVE: dict[str, Setting] = {  # keyed by the parameter name in ServeConfig / Se
     "max_batch": Setting("--max-batch", ("PREDSERVE_MAX_BATCH",), 1000),
     "max_body": Setting("--max-body", ("PREDSERVE_MAX_BODY",), 1 << 20),
     "read_timeout": Setting("--read-timeout", ("PREDSERVE_READ_TIMEOUT",), READ_TIMEOUT),
+    "hedge_after": Setting("--hedge-after", ("PREDSERVE_HEDGE_AFTER",), HEDGE_AFTER),
     "header_timeout": Setting("--header-timeout", ("PREDSERVE_HEADER_TIMEOUT",), 5.0),
     "body_timeout": Setting("--body-timeout", ("PREDSERVE_BODY_TIMEOUT",), 10.0),
     "max_connections": Setting("--max-connections", ("PREDSERVE_MAX_CONNECTIONS",), 1024),

@@ -32,7 +32,11 @@ def serve_option(name: str, **kwargs: Any) -> Any:
               help="seconds a model's current-snapshot pointer is cached: a publish or rollback shows within this time")
 @serve_option("max_batch", type=click.IntRange(1), help="most ids per batchGet")
 @serve_option("max_body", type=click.IntRange(1), help="most bytes of request body (batchGet and admin requests); 413 beyond")
-@serve_option("read_timeout", type=click.FloatRange(0.001), help="seconds a network store (Bigtable) read may take; 503 beyond")
+@serve_option("read_timeout", type=click.FloatRange(0.001),
+              help="seconds a network store (Bigtable) read may take, retries and hedge included; 503 beyond")
+@serve_option("hedge_after", type=click.FloatRange(0),
+              help="the latest a slow Bigtable read gets a second attempt racing it (sooner: the observed p95 "
+                   "of reads); 0: no hedged reads")
 @serve_option("header_timeout", type=click.FloatRange(0.001, 60),
               help="seconds a client has to send a request's headers; also how long an idle connection stays open")
 @serve_option("body_timeout", type=click.FloatRange(0.001), help="seconds a client has to send a request's body; 408 beyond")
@@ -40,7 +44,7 @@ def serve_option(name: str, **kwargs: Any) -> Any:
               help="connections each worker serves at once, idle keep-alive ones included; more wait until one closes")
 @serve_option("access_log", is_flag=True, help="log every request as a JSON line")
 def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, no_auth: bool, stale: str,
-          pointer_ttl: float, max_batch: int, max_body: int, read_timeout: float, header_timeout: float,
+          pointer_ttl: float, max_batch: int, max_body: int, read_timeout: float, hedge_after: float, header_timeout: float,
           body_timeout: float, max_connections: int, access_log: bool) -> None:
     """Serve predictions over HTTP from STORE (opened read-only).
 
@@ -50,7 +54,8 @@ def serve(store: str, host: str, port: int, workers: int, iam_path: str | None, 
     from predserve.serving.server import run_server
 
     config = ServeConfig(store, iam_path=iam_path, auth=not no_auth, stale=stale, pointer_ttl=pointer_ttl,  # type: ignore[arg-type]
-                         max_batch=max_batch, max_body=max_body, body_timeout=body_timeout, read_timeout=read_timeout)
+                         max_batch=max_batch, max_body=max_body, body_timeout=body_timeout, read_timeout=read_timeout,
+                         hedge_after=hedge_after)
     options = ServerOptions(host=host, port=port, workers=workers, header_timeout=header_timeout,
                             max_connections=max_connections, access_log=access_log)
     run_server(config, options)

@@ -29,7 +29,8 @@ class ServeConfig:
     max_batch: int = serve_default("max_batch")  # most ids per batchGet
     max_body: int = serve_default("max_body")  # bytes of request body accepted (batchGet, admin POSTs)
     body_timeout: float = serve_default("body_timeout")  # seconds a request body may take to arrive
-    read_timeout: float = serve_default("read_timeout")  # seconds a network store read may take (Bigtable)
+    read_timeout: float = serve_default("read_timeout")  # seconds a network store (Bigtable) read may take, retries included
+    hedge_after: float = serve_default("hedge_after")  # the latest a slow read of such a store gets a hedge
     # Set by the server, not by an option: the worker processes, and with more than one the
     # directory where they exchange their traffic samples for the console (see traffic.py).
     workers: int = 1
@@ -40,8 +41,8 @@ class ServeConfig:
         return self.store_url.startswith("bigtable://")
 
     def store_options(self) -> dict[str, object]:
-        """Options for ``open_store``: the read deadline applies to network stores only."""
-        return {"read_timeout": self.read_timeout} if self.network_store else {}
+        """Options for ``open_store``: the read deadlines apply to network stores only."""
+        return {"read_timeout": self.read_timeout, "hedge_after": self.hedge_after} if self.network_store else {}
 
     def warnings(self) -> list[str]:
         """Start-up warnings about a configuration that will refuse or expose every request."""

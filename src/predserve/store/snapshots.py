@@ -155,6 +155,7 @@ class SnapshotStore(ABC):
 
     url: str
     readonly: bool
+    read_stats: Any = None  # a network store's retry counts (bigtable_reads.ReadStats); None: it never retries
     # True when this object made the store (it did not exist when opened): see close_or_remove_new.
     created: bool = False
 
