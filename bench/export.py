@@ -364,7 +364,7 @@ def added_work_cpu(rows: int, store: str) -> float:
         profile, _ = source.profile()
         with open_store(store) as st:
             old, new = sorted(st.state("churn").snapshots)[-2:]
-            kinds = {name: column["kind"] for name, column in profile["columns"].items()}
+            kinds = {name: column.kind for name, column in profile.columns.items()}
             drift.compare_sample(st, "churn", old, new, kinds)
         return round(time.thread_time() - started, 3)
     finally:

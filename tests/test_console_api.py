@@ -24,6 +24,7 @@ from predserve.serving.metrics import UNKNOWN_MODEL
 from predserve.serving.schemas import Lookup, ModelDetail, Traffic
 from predserve.serving.traffic_share import TrafficShare
 from predserve.serving.traffic import LATENCY_BOUNDS, Cell, TrafficSampler, decode_second, encode_second, merge, quantile
+from predserve import settings
 from predserve.store import open_store
 from tests.support.serving import in_process, InProcess, make_keys
 from tests.support.snapshots import publish_rows
@@ -100,9 +101,20 @@ async def test_the_openapi_document_describes_the_console_routes_and_their_bodie
     assert ok["$ref"] == "#/components/schemas/ModelDetail"
     history = schemas["HistoryEntry"]["properties"]
     assert "profile" in history and "drift" in history
-    for name in ("Profile", "ColumnProfile", "Drift", "ColumnDrift", "Event", "Traffic", "TrafficSeries", "Lookup", "Session",
-                 "AccountList"):
+    for name in ("Profile", "ColumnProfile", "DriftReport", "ColumnDriftReport", "Verdict", "DriftLimits", "Event",
+                 "Traffic", "TrafficSeries", "Lookup", "Session", "AccountList"):
         assert name in schemas, name
+    # each drift verdict with the limit it used: the records of predserve.store.reports, as the API returns them
+    assert history["drift"]["anyOf"][0]["$ref"] == "#/components/schemas/DriftReport"
+    column = schemas["ColumnDriftReport"]["properties"]
+    assert column["verdicts"]["items"]["$ref"] == "#/components/schemas/Verdict"
+    assert column["verdict"]["enum"] == ["over", "within", "not gated"]
+    verdict = schemas["Verdict"]
+    assert {"gate", "figure", "value", "limit", "limit_from", "over", "why"} <= set(verdict["required"])
+    assert set(verdict["properties"]["gate"]["enum"]) == {"prediction_drift", "changed_labels", "moved_values"}
+    limits = schemas["DriftLimits"]["properties"]
+    assert limits["max_drift"]["default"] == settings.MAX_DRIFT and "column_max_drift" in limits
+    assert {"limits", "limits_recorded", "verdict"} <= set(schemas["DriftReport"]["required"])
     assert {"401", "403"} <= set(paths["/v1/console/traffic"]["get"]["responses"])
 
 

@@ -43,7 +43,7 @@ def test_an_entry_claiming_what_it_cannot_do_is_refused() -> None:
     with pytest.raises(ValueError, match="explaining predictions needs attributions"):
         dataclasses.replace(kmeans, functions=frozenset({"EXPLAIN_PREDICT"}))
     with pytest.raises(ValueError, match="unknown ML functions"):
-        dataclasses.replace(kmeans, functions=frozenset({"FORECAST"}))
+        dataclasses.replace(kmeans, functions=frozenset({"GENERATE_TEXT"}))
 
 
 def test_an_unknown_model_type_lists_the_registered_ones(wh: Warehouse) -> None:
@@ -57,14 +57,14 @@ def test_the_ml_functions_refuse_naming_the_types_that_support_them(wh: Warehous
     wh.sql("CREATE MODEL bt OPTIONS(model_type='boosted_tree_regressor', input_label_cols=['y'], max_iterations=2) "
            "AS SELECT x1, y FROM people")
     refusals = {
-        "ML.WEIGHTS(MODEL km)": "ML.WEIGHTS supports linear_reg and logistic_reg models; km is kmeans",
+        "ML.WEIGHTS(MODEL km)": "ML.WEIGHTS supports linear_reg, logistic_reg and matrix_factorization models; km is kmeans",
         "ML.ADVANCED_WEIGHTS(MODEL bt)": "ML.ADVANCED_WEIGHTS supports linear_reg and logistic_reg models; bt is boosted_tree_regressor",
         "ML.CENTROIDS(MODEL bt)": "describes kmeans models; bt is boosted_tree_regressor",
         "ML.FEATURE_IMPORTANCE(MODEL km)": "supports boosted tree and random forest models; km is kmeans",
         "ML.EXPLAIN_PREDICT(MODEL km, TABLE people)": "explains supervised models (linear, logistic, boosted tree, random forest); km is kmeans",
         "ML.ROC_CURVE(MODEL bt)": "evaluates binary classification models; bt is boosted_tree_regressor",
         "ML.DETECT_ANOMALIES(MODEL bt, STRUCT(0.1 AS contamination), TABLE people)":
-            "predserve detects anomalies with kmeans models; bt is boosted_tree_regressor",
+            "predserve detects anomalies with kmeans or arima_plus models; bt is boosted_tree_regressor",
     }
     for call, message in refusals.items():
         with pytest.raises(ModelError, match=re.escape(message)):

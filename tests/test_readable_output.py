@@ -85,3 +85,18 @@ def test_the_progress_printer_prints_each_count_once(capsys) -> None:  # type: i
         show(*report)
     lines = capsys.readouterr().err.splitlines()
     assert [line.split(" rows written")[0].strip() for line in lines] == ["0/3,000", "1,200/3,000", "3,000/3,000"], lines
+
+
+def test_the_readmes_latency_claims_are_what_docs_benchmarks_measures() -> None:
+    from tests.support.processes import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    benchmarks = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert "sub-millisecond latency" not in readme  # what no benchmark measured from a caller's side
+    claim = readme.split("**Latency, as measured**", 1)[1].split("\n\n", 1)[0]
+    figures = re.findall(r"(\d[\d.]*)(?:-(\d[\d.]*))? (ms|µs)", claim)
+    assert len(figures) >= 5, claim
+    for low, high, unit in figures:
+        for figure in filter(None, (low, high)):
+            assert re.search(rf"(?<![\d.]){re.escape(figure)}(?![\d])", benchmarks), f"{figure} {unit} is not in docs/benchmarks.md"
+    assert "bench/client_latency.py" in benchmarks and "load average 27-30" in benchmarks and "load average 27-30" in claim

@@ -24,6 +24,12 @@ GRACE = 60.0
 STALE_AFTER = 24 * 3600.0  # seconds after which an unfinished snapshot (or export staging) is abandoned
 UPDATE_RETENTION = 7 * 24 * 3600.0  # seconds pushed/streamed updates stay in the log (see store/updates.py)
 
+# ---- the export's drift gates (docs/pipeline.md: how they were chosen; store/limits.py: DriftLimits) ----
+MAX_DRIFT = 0.1  # per column: JS divergence or L-infinity distance
+MAX_CHANGED_LABELS = 0.1  # per label column: fraction of sampled ids whose value changed
+MAX_MOVED = 0.1  # per numeric column: fraction of sampled ids that moved (see MOVE_TOLERANCE)
+MOVE_TOLERANCE = 0.5  # an id moved when its value changed by more than this many standard deviations
+
 # ---- the API ------------------------------------------------------------------------------------
 IAM_FILE = "predserve-iam.json"  # the service-account file, in the working directory
 IAM_ENV = "PREDSERVE_IAM"

@@ -43,7 +43,7 @@ def snapshots(store: str, as_json: bool, model: str) -> None:
     for r in rows:
         when = _short_time(r["published_at"] or r["created_at"])
         view.add_row(f"{r['id']} *" if r["current"] else str(r["id"]), r["state"], f"{r['rows']:,}", when,
-                     *_drift_cells(r["metadata"].get("drift")).values())
+                     *_drift_cells(r["metadata"]).values())
     Console().print(view)
     if state.current is not None:
         click.echo(f"{updates:,} updates (push / stream) applied to snapshot {state.current} since its publish")
@@ -55,18 +55,19 @@ def _short_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
 
 
-def _drift_cells(drift: dict[str, Any] | None) -> dict[str, str]:
-    """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest changed fraction.
+def _drift_cells(metadata: dict[str, Any]) -> dict[str, str]:
+    """The snapshots table's drift columns: the largest distance (vs which snapshot), the largest
+    changed fraction (read from the snapshot's typed report, whatever version wrote it).
 
     ``--json`` has every figure (each snapshot's metadata holds its profile and drift)."""
-    from predserve.pipeline.drift import largest
+    from predserve.store.reports import largest, snapshot_report
 
+    drift = snapshot_report(metadata).drift
     top = largest(drift)
     if drift is None or top is None:
         return {"drift": "", "changed": ""}
-    changed = [f["changed"] for f in drift["columns"].values() if "changed" in f and not f.get("metadata")]
-    return {"drift": f"{top[1]['distance']:.4f} vs {drift['baseline']}", "changed": f"{max(changed):.1%}" if changed else ""}
-
+    changed = [c.changed for c in drift.columns.values() if c.changed is not None and not c.metadata]
+    return {"drift": f"{top[1].distance:.4f} vs {drift.baseline}", "changed": f"{max(changed):.1%}" if changed else ""}
 
 
 @main.command()
@@ -94,7 +95,7 @@ def diff(store: str, examples: int, as_json: bool, model: str, a: int | None, b:
     with open_store(store, readonly=True, read_timeout=READ_TIMEOUT) as st:
         result = compare_snapshots(st, model, a, b, examples)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
     else:
         render(Console(), result)
 

@@ -41,6 +41,7 @@ from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
 from predserve.pipeline.sources import Source, WarehouseSource
 from predserve.store import open_store
+from predserve.store.reports import Drift, Profile, snapshot_report
 
 log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
@@ -63,8 +64,8 @@ class ExportSummary:
     store: str
     gates: list[GateResult] = field(default_factory=list)
     collected: list[int] = field(default_factory=list)
-    profile: dict[str, Any] | None = None
-    drift: dict[str, Any] | None = None
+    profile: Profile | None = None
+    drift: Drift | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -75,8 +76,12 @@ class ExportSummary:
             "model": self.model, "snapshot": self.snapshot, "rows": self.rows, "published": self.published,
             "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows_per_second),
             "store": self.store, "gates": [g.to_dict() for g in self.gates], "collected_snapshots": self.collected,
-            "profile": self.profile, "drift": self.drift,
+            "profile": _json(self.profile), "drift": _json(self.drift),
         }
+
+
+def _json(record: Profile | Drift | None) -> dict[str, Any] | None:
+    return record.to_json() if record is not None else None
 
 
 def run_export(
@@ -139,7 +144,7 @@ def run_export(
             _discard_quietly(store, model, snapshot, [(g.name, g.detail) for g in blocking])
             raise GateRefused(summary, blocking)
         metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction,
-                    "profile": new_profile, "drift": drift}
+                    "profile": _json(new_profile), "drift": _json(drift)}
         store.publish(model, snapshot, metadata, overridden=[g.name for g in gates if g.overridden and not g.passed])
         summary.published = True
         summary.collected = [sid for _, sid in store.gc(model, keep=keep, grace=grace)]
@@ -158,16 +163,16 @@ def run_export(
             store.close()
 
 
-def _drift(store: Any, model: str, current: Any, snapshot: int, profile: dict[str, Any] | None,
-           sample: list[str], policy: GatePolicy, schema: list[tuple[str, str]]) -> dict[str, Any] | None:
+def _drift(store: Any, model: str, current: Any, snapshot: int, profile: Profile | None,
+           sample: list[str], policy: GatePolicy, schema: list[tuple[str, str]]) -> Drift | None:
     """The new snapshot's drift against the current one (None without two profiles to compare)."""
-    baseline = current.metadata.get("profile") if current is not None else None
+    baseline = snapshot_report(current.metadata).profile if current is not None else None
     if profile is None or baseline is None:
         return None
-    kinds = {name: column["kind"] for name, column in profile["columns"].items()}
-    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.move_tolerance)
+    kinds = {name: column.kind for name, column in profile.columns.items()}
+    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.drift_limits.move_tolerance)
     temporal = [name for name, arrow_type in schema if arrow_type.startswith(TEMPORAL_TYPES)]
-    return drifts.measure(baseline, profile, current.id, compared, policy.metadata_columns, temporal)
+    return drifts.measure(baseline, profile, current.id, compared, policy.drift_limits, policy.metadata_columns, temporal)
 
 
 # Arrow type names of dates, times and timestamps: never a drift signal (reported, not gated).

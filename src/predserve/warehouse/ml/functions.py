@@ -24,6 +24,7 @@ from predserve.errors import ModelError, PredserveError, SQLError
 from predserve.warehouse.ml import explain
 from predserve.warehouse.ml.weights import advanced_weights_table, weights_table
 from predserve.warehouse.models import metrics
+from predserve.warehouse.models.families import arima_plus, matrix_factorization
 from predserve.warehouse.models.families.kmeans import centroids_table
 from predserve.warehouse.models.registry import spoken_list, where
 from predserve.warehouse.models.trained import TrainedModel, with_input_columns
@@ -36,8 +37,6 @@ Relation = pa.Table | pa.RecordBatchReader
 UNSUPPORTED_SETTINGS = {
     "trial_id": "hyperparameter tuning",
     "keep_original_columns": "PCA and autoencoder models (predserve's ML.PREDICT always passes the input columns through)",
-    "horizon": "time series models", "confidence_level": "time series models",
-    "perform_aggregation": "time series models", "anomaly_prob_threshold": "time series models",
     "integrated_gradients_num_steps": "DNN models", "max_output_tokens": "remote (LLM) models",
 }
 DEFAULT_TOP_K_FEATURES = 5
@@ -152,13 +151,25 @@ def explain_predict(call: MLCall) -> pa.RecordBatchReader:
     return _streamed(call, lambda batch: explain.explain_batch(call.model, batch, threshold, top_k, approx))
 
 
-def detect_anomalies(call: MLCall) -> pa.RecordBatchReader:
-    """k-means: is_anomaly, normalized_distance, centroid_id, then the input columns."""
+def detect_anomalies(call: MLCall) -> Relation:
+    """k-means: is_anomaly, normalized_distance, centroid_id, then the input columns. ARIMA_PLUS:
+    the training points, or the input's, against the model (arima_plus.py)."""
     model = call.model
     if not model.kind.supports("DETECT_ANOMALIES"):
         raise ModelError(f"{call.label}: predserve detects anomalies with {_supporting('DETECT_ANOMALIES')} models; "
                          f"{model.name} is {model.model_type} "
-                         "(BigQuery ML also uses ARIMA_PLUS, PCA and autoencoder models, which predserve does not train)")
+                         "(BigQuery ML also uses PCA and autoencoder models, which predserve does not train)")
+    if model.kind.task == "forecasting":
+        if "contamination" in call.settings:
+            raise ModelError(f"{call.label}: an ARIMA_PLUS model takes STRUCT(p AS anomaly_prob_threshold), not contamination")
+        return arima_plus.detect_anomalies_table(model.estimator, model.options, call.settings,
+                                                 _input_table(call) if call.rows is not None else None)
+    if "anomaly_prob_threshold" in call.settings:
+        raise ModelError(f"{call.label}: anomaly_prob_threshold applies to ARIMA_PLUS models; a {model.model_type} "
+                         "model takes STRUCT(value AS contamination)")
+    if call.rows is None:
+        raise ModelError(f"{call.label}: a {model.model_type} model needs the rows to judge, "
+                         "ML.DETECT_ANOMALIES(MODEL m, STRUCT(0.02 AS contamination), TABLE t)")
     contamination = call.settings.get("contamination")
     if contamination is None:
         raise ModelError(f"{call.label}: a {model.model_type} model needs STRUCT(value AS contamination), the share of anomalies in the "
@@ -178,6 +189,17 @@ def anomalies_batch(model: TrainedModel, batch: pa.RecordBatch, cutoff: float) -
 
 
 def evaluate(call: MLCall) -> pa.Table:
+    kind = call.model.kind
+    series_settings = {"perform_aggregation", "horizon", "confidence_level"} & set(call.settings)
+    if series_settings and kind.task != "forecasting":
+        raise ModelError(f"{call.label}: {', '.join(sorted(series_settings))} apply to ARIMA_PLUS models")
+    if kind.evaluate_rows is not None:
+        if "threshold" in call.settings:
+            raise ModelError(f"{call.label}: a threshold applies to binary classification models only")
+        if call.rows is None:
+            return arima_plus.arima_evaluate_table(call.model.estimator, {}) if kind.task == "forecasting" \
+                else call.model.evaluation_table()
+        return kind.evaluate_rows(call.model.estimator, call.model.options, _input_table(call), call.settings)
     threshold = _threshold(call)
     if call.rows is None:
         if threshold is not None:
@@ -292,6 +314,8 @@ def feature_info(call: MLCall) -> pa.Table:
 
 
 def weights(call: MLCall) -> pa.Table:
+    if call.model.kind.task == "recommendation":
+        return matrix_factorization.weights_table(call.model.estimator, call.model.options)
     return weights_table(call.model, standardize=bool(call.settings.get("standardize", False)))
 
 
@@ -311,6 +335,45 @@ def feature_importance(call: MLCall) -> pa.Table:
 
 def global_explain(call: MLCall) -> pa.Table:
     return explain.global_explain_table(call.model, bool(call.settings.get("class_level_explain", False)))
+
+
+def _input_table(call: MLCall) -> pa.Table:
+    assert call.rows is not None
+    return call.rows().read_all()
+
+
+def _requires(call: MLCall, function: str) -> None:
+    if not call.model.kind.supports(function):
+        raise ModelError(f"{call.label} applies to {_supporting(function)} models; {call.model.name} is {call.model.model_type}")
+
+
+def recommend(call: MLCall) -> Relation:
+    """Every user-item pair, or the input's users, items or pairs (matrix_factorization.py)."""
+    _requires(call, "RECOMMEND")
+    model = call.model
+    if call.rows is None:
+        return matrix_factorization.recommend_all(model.estimator, model.options)
+    return matrix_factorization.recommend_rows(model.estimator, model.options, _input_table(call))
+
+
+def forecast(call: MLCall) -> pa.Table:
+    _requires(call, "FORECAST")
+    return arima_plus.forecast_table(call.model.estimator, call.settings)
+
+
+def explain_forecast(call: MLCall) -> pa.Table:
+    _requires(call, "EXPLAIN_FORECAST")
+    return arima_plus.explain_forecast_table(call.model.estimator, call.model.options, call.settings)
+
+
+def arima_evaluate(call: MLCall) -> pa.Table:
+    _requires(call, "ARIMA_EVALUATE")
+    return arima_plus.arima_evaluate_table(call.model.estimator, call.settings)
+
+
+def arima_coefficients(call: MLCall) -> pa.Table:
+    _requires(call, "ARIMA_COEFFICIENTS")
+    return arima_plus.arima_coefficients_table(call.model.estimator)
 
 
 def transform(call: MLCall) -> pa.Table:
@@ -343,6 +406,11 @@ HANDLERS: dict[str, Callable[[MLCall], Relation]] = {
     "EXPLAIN_PREDICT": explain_predict,
     "GLOBAL_EXPLAIN": global_explain,
     "TRANSFORM": transform,
+    "RECOMMEND": recommend,
+    "FORECAST": forecast,
+    "EXPLAIN_FORECAST": explain_forecast,
+    "ARIMA_EVALUATE": arima_evaluate,
+    "ARIMA_COEFFICIENTS": arima_coefficients,
 }
 assert set(HANDLERS) == set(ML_TABLE_FUNCTIONS), "every ML table function needs a handler"
 

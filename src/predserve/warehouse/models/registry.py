@@ -21,14 +21,15 @@ import numpy as np
 
 from predserve.errors import ModelError
 
-Task = Literal["regression", "classification", "clustering"]
+Task = Literal["regression", "classification", "clustering", "recommendation", "forecasting"]
 Info = list[dict[str, Any]]  # ML.TRAINING_INFO rows
 HeldOut = tuple[np.ndarray, np.ndarray] | None  # the evaluation rows (features, targets), for eval_loss
 
 # The ML table functions only some model types support; every model type supports the
 # others (ML.PREDICT, ML.EVALUATE, ML.TRAINING_INFO, ML.FEATURE_INFO, ML.TRANSFORM).
 MODEL_SPECIFIC_FUNCTIONS = frozenset({"WEIGHTS", "ADVANCED_WEIGHTS", "CENTROIDS", "DETECT_ANOMALIES", "FEATURE_IMPORTANCE",
-                                      "EXPLAIN_PREDICT", "GLOBAL_EXPLAIN"})
+                                      "EXPLAIN_PREDICT", "GLOBAL_EXPLAIN", "RECOMMEND", "FORECAST", "EXPLAIN_FORECAST",
+                                      "ARIMA_EVALUATE", "ARIMA_COEFFICIENTS"})
 
 
 class Estimator(Protocol):
@@ -93,6 +94,12 @@ class ModelType:
     # (estimator, encoded rows, target class per row or None, approximate) -> (attribution per encoded
     # column, baseline per row), toward the target class's logit (classifiers) or the predicted value
     attributions: Callable[[Any, np.ndarray, np.ndarray | None, bool], tuple[np.ndarray, np.ndarray]] | None = None
+    # a family that reads the training query's columns itself, without the automatic encoding or
+    # a label (recommendation: users, items, ratings; forecasting: series): (model name, resolved
+    # options, the query's rows) -> (estimator, ML.TRAINING_INFO rows, ML.EVALUATE's stored row)
+    fit_rows: Callable[[str, dict[str, Any], Any], tuple[Estimator, Info, dict[str, Any]]] | None = None
+    # ML.EVALUATE with input rows for such a family: (estimator, options, rows, settings) -> its output table
+    evaluate_rows: Callable[[Any, dict[str, Any], Any, dict[str, Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         unknown = self.functions - MODEL_SPECIFIC_FUNCTIONS
@@ -104,7 +111,7 @@ class ModelType:
     @property
     def supervised(self) -> bool:
         """Trained on a label (input_label_cols), evaluated on held-out rows."""
-        return self.task != "clustering"
+        return self.task in ("regression", "classification")
 
     @property
     def classifies(self) -> bool:
@@ -114,6 +121,11 @@ class ModelType:
     def supports(self, function: str) -> bool:
         """Whether ML.<function> (one of MODEL_SPECIFIC_FUNCTIONS) applies to this model type."""
         return function in self.functions
+
+
+def fits_rows_only(training: Training) -> tuple[Estimator, Info]:
+    """``ModelType.fit`` of a family that has ``fit_rows`` instead (training.py never calls it)."""
+    raise AssertionError(f"{training.model_type} fits from the query's rows (ModelType.fit_rows)")
 
 
 _TYPES: dict[str, ModelType] = {}

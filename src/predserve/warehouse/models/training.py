@@ -42,6 +42,8 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
     started = time.time()
     if table.num_rows == 0:
         raise ModelError(f"CREATE MODEL {name}: the training query returned no rows")
+    if kind.fit_rows is not None:
+        return _train_on_rows(name, kind, options, table, transform, previous, started)
     # The split is chosen on the raw rows; TRANSFORM and STRUCT expansion keep row order.
     train_idx, eval_idx = split_rows(table, options) if kind.supervised else (np.arange(table.num_rows), None)
     raw_train = table if eval_idx is None else table.take(pa.array(train_idx))  # the query's training rows
@@ -88,6 +90,24 @@ def train(name: str, options: dict[str, Any], table: pa.Table, transform: list[e
         model.evaluation = model._evaluate_encoded(x_evaluated, evaluated)
     if options.get("enable_global_explain"):
         model.global_explanation = global_explanation(model, x_evaluated)
+    return model
+
+
+def _train_on_rows(name: str, kind: ModelType, options: dict[str, Any], table: pa.Table,
+                   transform: list[exp.Expression] | None, previous: TrainedModel | None, started: float) -> TrainedModel:
+    """A family that reads its columns itself (ModelType.fit_rows): no split, encoding or label."""
+    if transform:
+        raise ModelError(f"CREATE MODEL {name}: a TRANSFORM clause is not supported for {kind.name} models; "
+                         "compute the columns in the training query")
+    if previous is not None:
+        raise ModelError(f"CREATE MODEL {name}: warm_start is not supported for {kind.name} models")
+    assert kind.fit_rows is not None
+    estimator, info, evaluation = kind.fit_rows(name, options, table)
+    model = TrainedModel(name=name, model_type=kind.name, options=options, label=None, encoder=FeatureEncoder([]),
+                         estimator=estimator, created_at=started, training_rows=table.num_rows,
+                         training_info=info, evaluation=evaluation)
+    _number_the_run(model, None, started)
+    model.feature_info = feature_statistics(table, table.schema.names)
     return model
 
 

@@ -64,11 +64,12 @@ class MLSignature:
 
 
 # Each ML table function BigQuery ML has and predserve runs, with the arguments its reference
-# page lists. STRUCT fields BigQuery has for features predserve lacks (trial_id: tuning;
-# horizon, confidence_level, perform_aggregation: time series) are refused by name.
+# page lists. STRUCT fields BigQuery has for features predserve lacks (trial_id: tuning) are
+# refused by name.
 ML_TABLE_FUNCTIONS: dict[str, MLSignature] = {
     "PREDICT": MLSignature(exp.Predict, "required", {"threshold": float, "keep_original_columns": bool}),
-    "EVALUATE": MLSignature(_node("EVALUATE"), "optional", {"threshold": float}),
+    "EVALUATE": MLSignature(_node("EVALUATE"), "optional", {"threshold": float, "perform_aggregation": bool,
+                                                             "horizon": int, "confidence_level": float}),
     "TRAINING_INFO": MLSignature(_node("TRAINING_INFO"), "none"),
     "FEATURE_INFO": MLSignature(_node("FEATURE_INFO"), "none"),
     "WEIGHTS": MLSignature(_node("WEIGHTS"), "none", {"standardize": bool}),
@@ -76,12 +77,18 @@ ML_TABLE_FUNCTIONS: dict[str, MLSignature] = {
     "CONFUSION_MATRIX": MLSignature(_node("CONFUSION_MATRIX"), "optional", {"threshold": float}),
     "ROC_CURVE": MLSignature(_node("ROC_CURVE"), "optional", thresholds=True),
     "CENTROIDS": MLSignature(_node("CENTROIDS"), "none", {"standardize": bool}),
-    "DETECT_ANOMALIES": MLSignature(_node("DETECT_ANOMALIES"), "required", {"contamination": float}, settings_first=True),
+    "DETECT_ANOMALIES": MLSignature(_node("DETECT_ANOMALIES"), "optional",
+                                    {"contamination": float, "anomaly_prob_threshold": float}, settings_first=True),
     "FEATURE_IMPORTANCE": MLSignature(_node("FEATURE_IMPORTANCE"), "none"),
     "EXPLAIN_PREDICT": MLSignature(_node("EXPLAIN_PREDICT"), "required",
                                    {"top_k_features": int, "threshold": float, "approx_feature_contrib": bool}),
     "GLOBAL_EXPLAIN": MLSignature(_node("GLOBAL_EXPLAIN"), "none", {"class_level_explain": bool}),
     "TRANSFORM": MLSignature(_node("TRANSFORM"), "required"),
+    "RECOMMEND": MLSignature(_node("RECOMMEND"), "optional"),
+    "FORECAST": MLSignature(_node("FORECAST"), "none", {"horizon": int, "confidence_level": float}),
+    "EXPLAIN_FORECAST": MLSignature(_node("EXPLAIN_FORECAST"), "none", {"horizon": int, "confidence_level": float}),
+    "ARIMA_EVALUATE": MLSignature(_node("ARIMA_EVALUATE"), "none", {"show_all_candidate_models": bool}),
+    "ARIMA_COEFFICIENTS": MLSignature(_node("ARIMA_COEFFICIENTS"), "none"),
 }
 ML_NODES: tuple[type[exp.Expression], ...] = tuple(s.node for s in ML_TABLE_FUNCTIONS.values())
 
