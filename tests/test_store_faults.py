@@ -200,7 +200,6 @@ def test_reset_connections_are_retried_within_the_deadline(proxied) -> None:
     # Not retried, each reset would fail at least its own read as "unavailable" (a starved test
     # machine may still turn some reads into "timeout" 503s).
     assert metric(url, UNAVAILABLE) - unavailable <= counts.resets // 4, describe(answers)
-    assert share(answers, 200) >= 0.9, describe(answers)
 
 
 def test_a_dead_store_gets_503s_within_the_deadline_and_at_most_1_2_attempts_per_read(proxied) -> None:
