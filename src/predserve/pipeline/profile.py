@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
 from predserve.identifiers import quote_identifier
 from predserve.keys import key_columns, key_sql
 from predserve.pipeline.drift import BINS
 from predserve.store.reports import CATEGORICAL, NUMERIC, OTHER, PROBABILITIES, Profile
+from predserve.warehouse.sql import translate
 
 TOP_VALUES = 20  # TFDV's default number of top values
 MAX_LABELS = 20  # labels kept per probabilities column (those with the most probability mass)
@@ -89,19 +88,10 @@ def _is_probabilities(t: pa.DataType) -> bool:
 
 
 def to_duckdb(sql: str) -> str:
-    """A statement written in BigQuery's dialect, as DuckDB runs it.
-
-    ``FARM_FINGERPRINT(CAST(x AS STRING))`` becomes ``hash(x)``: DuckDB has no FarmHash, and
-    its own hash of the value is the cheapest deterministic one it has (MD5, the one hash
-    both engines share, costs four times as much).
-    """
-    def duckdb_hash(node: exp.Expression) -> exp.Expression:
-        if not isinstance(node, exp.FarmFingerprint):
-            return node
-        (value,) = node.expressions
-        return exp.Anonymous(this="hash", expressions=[value.this if isinstance(value, exp.Cast) else value])
-
-    return sqlglot.parse_one(sql, read="bigquery").transform(duckdb_hash).sql(dialect="duckdb")
+    """A statement written in BigQuery's dialect, as DuckDB runs it: the warehouse's one
+    translation, with FARM_FINGERPRINT as DuckDB's own hash (the sample's order need not be
+    BigQuery's, only deterministic: see ``fast_fingerprints``)."""
+    return translate.to_duckdb(translate.read_bigquery(sql).transform(translate.fast_fingerprints))
 
 
 def _value(column: Column) -> str:

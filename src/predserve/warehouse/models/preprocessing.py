@@ -26,6 +26,7 @@ import sqlglot.expressions as exp
 
 from predserve.errors import ModelError, SQLError
 from predserve.warehouse.sql.dialect import ML_TABLE_FUNCTIONS
+from predserve.warehouse.sql.translate import to_duckdb
 
 FUNCTIONS = ("STANDARD_SCALER", "MIN_MAX_SCALER", "MAX_ABS_SCALER", "ROBUST_SCALER", "IMPUTER", "BUCKETIZE",
              "QUANTILE_BUCKETIZE", "ONE_HOT_ENCODER", "LABEL_ENCODER", "POLYNOMIAL_EXPAND", "FEATURE_CROSS", "NGRAMS",
@@ -120,7 +121,7 @@ def recipe(function: str, args: list[exp.Expression]) -> Recipe:
     """The statistics and composition of ML.<function>(args); ``args[0]`` is the input."""
     if not args:
         raise ModelError(f"ML.{function} needs an expression to transform")
-    v = args[0].sql(dialect="duckdb")
+    v = to_duckdb(args[0])
     if function == "STANDARD_SCALER":
         return Recipe([f"avg({v})::DOUBLE", f"stddev_samp({v})::DOUBLE"], lambda s: f"(({v}) - {s[0]}) / {_nonzero(s[1])}")
     if function == "MIN_MAX_SCALER":  # capped to [0, 1]; NULL stays NULL (DuckDB's GREATEST would skip it)
@@ -259,9 +260,9 @@ def _combinations(function: str, args: list[exp.Expression]) -> str:
     features: list[tuple[str, str]] = []
     for field_node in args[0].expressions:
         if isinstance(field_node, exp.PropertyEQ):
-            features.append((field_node.this.name, field_node.expression.sql(dialect="duckdb")))
+            features.append((field_node.this.name, to_duckdb(field_node.expression)))
         elif isinstance(field_node, exp.Column):
-            features.append((field_node.name, field_node.sql(dialect="duckdb")))
+            features.append((field_node.name, to_duckdb(field_node)))
         else:
             raise ModelError(f"ML.{function}: feature {field_node.sql('bigquery')} needs a name (AS name)")
     names = [n for n, _ in features]

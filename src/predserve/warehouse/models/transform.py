@@ -50,6 +50,8 @@ from predserve.warehouse.models.preprocessing import (
 )
 from predserve.warehouse.models.storage import StoredModelError, dict_field, list_field, str_field
 from predserve.warehouse.sql import hashing
+from predserve.warehouse.sql.dialect import Predserve
+from predserve.warehouse.sql.translate import read_bigquery, to_duckdb
 
 # What a TRANSFORM expression may be made of: a scalar expression over the input row.
 ALLOWED_NODES = (exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Binary, exp.Unary, exp.Func,
@@ -77,7 +79,7 @@ def _sandbox() -> duckdb.DuckDBPyConnection:
 @lru_cache(maxsize=1024)
 def _compile(sql: str) -> str:
     try:
-        trees = sqlglot.parse(sql, read="bigquery")
+        trees = sqlglot.parse(sql, read=Predserve)
     except (ParseError, TokenError) as exc:
         raise ModelError(f"cannot read {sql[:200]!r} ({str(exc).splitlines()[0]})") from None
     if len(trees) != 1 or trees[0] is None:
@@ -89,7 +91,7 @@ def _compile(sql: str) -> str:
             raise ModelError(f"{what[:200]!r} is not allowed in a TRANSFORM, which takes scalar expressions over the "
                              "input row: no queries, tables, aggregates, windows (other than the ML functions' OVER()), "
                              "parameters or functions predserve does not know")
-    return tree.sql(dialect="duckdb")
+    return to_duckdb(tree)
 
 
 def _composed(node: exp.Expression) -> exp.Expression:
@@ -149,7 +151,7 @@ class Transform:
         """Each output column's input columns: those its expression reads, in order."""
         sources = {}
         for name, sql in self.columns:
-            tree = sqlglot.parse_one(sql, read="bigquery")
+            tree = read_bigquery(sql)
             sources[name] = list(dict.fromkeys(column.name for column in tree.find_all(exp.Column)))
         return sources
 
@@ -240,7 +242,7 @@ def _one_hot_encoder(args: list[exp.Expression], con: duckdb.DuckDBPyConnection,
     automatic one-hot encoding then gives each its feature."""
     if not args:
         raise ModelError("ML.ONE_HOT_ENCODER needs an expression to transform")
-    value = args[0].sql(dialect="duckdb")
+    value = to_duckdb(args[0])
     drop = args[1].name.lower() if len(args) > 1 and isinstance(args[1], exp.Literal) and args[1].is_string else "none"
     if len(args) > 1 and drop not in ("none", "most_frequent"):
         raise ModelError(f"ML.ONE_HOT_ENCODER: drop must be 'none' or 'most_frequent', got {args[1].sql('bigquery')}")
