@@ -74,8 +74,9 @@ class Api:
     def __init__(self, url: str, proxy: str, extra: list[str]) -> None:
         self.port = free_port()
         env = {**os.environ, "BIGTABLE_EMULATOR_HOST": proxy, "PYTHONPATH": str(ROOT / "src")}
+        # --header-timeout 60: the load generator's idle keep-alive connections must outlive a run
         self.proc = subprocess.Popen([PY, "-m", "predserve.cli", "serve", "--store", url, "--no-auth", "--port",
-                                      str(self.port), *extra], cwd=ROOT, env=env,
+                                      str(self.port), "--header-timeout", "60", *extra], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def __enter__(self) -> "Api":
@@ -83,6 +84,7 @@ class Api:
         deadline = time.monotonic() + 30
         while httpx.get(f"http://127.0.0.1:{self.port}/v1/models/{MODEL}/predictions/1", timeout=5).status_code != 200:
             if time.monotonic() > deadline:
+                stop(self.proc)
                 raise RuntimeError("the API never served the model")
             time.sleep(0.1)
         return self
@@ -131,6 +133,7 @@ def main() -> None:
         with FaultProxy(emulator.port) as proxy:
             for round_ in range(args.rounds):
                 for name in settings if round_ % 2 == 0 else settings[::-1]:  # one server at a time
+                    proxy.set()
                     with Api(url, proxy.address, SETTINGS[name]) as api:
                         for fault in faults:
                             proxy.set()

@@ -4,7 +4,9 @@ The API's Bigtable client speaks gRPC: HTTP/2 over one TCP connection that carri
 at once, each read a stream. So a fault "per read" cannot be made by delaying TCP chunks: a
 chunk holds pieces of many streams, and holding one back holds back every read behind it
 (head-of-line blocking: a stalled connection, not a slow read), while letting later chunks
-overtake it corrupts the byte stream. ``tc netem`` delays packets, so it has the same limit.
+overtake it corrupts the byte stream. ``tc netem`` delays packets, so it has the same limit
+(and the development machine's kernel lacks the netem qdisc: ``tc qdisc add dev lo root
+netem`` in a new network namespace says "Specified qdisc kind is unknown").
 
 This proxy therefore reads the HTTP/2 frames the client sends (a 9-byte header each: length,
 type, flags, stream) and delays or resets *per request*:

@@ -112,7 +112,11 @@ class BudgetedReads:
                 else:
                     result = await self._retried(attempt, end)
         except TimeoutError:
+            self._observe(self.deadline)  # as slow as a read may be: a store that times out is not hedged
             raise gexc.DeadlineExceeded(f"no answer within {self.deadline * 1000:.0f} ms") from None
+        except gexc.RetryError:
+            self._observe(self.deadline)
+            raise
         self._observe(time.monotonic() - started)
         return result
 
@@ -156,8 +160,8 @@ class BudgetedReads:
                                         timeout=end - time.monotonic())
 
     def _observe(self, seconds: float) -> None:
-        """Note a successful read's latency; every UPDATE_EVERY reads, re-derive the hedge delay (the
-        p95, at most the cap) and the typical read (the median)."""
+        """Note a read's latency (a timed-out one's as the deadline); every UPDATE_EVERY reads,
+        re-derive the hedge delay (the p95, at most the cap) and the typical read (the median)."""
         self._latencies.append(seconds)
         self._observed += 1
         if self._observed % UPDATE_EVERY == 0:
