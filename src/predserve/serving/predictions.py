@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 import time
 from itertools import repeat
-from typing import NamedTuple
-
 import orjson
 
 from predserve.serving.asgi import Receive, Scope, header, read_body
@@ -46,11 +44,9 @@ def match(path: str) -> Match | None:
     return (GET_ROUTE, model, entity_id) if entity_id is not None else (BATCH_ROUTE, model, "")
 
 
-class Answer(NamedTuple):
-    """A 200 body and whether it came from a stale snapshot (then marked so in a header)."""
-
-    body: bytes
-    stale: bool
+# A 200 body and whether it came from a stale snapshot (then marked so in a header). A plain
+# tuple, as Match: a NamedTuple's constructor runs Python code on every request.
+Answer = tuple[bytes, bool]
 
 
 def check_id(entity_id: str) -> bytes:
@@ -98,10 +94,12 @@ async def get_one(context: ServingContext, scope: Scope, model: str, entity_id: 
     """``GET /v1/models/{model}/predictions/{entity_id}``."""
     authorize(context.keys, header(scope, b"authorization"), model)
     raw = check_id(entity_id)
-    snapshot, stale = await context.current(model)
+    cached = context.pointers.cached(model)
+    snapshot, stale = context.judge(model, await context.pointers.get(model) if cached is False else cached)
     metrics = context.metrics
     started = time.perf_counter()
-    body = await context.store.aget(model, snapshot.id, raw)
+    store = context.store
+    body = store.get(model, snapshot.id, raw) if context.embedded else await store.aget(model, snapshot.id, raw)
     metrics.read_get.observe(time.perf_counter() - started)
     if body is None:
         body = fallback(snapshot, entity_id)
@@ -113,8 +111,8 @@ async def get_one(context: ServingContext, scope: Scope, model: str, entity_id: 
         metrics.count(model, "found")
     if stale:
         metrics.stale_response(model)
-        return Answer(mark_stale(body), True)
-    return Answer(body, False)
+        return mark_stale(body), True
+    return body, False
 
 
 def parse_ids(body: bytes, max_batch: int) -> list[str]:
@@ -140,10 +138,12 @@ async def get_many(context: ServingContext, scope: Scope, receive: Receive, mode
     authorize(context.keys, header(scope, b"authorization"), model)
     ids = parse_ids(await read_body(scope, receive, config.max_body, config.body_timeout), config.max_batch)
     raws = check_ids(ids)
-    snapshot, stale = await context.current(model)
+    cached = context.pointers.cached(model)
+    snapshot, stale = context.judge(model, await context.pointers.get(model) if cached is False else cached)
     metrics = context.metrics
     started = time.perf_counter()
-    values = await context.store.aget_many(model, snapshot.id, raws)
+    store = context.store
+    values = store.get_many(model, snapshot.id, raws) if context.embedded else await store.aget_many(model, snapshot.id, raws)
     metrics.read_many.observe(time.perf_counter() - started)
     found = defaults = 0
     if None in values:
@@ -166,4 +166,4 @@ async def get_many(context: ServingContext, scope: Scope, receive: Receive, mode
     if stale:
         metrics.stale_response(model)
     head = orjson.dumps({"model": model, "snapshot": snapshot.id})[:-1] + (b',"stale":true' if stale else b"")
-    return Answer(head + b',"results":[' + b",".join(results) + b"]}", stale)
+    return head + b',"results":[' + b",".join(results) + b"]}", stale
