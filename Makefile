@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 EMULATOR := .cache/bin/bigtable-emulator
 BQ_VENV := .cache/bqemulator
 BQ_EMULATOR := $(BQ_VENV)/.installed
@@ -23,19 +24,26 @@ IMAGES := dist/predserve-serve.oci.tar dist/predserve-export.oci.tar
 demo: $(STAMP)
 	$(VENV)/bin/predserve demo $(DEMO_ARGS)
 
-test: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(CHROMIUM) $(JAVA) $(IMAGES)
+test: $(TEST_STAMP) $(EMULATOR) $(BQ_EMULATOR) $(CHROMIUM) $(JAVA) $(IMAGES)
+	$(VENV)/bin/lint-imports  # the layers and no import circles (pyproject.toml's [tool.importlinter])
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) PREDSERVE_BQEMULATOR_PYTHON=$(CURDIR)/$(BQ_VENV)/bin/python \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(STAMP)
 
-# The virtualenv, reinstalled whenever pyproject.toml changes.
+# The virtualenv with predserve and what it runs (all `make demo` needs), reinstalled whenever
+# pyproject.toml changes; the test extras (Playwright, Schemathesis, the gcp and dask extras...)
+# come on top for `make test` only, with their own stamp.
 $(STAMP): pyproject.toml
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 		echo "installing python3-venv (needed to create $(VENV))"; \
 		apt-get update -q && apt-get install -y -q python3-venv; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -131,6 +139,7 @@ bench: $(STAMP) $(EMULATOR) $(BQ_EMULATOR) $(FEAST_VENV) $(CHROMIUM)
 		$(PY) bench/export.py --big 10000000
 	PREDSERVE_BIGTABLE_EMULATOR=$(CURDIR)/$(EMULATOR) $(PY) bench/serve.py
 	$(PY) bench/console.py
+	$(PY) bench/updates.py
 
 $(FEAST_VENV):
 	$(PYTHON) -m venv $@

@@ -71,7 +71,7 @@ class Emulator:
 
     def __init__(self) -> None:
         sys.path.insert(0, str(ROOT))
-        from tests.conftest import start_emulator
+        from tests.support.bigtable import start_emulator
 
         self.port = free_port()
         self.proc = start_emulator(self.port)
@@ -79,9 +79,9 @@ class Emulator:
         os.environ["BIGTABLE_EMULATOR_HOST"] = self.host
 
     def stop(self) -> None:
-        from tests.conftest import stop_emulator
+        from tests.support.processes import stop_process_group
 
-        stop_emulator(self.proc)
+        stop_process_group(self.proc)
         os.environ.pop("BIGTABLE_EMULATOR_HOST", None)
 
 

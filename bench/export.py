@@ -252,7 +252,7 @@ def end_to_end(rows: int, rounds: int) -> dict:
 
 def run_dask(rows: int, store: str, workers: int = 2) -> dict:
     """The same export on Beam's DaskRunner: a scheduler and ``workers`` single-threaded workers."""
-    from tests.conftest import start_dask_cluster
+    from tests.support.production import start_dask_cluster
 
     logs = OUT / "dask-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -284,7 +284,8 @@ def run_bigquery(rows: int, store: str) -> dict:
     from google.cloud import bigquery
 
     from predserve.pipeline.bigquery import rest_client
-    from tests.conftest import BQ_PROJECT, start_bigquery_emulator, stop_emulator
+    from tests.support.processes import stop_process_group
+    from tests.support.production import BQ_PROJECT, start_bigquery_emulator
 
     emulator = start_bigquery_emulator(OUT / "bqemulator.log")
     os.environ.update(emulator.environment())
@@ -295,7 +296,7 @@ def run_bigquery(rows: int, store: str) -> dict:
         client.close()
         return run_pipeline(rows, store, [], warehouse=f"bigquery://{BQ_PROJECT}/bench", table="predictions")
     finally:
-        stop_emulator(emulator.proc)
+        stop_process_group(emulator.proc)
 
 
 def run_beam_bigtableio(rows: int, store: str) -> dict:
@@ -363,7 +364,7 @@ def added_work_cpu(rows: int, store: str) -> float:
         profile, _ = source.profile()
         with open_store(store) as st:
             old, new = sorted(st.state("churn").snapshots)[-2:]
-            kinds = {name: column["kind"] for name, column in profile["columns"].items()}
+            kinds = {name: column.kind for name, column in profile.columns.items()}
             drift.compare_sample(st, "churn", old, new, kinds)
         return round(time.thread_time() - started, 3)
     finally:

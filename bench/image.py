@@ -3,7 +3,7 @@
     make image && .venv/bin/python bench/image.py [--runs 5]
 
 Sizes: compressed (the layers as stored in dist/*.oci.tar) and unpacked (bytes of the files of the
-root filesystem tests/oci.py unpacks). Start to first answer: from starting the serve image's
+root filesystem tests/support/oci.py unpacks). Start to first answer: from starting the serve image's
 entrypoint (unshare + chroot, as tests/test_images.py runs it) to the first 200 answer to a
 prediction from an LMDB store mounted in; the baseline, measured alternately in the same run, is
 `predserve serve` started from the host's virtualenv on the same store. Needs root (unshare).
@@ -26,9 +26,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from tests import oci  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.serving_support import publish_rows  # noqa: E402
+from tests.support import oci  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
+from tests.support.snapshots import publish_rows  # noqa: E402
 
 
 def first_answer(proc: subprocess.Popen, port: int, started: float) -> float:

@@ -7,7 +7,8 @@ the time from the *scheduled* send to the last byte of the response. Loopback on
 by --duration and --rate.
 
     python bench/loadgen.py --port 8000 --rate 2000 --duration 10 --path-template '/v1/m/p/{id}' ...
-Prints one JSON object: sent, ok, errors, achieved_rate, p50/p90/p99/p999/max in ms.
+Prints one JSON object: sent, ok, errors, achieved_rate, p50/p90/p99/p999/max in ms (of the
+200s), and error_p50/error_max (of the other answers).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class Generator:
         self.idle: deque[Connection] = deque()
         self.backlog: deque[tuple[bytes, float]] = deque()
         self.latencies: list[float] = []
+        self.error_latencies: list[float] = []  # of the non-200 answers
         self.errors = 0
         self.lost = 0
         self.finished = 0
@@ -76,6 +78,7 @@ class Generator:
             self.latencies.append(latency)
         else:
             self.errors += 1
+            self.error_latencies.append(latency)
         if self.backlog:
             request, scheduled = self.backlog.popleft()
             conn.send(request, scheduled)
@@ -112,6 +115,8 @@ class Generator:
             "target_rate": self.rate, "achieved_rate": round(n / sent_span, 1),
             "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "p999_ms": pct(99.9),
             "max_ms": round(float(lat.max()), 3) if len(lat) else None,
+            "error_p50_ms": round(float(np.percentile(self.error_latencies, 50)) * 1000, 3) if self.error_latencies else None,
+            "error_max_ms": round(max(self.error_latencies) * 1000, 3) if self.error_latencies else None,
         }
 
 

@@ -126,17 +126,26 @@ def memory_mb(pid: int) -> dict[str, float]:
 
 
 # ---- load ---------------------------------------------------------------------------------
-def wrk_rate(port: int, script: str, duration: float) -> float:
+def wrk_run(port: int, script: str, duration: float) -> dict[str, Any]:
+    """One closed-loop wrk run: req/s, requests, non-2xx responses and socket errors."""
     lua = OUT / f"wrk-{abs(hash(script))}.lua"
     lua.write_text(script)
     cmd = ["taskset", "-c", LOAD_CPU, ensure_tool("wrk", "wrk"), "-t1", "-c32", f"-d{max(1, round(duration))}s", "-s", str(lua),
            f"http://127.0.0.1:{port}/"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx and int(non2xx.group(1)) > total * 0.01:
-        raise RuntimeError(f"wrk saw {non2xx.group(1)} error responses of {total}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": sum(int(n) for n in socket.groups()) if socket else 0, "output": out}
+
+
+def wrk_rate(port: int, script: str, duration: float) -> float:
+    run = wrk_run(port, script, duration)
+    if run["non_2xx"] > run["requests"] * 0.01:
+        raise RuntimeError(f"wrk saw {run['non_2xx']} error responses of {run['requests']}:\n{run['output']}")
+    return run["rps"]
 
 
 def open_loop(port: int, key: str, rate: float, duration: float, batch: bool = False, rows: int = ROWS) -> dict[str, Any]:

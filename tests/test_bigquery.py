@@ -25,7 +25,8 @@ from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline.bigquery import TEMP_TABLE_PREFIX
 from predserve.store import open_store
 
-from tests.conftest import BQ_PROJECT, BigQueryEmulator, bigtable_url
+from tests.support.bigtable import bigtable_url
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
 
 ROWS = 600
 # Every type the issue names, with NULLs: NUMERIC, BIGNUMERIC, TIMESTAMP, DATE, ARRAY, STRUCT,

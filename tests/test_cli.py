@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from predserve import Warehouse
 from predserve.cli import main
 from predserve.iam import Registry
-from tests.conftest import ROOT
+from tests.support.processes import ROOT
 
 runner = CliRunner()
 
@@ -31,7 +31,8 @@ def cli(*args: str, ok: bool = True) -> str:
 def test_every_command_has_help_and_the_readme_lists_them_all() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = set(main.commands)
-    assert commands == {"sql", "load", "export", "snapshots", "diff", "rollback", "gc", "serve", "iam", "demo", "push", "stream"}
+    assert commands == {"sql", "models", "load", "export", "snapshots", "diff", "rollback", "gc", "serve", "iam", "demo", "push",
+                        "stream"}
     for name in commands:
         assert f"predserve {name}" in readme, f"README does not mention `predserve {name}`"
         assert cli(name, "--help").startswith("Usage:")

@@ -11,8 +11,10 @@ import httpx
 import pytest
 
 from predserve.client import AsyncClient, BadRequest, Client, Forbidden, NotFound, Prediction, Unauthorized, Unavailable
-from tests.conftest import ApiServer, free_port, launch_api_server, stop_api_server
-from tests.serving_support import make_keys, publish_rows
+from tests.support.processes import free_port
+from tests.support.servers import ApiServer, launch_api_server, stop_api_server
+from tests.support.serving import make_keys
+from tests.support.snapshots import publish_rows
 
 ROWS = {str(i): {"score": i / 100} for i in range(1, 21)} | {"a/b": {"score": 0.5}, "..": {"score": 0.25}}
 
@@ -159,7 +161,7 @@ async def test_async_client(deployment: tuple[ApiServer, dict[str, str], str]) -
 
 
 def test_the_readme_example_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import ROOT
+    from tests.support.processes import ROOT
 
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Python client"):]

@@ -20,9 +20,9 @@ import pytest
 
 from predserve.datagen import INVERTED_PREDICT_SQL, PREDICT_SQL
 from predserve.iam import Registry
-from predserve.pipeline import GateRefused, run_export
+from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.store import open_store
-from tests.conftest import ApiServer, launch_api_server, stop_api_server
+from tests.support.servers import ApiServer, launch_api_server, stop_api_server
 
 CHROMIUM = os.environ.get("PREDSERVE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -173,6 +173,8 @@ def test_the_timeline_shows_the_refusal_and_a_rollback_appears(page: Any, deploy
     assert page.locator("#timeline li[data-event=rolled_back]").count() == 0
     column = page.locator("#profile .column[data-column=predicted_churned]")
     assert "L-infinity distance 0.0000" in column.inner_text()  # snapshot 2 against snapshot 1: the same predictions
+    assert column.locator(".drift").get_attribute("data-verdict") == "within"  # as the API judged it
+    assert "is within the limit 0.1 (--max-drift)" in column.locator(".verdicts li[data-gate=prediction_drift]").inner_text()
     assert column.locator("svg rect.bar.s2").count() > 0 and column.locator("svg rect.bar.s1").count() > 0
     with open_store(deployment.store) as writer:
         writer.rollback("churn")
@@ -258,3 +260,29 @@ def test_no_auth_opens_the_console_without_a_key(page: Any, deployment: Deployme
         assert page.locator("#login").is_hidden() and page.locator("#logout").is_hidden()
     finally:
         stop_api_server(server)
+
+
+# ---- drift verdicts: the page shows the API's, and decides nothing -----------------------------------
+def test_the_page_shows_each_drift_verdict_the_api_returns(page: Any, deployment: Deployment, trained_warehouse: Path) -> None:
+    """A known shift published with --allow-drift (a second model, so the other tests' model stays as it is)."""
+    for query, policy in ((PREDICT_SQL, None), (INVERTED_PREDICT_SQL, GatePolicy(allow_drift=True))):
+        run_export(warehouse=str(trained_warehouse), model="shifted", key="user_id", store_url=deployment.store,
+                   query=query.format(model="churn"), policy=policy)
+    with httpx.Client(base_url=deployment.url, headers={"Authorization": f"Bearer {deployment.keys['admin']}"}) as api:
+        drift = eventually(lambda: api.get("/v1/models/shifted").json().get("history", [{}])[-1].get("drift"))
+    assert drift["columns"]["predicted_churned"]["verdict"] == "over"
+    sign_in(page, deployment)
+    page.locator("#models tr[data-model=shifted]").wait_for()
+    page.goto(deployment.url + "/console#/models/shifted")
+    page.locator("#profile .column[data-column=predicted_churned] .drift").wait_for()
+    for name, figures in drift["columns"].items():
+        shown = page.locator(f"#profile .column[data-column={name}]")
+        assert shown.locator(".drift").get_attribute("data-verdict") == figures["verdict"], name
+        items = shown.locator(".verdicts li")
+        assert items.count() == len(figures["verdicts"])
+        for i, verdict in enumerate(figures["verdicts"]):
+            assert items.nth(i).get_attribute("data-over") == str(verdict["over"]).lower()
+            assert items.nth(i).inner_text() == f"{verdict['gate']}: {verdict['why']}"
+    label = page.locator("#profile .column[data-column=predicted_churned]")
+    assert label.locator(".badge").first.inner_text() == "over the limit"
+    assert "is above the limit 0.1 (--max-drift)" in label.inner_text()

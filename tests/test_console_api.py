@@ -24,8 +24,10 @@ from predserve.serving.metrics import UNKNOWN_MODEL
 from predserve.serving.schemas import Lookup, ModelDetail, Traffic
 from predserve.serving.traffic_share import TrafficShare
 from predserve.serving.traffic import LATENCY_BOUNDS, Cell, TrafficSampler, decode_second, encode_second, merge, quantile
+from predserve import settings
 from predserve.store import open_store
-from tests.serving_support import InProcess, in_process, make_keys, publish_rows
+from tests.support.serving import in_process, InProcess, make_keys
+from tests.support.snapshots import publish_rows
 
 pytestmark = pytest.mark.anyio
 ONE = "/v1/models/churn/predictions/{}"
@@ -99,9 +101,20 @@ async def test_the_openapi_document_describes_the_console_routes_and_their_bodie
     assert ok["$ref"] == "#/components/schemas/ModelDetail"
     history = schemas["HistoryEntry"]["properties"]
     assert "profile" in history and "drift" in history
-    for name in ("Profile", "ColumnProfile", "Drift", "ColumnDrift", "Event", "Traffic", "TrafficSeries", "Lookup", "Session",
-                 "AccountList"):
+    for name in ("Profile", "ColumnProfile", "DriftReport", "ColumnDriftReport", "Verdict", "DriftLimits", "Event",
+                 "Traffic", "TrafficSeries", "Lookup", "Session", "AccountList"):
         assert name in schemas, name
+    # each drift verdict with the limit it used: the records of predserve.store.reports, as the API returns them
+    assert history["drift"]["anyOf"][0]["$ref"] == "#/components/schemas/DriftReport"
+    column = schemas["ColumnDriftReport"]["properties"]
+    assert column["verdicts"]["items"]["$ref"] == "#/components/schemas/Verdict"
+    assert column["verdict"]["enum"] == ["over", "within", "not gated"]
+    verdict = schemas["Verdict"]
+    assert {"gate", "figure", "value", "limit", "limit_from", "over", "why"} <= set(verdict["required"])
+    assert set(verdict["properties"]["gate"]["enum"]) == {"prediction_drift", "changed_labels", "moved_values"}
+    limits = schemas["DriftLimits"]["properties"]
+    assert limits["max_drift"]["default"] == settings.MAX_DRIFT and "column_max_drift" in limits
+    assert {"limits", "limits_recorded", "verdict"} <= set(schemas["DriftReport"]["required"])
     assert {"401", "403"} <= set(paths["/v1/console/traffic"]["get"]["responses"])
 
 
@@ -331,7 +344,7 @@ def test_workers_share_their_seconds_as_appended_lines(tmp_path: Path) -> None:
 
 def test_the_console_docs_list_every_route_and_show_every_view() -> None:
     from predserve.serving.console import console as router
-    from tests.conftest import ROOT
+    from tests.support.processes import ROOT
 
     doc = (ROOT / "docs/console.md").read_text()
     for route in router.routes:
@@ -350,7 +363,7 @@ def test_every_console_file_is_package_data() -> None:
     import fnmatch
     import tomllib
 
-    from tests.conftest import ROOT
+    from tests.support.processes import ROOT
 
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["predserve.serving"]
     files = [path.relative_to(STATIC.parent).as_posix() for path in STATIC.iterdir()]

@@ -21,7 +21,8 @@ from predserve.pipeline import run_export
 from predserve.store import open_store
 from predserve.store.lmdb import _open_db
 
-from tests.conftest import DaskCluster, bigtable_url
+from tests.support.bigtable import bigtable_url
+from tests.support.production import DaskCluster
 
 ROWS = 100_000
 QUERY = PREDICT_SQL.format(model="churn")
@@ -116,7 +117,7 @@ def test_bigquery_read_streams_are_spread_over_dask_workers(bigquery_emulator, d
     workers get the emulator's address from the driver, not from their own environment."""
     from google.cloud import bigquery
 
-    from tests.conftest import BQ_PROJECT
+    from tests.support.production import BQ_PROJECT
 
     dataset = f"dask_{os.getpid()}"
     client = bigquery_emulator.client()

@@ -230,7 +230,7 @@ def test_the_manifests_hold_every_kind_the_deployment_needs() -> None:
 
 
 def test_serve_containers_set_only_variables_predserve_serve_reads_and_probe_its_port(api_server, tmp_path: Path) -> None:
-    from tests.serving_support import publish_rows
+    from tests.support.snapshots import publish_rows
 
     store = str(tmp_path / "store")
     publish_rows(store, "churn", {"1": {"p": 1}})

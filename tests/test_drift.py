@@ -21,16 +21,16 @@ import pytest
 from click.testing import CliRunner, Result
 from scipy.spatial.distance import jensenshannon
 
-from predserve import Warehouse
+from predserve import Warehouse, settings
 from predserve.datagen import INVERTED_PREDICT_SQL, create_users, users_table
 from predserve.errors import ExportError, StoreError
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline import drift as drifts
 from predserve.pipeline.profile import SAMPLE_IDS
-from predserve.store import open_store
+from predserve.store import limits, open_store, reports
 
 from predserve.cli import main
-from tests.conftest import BQ_PROJECT, BigQueryEmulator
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
 
 ROWS = 3000  # users scored
 TRAINING_ROWS = 20_000
@@ -119,21 +119,22 @@ def test_l_infinity_normalises_each_side_by_its_own_total() -> None:
 
 
 def test_numeric_histograms_with_different_ranges_are_rebinned_onto_common_edges() -> None:
-    old = {"kind": "numeric", "nulls": 1, "low": 0.0, "high": 2.0, "counts": [4, 4]}
-    new = {"kind": "numeric", "nulls": 0, "low": 1.0, "high": 3.0, "counts": [2, 6]}
+    old = reports.ColumnProfile(kind="numeric", nulls=1, low=0.0, high=2.0, counts=[4, 4])
+    new = reports.ColumnProfile(kind="numeric", nulls=0, low=1.0, high=3.0, counts=[2, 6])
     p, q = drifts.aligned_histograms(old, new)
     # edges 0, 1, 2, 3: the old [1, 2) bin is its own; the new [1, 2) bin is its own; NULLs last
     assert p == [4, 4, 0, 1] and q == [0, 2, 6, 0]
-    constant = {"kind": "numeric", "nulls": 0, "low": 1.5, "high": 1.5, "counts": [8]}
+    constant = reports.ColumnProfile(kind="numeric", nulls=0, low=1.5, high=1.5, counts=[8])
     p, q = drifts.aligned_histograms(old, constant)  # a point mass is a bin of its own, as in TFDV
     assert p == [4, 4, 0, 1] and q == [0, 0, 8, 0]
-    assert drifts.column_distance(old, constant, (9, 8))["distance"] == 1.0
+    assert drifts.column_distance(old, constant, (9, 8)).distance == 1.0
 
 
-def test_the_drift_module_imports_neither_beam_nor_the_warehouse() -> None:
-    """The API imports predserve.pipeline.drift to show each snapshot's profile and drift."""
-    code = ("import sys, predserve.pipeline.drift\n"
-            "print(sorted(m for m in ('apache_beam', 'duckdb', 'pyarrow', 'sqlglot', 'predserve.warehouse') if m in sys.modules))")
+def test_the_snapshot_reports_import_neither_the_pipeline_nor_the_warehouse() -> None:
+    """The API reads each snapshot's profile and drift through predserve.store.reports."""
+    code = ("import sys, predserve.store.reports\n"
+            "print(sorted(m for m in ('apache_beam', 'duckdb', 'pyarrow', 'sqlglot', 'predserve.warehouse', 'predserve.pipeline')\n"
+            "             if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
@@ -174,7 +175,7 @@ def test_the_profile_counts_every_kind_of_column(tmp_path: Path) -> None:
         w.sql(PREDICTIONS_SQL)
         rows = w.sql("SELECT * FROM predictions").to_pylist()
     summary = run_export(warehouse=str(wh), model="m", key="user_id", store_url=str(tmp_path / "s"), table="predictions")
-    profile = summary.profile
+    profile = summary.profile.to_json()
     assert profile["rows"] == 3000 and profile["bins"] == 10
     cols = profile["columns"]
     assert cols["predicted_churned"] == {"kind": "categorical", "nulls": 0, "values": {"0": 1500, "1": 1500}, "other": 0}
@@ -224,7 +225,7 @@ def test_the_bigquery_source_profiles_like_the_local_warehouse(bigquery_emulator
         w.sql(PREDICTIONS_SQL)
     local = run_export(warehouse=str(tmp_path / "wh.duckdb"), model="m", key="user_id", store_url=str(tmp_path / "local"),
                        table="predictions")
-    assert remote.profile["columns"]["predicted_churned_probs"]["labels"]["1"]  # a real profile, not an empty one
+    assert remote.profile.to_json()["columns"]["predicted_churned_probs"]["labels"]["1"]  # a real profile, not an empty one
     assert remote.profile == local.profile
     # BigQuery's sample: the ids with the smallest FARM_FINGERPRINT, as BigQuery itself orders them
     client = bigquery_emulator.client()
@@ -245,12 +246,12 @@ def test_an_ordinary_retrain_publishes_with_figures_well_under_the_defaults(mode
         assert summary.published, model
         gates = {g.name: g for g in summary.gates}
         assert gates["prediction_drift"].passed and gates["changed_labels"].passed
-        columns = summary.drift["columns"]
-        assert columns["predicted_churned"]["distance"] < drifts.DEFAULT_MAX_DRIFT / 2
-        assert columns["predicted_churned_probs"]["distance"] < drifts.DEFAULT_MAX_DRIFT / 2
-        assert columns["predicted_churned"]["changed"] < drifts.DEFAULT_MAX_CHANGED_LABELS / 2
+        columns = summary.drift.to_json()["columns"]
+        assert columns["predicted_churned"]["distance"] < settings.MAX_DRIFT / 2
+        assert columns["predicted_churned_probs"]["distance"] < settings.MAX_DRIFT / 2
+        assert columns["predicted_churned"]["changed"] < settings.MAX_CHANGED_LABELS / 2
         assert 0 < columns["predicted_churned_probs"]["mean_abs_change"] < 0.05
-        assert summary.drift["sample"] == {"ids": SAMPLE_IDS, "in_both": SAMPLE_IDS, "appeared": 0, "disappeared": 0}
+        assert summary.drift.to_json()["sample"] == {"ids": SAMPLE_IDS, "in_both": SAMPLE_IDS, "appeared": 0, "disappeared": 0}
 
 
 def test_inverted_labels_are_refused_with_the_figure_and_the_override_publishes(models: Path, store_url: str) -> None:
@@ -260,8 +261,8 @@ def test_inverted_labels_are_refused_with_the_figure_and_the_override_publishes(
     message = str(refused.value)
     assert "prediction_drift: predicted_churned: L-infinity distance" in message and "is above the limit 0.1" in message
     assert "changed_labels: predicted_churned: 100.0% of 1,000 sampled ids in both snapshots changed, above the limit 10.0%" in message
-    drift = refused.value.summary.drift
-    share = first.profile["columns"]["predicted_churned"]["values"]
+    drift = refused.value.summary.drift.to_json()
+    share = first.profile.to_json()["columns"]["predicted_churned"]["values"]
     flipped = abs(share["1"] - share["0"]) / ROWS  # each label's share becomes the other's
     assert drift["columns"]["predicted_churned"]["distance"] == pytest.approx(flipped, abs=1e-6)
     assert f"L-infinity distance {flipped:.4f}" in message
@@ -288,11 +289,11 @@ def test_collapsed_probabilities_are_refused_and_a_column_limit_publishes_them(m
     with pytest.raises(GateRefused, match=r"predicted_churned_probs: Jensen-Shannon divergence 0\.\d{4} \(label \d\) "
                                           r"is above the limit 0\.1") as refused:
         export(models, store_url, COLLAPSED)
-    figure = refused.value.summary.drift["columns"]["predicted_churned_probs"]["distance"]
+    figure = refused.value.summary.drift.to_json()["columns"]["predicted_churned_probs"]["distance"]
     assert figure > 0.5
     assert "changed_labels" not in str(refused.value)  # the labels did not change
     limit = {"predicted_churned_probs": round(figure + 0.01, 2)}
-    assert export(models, store_url, COLLAPSED, policy=GatePolicy(column_max_drift=limit)).published
+    assert export(models, store_url, COLLAPSED, policy=GatePolicy(drift_limits=limits.DriftLimits(column_max_drift=limit))).published
 
 
 def test_the_sample_counts_ids_that_appeared_and_disappeared(models: Path, store_url: str) -> None:
@@ -309,7 +310,7 @@ def test_the_sample_counts_ids_that_appeared_and_disappeared(models: Path, store
         "appeared": sum(1 for i in union if int(i) % 10 == 1),
         "disappeared": sum(1 for i in union if int(i) % 10 == 2),
     }
-    assert summary.drift["sample"] == expected and expected["appeared"] and expected["disappeared"]
+    assert summary.drift.to_json()["sample"] == expected and expected["appeared"] and expected["disappeared"]
 
 
 def test_the_profile_and_drift_survive_rollback(models: Path, store_url: str) -> None:
@@ -321,10 +322,10 @@ def test_the_profile_and_drift_survive_rollback(models: Path, store_url: str) ->
     listing = json.loads(cli("snapshots", "--store", store_url, "--json", "churn").stdout)
     current = next(s for s in listing["snapshots"] if s["current"])
     assert current["id"] == second.snapshot
-    assert current["metadata"]["profile"] == second.profile and current["metadata"]["drift"] == second.drift
+    assert current["metadata"]["profile"] == second.profile.to_json() and current["metadata"]["drift"] == second.drift.to_json()
     table = cli("snapshots", "--store", store_url, "churn").stdout
-    top = drifts.largest(second.drift)[1]["distance"]
-    assert f"{top:.4f} vs {second.drift['baseline']}" in table
+    top = reports.largest(second.drift)[1].distance
+    assert f"{top:.4f} vs {second.drift.to_json()['baseline']}" in table
     # the default diff now compares the snapshot rolled back from (the previous in history) with the current one
     result = json.loads(cli("diff", "--store", store_url, "--json", "churn").stdout)
     assert (result["a"]["snapshot"], result["b"]["snapshot"]) == (third.snapshot, second.snapshot)
@@ -337,10 +338,10 @@ def test_predserve_diff_shows_both_distributions_the_distances_and_changed_ids(m
                          capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "160"})
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
-    distance = second.drift["columns"]["predicted_churned"]["distance"]
+    distance = second.drift.to_json()["columns"]["predicted_churned"]["distance"]
     assert f"churn: snapshot {first.snapshot} ({ROWS:,} rows) vs snapshot {second.snapshot} ({ROWS:,} rows)" in out
     assert f"L-infinity distance {distance:.4f} (value " in out and "100.0% of 1,000 sampled ids changed value" in out
-    share = {k: v / ROWS for k, v in first.profile["columns"]["predicted_churned"]["values"].items()}
+    share = {k: v / ROWS for k, v in first.profile.to_json()["columns"]["predicted_churned"]["values"].items()}
     chart_row = next(line for line in out.splitlines() if line.strip(" │").startswith("0 "))
     assert chart_row.count(f"{share['0']:.1%}") == 1 and chart_row.count(f"{share['1']:.1%}") == 1  # both sides, one row
     assert "label 1" in out and "Jensen-Shannon divergence" in out and "0.9 .. 1.0" in out
@@ -388,11 +389,11 @@ def test_the_export_command_prints_and_returns_the_drift(models: Path, tmp_path:
 def test_a_flipped_int64_label_with_unchanged_shares_is_refused(models: Path, store_url: str) -> None:
     first = run_export(warehouse=str(models), model="label", key="user_id", store_url=store_url,
                        query=BALANCED_LABEL.format(expression="MOD(user_id, 2)"))
-    assert first.profile["columns"]["predicted_label"]["kind"] == "numeric"  # no _probs: profiled as a number
+    assert first.profile.to_json()["columns"]["predicted_label"]["kind"] == "numeric"  # no _probs: profiled as a number
     with pytest.raises(GateRefused) as refused:
         run_export(warehouse=str(models), model="label", key="user_id", store_url=store_url,
                    query=BALANCED_LABEL.format(expression="1 - MOD(user_id, 2)"))
-    drift = refused.value.summary.drift["columns"]["predicted_label"]
+    drift = refused.value.summary.drift.to_json()["columns"]["predicted_label"]
     assert drift["distance"] < 0.001  # the histograms did not move: only the per-id figure sees the flip
     assert drift["changed"] == 1.0 and drift["gated"] == ["distance", "changed"]
     assert "changed_labels: predicted_label: 100.0% of 1,000 sampled ids in both snapshots changed" in str(refused.value)
@@ -403,14 +404,14 @@ def test_a_numeric_prediction_shuffled_across_ids_is_refused_and_a_retrain_publi
     first = run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url, query=HOURS.format(model="hours"))
     retrain = run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url,
                          query=HOURS.format(model="hours_resampled"))
-    figures = retrain.drift["columns"]["predicted_monthly_hours"]
+    figures = retrain.drift.to_json()["columns"]["predicted_monthly_hours"]
     assert retrain.published and figures["gated"] == ["distance", "moved"]
-    assert figures["moved"] < drifts.DEFAULT_MAX_MOVED / 2 and figures["mean_abs_change"] > 0
+    assert figures["moved"] < settings.MAX_MOVED / 2 and figures["mean_abs_change"] > 0
     assert {g.name: g.passed for g in retrain.gates}["moved_values"]
     with pytest.raises(GateRefused) as refused:
         run_export(warehouse=str(models), model="hours", key="user_id", store_url=store_url,
                    query=HOURS_SHUFFLED.format(model="hours_resampled"))
-    shuffled = refused.value.summary.drift["columns"]["predicted_monthly_hours"]
+    shuffled = refused.value.summary.drift.to_json()["columns"]["predicted_monthly_hours"]
     assert shuffled["distance"] < 0.01 and shuffled["moved"] > 0.5  # same distribution, most ids moved
     # the spread the tolerance is relative to: the standard deviation of the current snapshot's sampled values
     with open_store(store_url, readonly=True, **({"read_timeout": drifts.READ_TIMEOUT} if "bigtable" in store_url else {})) as store:
@@ -427,7 +428,7 @@ def test_a_retrain_that_changes_model_version_and_scored_at_publishes_without_al
     first = export(models, store_url, WITH_METADATA.format(version="v1", batch="MOD(user_id, 7)", model="churn"))
     second = export(models, store_url, WITH_METADATA.format(version="v2", batch="MOD(user_id, 7)", model="churn_resampled"))
     assert second.published and not [g for g in second.gates if not g.passed]
-    columns = second.drift["columns"]
+    columns = second.drift.to_json()["columns"]
     assert columns["model_version"]["distance"] == 1.0 and columns["model_version"]["changed"] == 1.0
     assert columns["model_version"]["metadata"] == drifts.CONSTANT and columns["model_version"]["gated"] == []
     assert columns["scored_at"]["metadata"] == drifts.TEMPORAL and columns["scored_at"]["changed"] == 1.0
@@ -438,7 +439,7 @@ def test_a_retrain_that_changes_model_version_and_scored_at_publishes_without_al
     with pytest.raises(GateRefused, match="changed_labels: batch: 100.0%"):
         export(models, store_url, shifted)
     named = export(models, store_url, shifted, policy=GatePolicy(metadata_columns=("batch",)))
-    assert named.published and named.drift["columns"]["batch"]["metadata"] == drifts.NAMED
+    assert named.published and named.drift.to_json()["columns"]["batch"]["metadata"] == drifts.NAMED
     with pytest.raises(ExportError, match="--metadata-columns names nope, not among the prediction columns: predicted_churned"):
         export(models, store_url, shifted, policy=GatePolicy(metadata_columns=("nope",)))
     assert first.published
@@ -450,7 +451,7 @@ def test_a_label_that_turns_constant_is_still_a_prediction(models: Path, store_u
     with pytest.raises(GateRefused) as refused:
         export(models, store_url, "SELECT user_id, CAST(1 AS INT64) AS predicted_churned, predicted_churned_probs "
                "FROM ML.PREDICT(MODEL churn, TABLE users)")
-    assert "metadata" not in refused.value.summary.drift["columns"]["predicted_churned"]
+    assert "metadata" not in refused.value.summary.drift.to_json()["columns"]["predicted_churned"]
     assert {g.name for g in refused.value.summary.gates if g.blocks} == {"prediction_drift", "changed_labels"}
 
 

@@ -1,4 +1,4 @@
-"""The ALS core behind MATRIX_FACTORIZATION (warehouse/factorization.py): each half-step is the
+"""The ALS core behind MATRIX_FACTORIZATION (warehouse/models/factorization.py): each half-step is the
 exact least-squares solution a direct dense solve gives, explicit ALS recovers a low-rank
 matrix's held-out ratings, implicit weighted ALS ranks held-out positives first, top-k agrees
 with a full sort, and a model survives the plain-data storage format."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from predserve.warehouse import storage
-from predserve.warehouse.factorization import (
+from predserve.warehouse.models import storage
+from predserve.warehouse.models.factorization import (
     Factorization, Ratings, _explicit_half_step, _grouped, _implicit_half_step, fit,
 )
 
@@ -44,7 +44,7 @@ def test_early_stop_ends_when_progress_is_small() -> None:
 def test_explicit_half_step_is_each_users_ridge_regression() -> None:
     _, _, ratings = low_rank(users=40, items=30)
     model = fit(ratings, num_factors=2, l2_reg=0.5, max_iterations=1, early_stop=False)
-    _explicit_half_step(model, _grouped(ratings.users, ratings.items, ratings.values, ratings.num_users), True, 0.5)
+    _explicit_half_step(model, _grouped(ratings.users, ratings.items, ratings.values, ratings.num_users, ratings.num_items), True, 0.5)
     for user in (0, 7, 39):
         rows = ratings.users == user
         features = np.column_stack([model.item_factors[ratings.items[rows]], np.ones(rows.sum())])
@@ -59,7 +59,7 @@ def test_implicit_half_step_is_the_dense_weighted_solution() -> None:
     u, i = np.nonzero(rng.random((users, items)) < 0.2)
     r = rng.integers(1, 5, len(u)).astype(float)
     y = rng.normal(0, 0.3, (items, k))
-    x = _implicit_half_step(_grouped(u, i, r, users), y, lam, alpha)
+    x = _implicit_half_step(_grouped(u, i, r, users, items), y, lam, alpha)
     for user in range(users):
         c = np.ones(items)
         p = np.zeros(items)

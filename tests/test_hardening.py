@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
-import orjson
 import pytest
 
 from predserve import Warehouse
 from predserve.errors import PredserveError
 from predserve.pipeline import run_export
 from predserve.store import open_store
+from tests.support.snapshots import publish_rows
 
 IDS = [str(i) for i in range(1, 301)]
 
@@ -110,15 +110,7 @@ def export_scores(warehouse: Path, store: str, **kwargs) -> int:
 
 def publish_scores(store_url: str, ids: list[str] = IDS, value: str = "x") -> int:
     """Publish a snapshot of API bodies directly through the store (quicker than an export)."""
-    with open_store(store_url) as store:
-        snap = store.create_snapshot("scores").id
-        writer = store.writer("scores", snap)
-        writer.write((i.encode(), orjson.dumps({"model": "scores", "id": i, "snapshot": snap, "prediction": {"v": value}}))
-                     for i in ids)
-        writer.close()
-        store.finish_snapshot("scores", snap, len(ids))
-        store.publish("scores", snap)
-    return snap
+    return publish_rows(store_url, "scores", {i: {"v": value} for i in ids})
 
 
 # ---- no 404 for ids that exist, across publish, rollback and GC ---------------------------------

@@ -19,7 +19,7 @@ import pytest
 
 from predserve.iam import RELOAD_EVERY, Registry
 from predserve.store import open_store
-from tests.test_store import publish
+from tests.support.snapshots import publish_tagged as publish
 
 
 def cli(*args: str) -> subprocess.Popen:
@@ -94,7 +94,8 @@ def test_editors_in_many_processes_lose_nothing(tmp_path: Path) -> None:
     """Six processes released together, each creating, deleting and rotating through its own Registry:
     every create is kept, every delete stays deleted, every last rotated key works."""
     iam = tmp_path / "iam.json"
-    ctx = mp.get_context("fork")
+    # spawn, not fork: a fork of a test process that already runs gRPC or Beam threads can crash in the child
+    ctx = mp.get_context("spawn")
     start, keys = ctx.Barrier(6), ctx.Queue()
     workers = [ctx.Process(target=_edit_many, args=(str(iam), w, start, keys)) for w in range(6)]
     for w in workers:

@@ -1,4 +1,4 @@
-"""The images `make image` builds, run from their own root filesystems (tests/oci.py: unpacked
+"""The images `make image` builds, run from their own root filesystems (tests/support/oci.py: unpacked
 from the OCI archives, the entrypoint run with the image's env and user under unshare + chroot,
 root filesystem read-only). `make test` builds them first; without them these tests fail.
 
@@ -24,9 +24,12 @@ import httpx
 import pytest
 
 from predserve.store import open_store
-from tests import oci
-from tests.conftest import BQ_PROJECT, ROOT, BigQueryEmulator, bigtable_url, free_port
-from tests.serving_support import make_keys, publish_rows
+from tests.support import oci
+from tests.support.bigtable import bigtable_url
+from tests.support.processes import ROOT, free_port
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
+from tests.support.serving import make_keys
+from tests.support.snapshots import publish_rows
 
 SERVE_ARCHIVE = ROOT / "dist/predserve-serve.oci.tar"
 EXPORT_ARCHIVE = ROOT / "dist/predserve-export.oci.tar"

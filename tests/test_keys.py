@@ -19,8 +19,9 @@ from predserve.keys import join_key, key_sql, split_key
 from predserve.pipeline import GatePolicy, GateRefused, run_export
 from predserve.pipeline import drift as drifts
 from predserve.store import open_store
-from tests.conftest import BQ_PROJECT, ApiServer, BigQueryEmulator
-from tests.serving_support import make_keys
+from tests.support.production import BQ_PROJECT, BigQueryEmulator
+from tests.support.servers import ApiServer
+from tests.support.serving import make_keys
 
 # Keys whose values hold the separator, the escape character and both, beside plain ones.
 AWKWARD = ["plain", "a|b", "c\\d", "|", "\\", "\\|", "x\\\\|y", ""]
@@ -73,7 +74,7 @@ def export(warehouse: Path, store: str, query: str = "SELECT * FROM offers", **k
 def test_a_composite_key_exports_every_row_under_its_joined_id(offers: Path, store_url: str) -> None:
     summary = export(offers, store_url)
     assert summary.published and summary.rows == ROWS
-    assert set(summary.profile["columns"]) == {"score", "predicted_label"}  # the key's columns are not predictions
+    assert set(summary.profile.to_json()["columns"]) == {"score", "predicted_label"}  # the key's columns are not predictions
     with open_store(store_url, readonly=True, **({"read_timeout": drifts.READ_TIMEOUT} if "bigtable" in store_url else {})) as store:
         stored = {k.decode(): json.loads(v) for k, v in store.items("offers", summary.snapshot)}
         assert store.current("offers").metadata["schema"] == [["score", "int64"], ["predicted_label", "int64"]]

@@ -14,7 +14,7 @@ import pytest
 from predserve import Warehouse
 from predserve.pipeline import run_export
 
-from tests.serving_support import in_process, make_keys
+from tests.support.serving import in_process, make_keys
 
 TOP_N = """
 SELECT user_id, ARRAY_AGG(STRUCT(item_id, predicted_rating) ORDER BY predicted_rating DESC, item_id LIMIT 3) AS recommendations

@@ -12,7 +12,7 @@ from scipy.stats import norm
 
 from predserve import Warehouse
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.options import resolve_options
+from predserve.warehouse.models.options import resolve_options
 
 BINARY = ("CREATE MODEL clf OPTIONS(model_type='logistic_reg', input_label_cols=['label'], data_split_method='NO_SPLIT', "
           "enable_global_explain=TRUE) AS SELECT x1, x2, color, label FROM people")
@@ -150,7 +150,8 @@ def test_detect_anomalies_uses_normalized_distance_and_contamination(km: Warehou
     for statement, message in [
         ("SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, TABLE people)", "needs STRUCT\\(value AS contamination\\)"),
         ("SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, STRUCT(0.7 AS contamination), TABLE people)", "between 0 and 0.5"),
-        ("SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, STRUCT(0.9 AS anomaly_prob_threshold), TABLE people)", "time series models"),
+        ("SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, STRUCT(0.9 AS anomaly_prob_threshold), TABLE people)", "applies to ARIMA_PLUS models"),
+        ("SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, STRUCT(0.1 AS contamination))", "needs the rows to judge"),
         ("SELECT * FROM ML.DETECT_ANOMALIES(MODEL km, TABLE people, STRUCT(0.1 AS contamination))", "MODEL name, STRUCT"),
     ]:
         with pytest.raises((ModelError, SQLError), match=message):

@@ -26,9 +26,9 @@ import pytest
 
 from predserve import Warehouse
 from predserve.errors import ModelError
-from predserve.warehouse import catalog, storage, transform
+from predserve.warehouse.models import catalog, storage, transform
 from predserve.warehouse.models import TrainedModel
-from predserve.warehouse.weights import weights_table
+from predserve.warehouse.ml.weights import weights_table
 
 MIXED = """
     SET TimeZone = 'UTC';

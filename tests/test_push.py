@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from predserve.cli import main
 from predserve.store import open_store
 from predserve.store.updates import MAX_UPDATE_BYTES
-from tests.test_updates import export
+from tests.support.snapshots import publish_scored as export
 
 runner = CliRunner()
 
@@ -109,7 +109,7 @@ def test_sequences_order_the_updates_of_one_id(tmp_path: Path) -> None:
 
 
 def test_push_never_creates_a_store_or_a_model(tmp_path: Path, bigtable_emulator: str) -> None:
-    from tests.conftest import bigtable_url
+    from tests.support.bigtable import bigtable_url
 
     from predserve.store.bigtable import BigtableStore
 
@@ -129,14 +129,14 @@ def test_push_never_creates_a_store_or_a_model(tmp_path: Path, bigtable_emulator
 
 
 def test_snapshots_and_the_console_show_the_updates_since_publish(store_url: str, api_server, tmp_path: Path) -> None:
-    from tests.serving_support import make_keys
+    from tests.support.serving import make_keys
 
     iam = str(tmp_path / "iam.json")
     keys = make_keys(iam)
     with open_store(store_url) as store:
         export(store, "m", "first")
         start = store.update_position("m")
-        second = export(store, "m", "second", log_from=start, publish=False)  # an export that read the warehouse...
+        second = export(store, "m", "second", log_from=start, go_live=False)  # an export that read the warehouse...
     assert push(store_url, lines(upsert("1", 0.5), upsert("2", 0.5), upsert("3", 0.5))).exit_code == 0  # ...then these came
     with open_store(store_url) as store:
         store.publish("m", second, {"schema": [["score", "DOUBLE"], ["label", "VARCHAR"]]})
@@ -145,7 +145,7 @@ def test_snapshots_and_the_console_show_the_updates_since_publish(store_url: str
     listing = json.loads(runner.invoke(main, ["snapshots", "--store", store_url, "--json", "m"]).stdout)
     assert listing["updates_since_publish"] == 2 and listing["events"][-1]["replayed"] == 3
     table = runner.invoke(main, ["snapshots", "--store", store_url, "m"]).stdout
-    assert f"2 updates (predserve push / stream) applied to snapshot {second} since it was published" in table
+    assert f"2 updates (push / stream) applied to snapshot {second} since its publish" in table
     server = api_server(store_url, iam, "--pointer-ttl", "0")
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {keys['admin']}"}) as http:
         detail = http.get("/v1/models/m").json()

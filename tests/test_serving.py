@@ -24,7 +24,8 @@ from predserve.serving.metrics import ApiMetrics
 from predserve.serving.pointers import PointerCache
 from predserve.store import open_store
 from predserve.store.lmdb import LmdbStore
-from tests.serving_support import BATCH, InProcess, in_process, make_keys, publish_rows
+from tests.support.serving import BATCH, in_process, InProcess, make_keys
+from tests.support.snapshots import publish_rows
 
 pytestmark = pytest.mark.anyio
 ONE = "/v1/models/churn/predictions/{}"
@@ -308,7 +309,7 @@ async def test_openapi_documents_every_route(served: InProcess) -> None:
 
 async def test_readme_lists_every_route(served: InProcess) -> None:
     """Every route of the OpenAPI document appears in the README's HTTP API table, and nothing more."""
-    from tests.conftest import ROOT
+    from tests.support.processes import ROOT
 
     async with served.client(None) as client:
         spec = (await client.get("/openapi.json")).json()

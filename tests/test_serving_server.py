@@ -18,8 +18,10 @@ import pytest
 
 from predserve.datagen import PREDICT_SQL
 from predserve.pipeline import run_export
-from tests.conftest import ApiServer, free_port, launch_api_server, stop_api_server
-from tests.serving_support import make_keys, publish_rows
+from tests.support.processes import free_port
+from tests.support.servers import ApiServer, launch_api_server, stop_api_server
+from tests.support.serving import make_keys
+from tests.support.snapshots import publish_rows
 
 ONE = "/v1/models/churn/predictions/{}"
 MANY = "/v1/models/churn/predictions:batchGet"
@@ -46,13 +48,12 @@ def stderr_of(server: ApiServer) -> str:
 
 # ---- start-up and configuration ----------------------------------------------------------------
 def test_serving_imports_nothing_from_the_warehouse_or_beam() -> None:
-    # predserve.pipeline's package loads its Beam parts lazily, and pipeline.drift (the
-    # profiles the API shows) is plain Python: those two are the only pipeline modules allowed.
+    # The API reads what a snapshot carries through the store's records (predserve.store.reports):
+    # no pipeline module at all, and the CLI's start-up loads none either.
     code = ("import sys, predserve.cli, predserve.serving.server, predserve.client\n"
             "heavy = ('sklearn', 'xgboost', 'apache_beam', 'duckdb', 'pyarrow', 'numpy', 'sqlglot',\n"
             "         'predserve.warehouse', 'predserve.pipeline')\n"
-            "light = {'predserve.pipeline', 'predserve.pipeline.drift'}\n"
-            "print([m for m in sys.modules if m.startswith(heavy) and m not in light])")
+            "print([m for m in sys.modules if m.startswith(heavy)])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert_serve_requirements_cover_the_serving_imports()
@@ -361,7 +362,8 @@ def until_served(client: httpx.Client, path: str, seconds: float = 15) -> httpx.
 
 def test_serving_from_bigtable_and_surviving_an_outage(trained_warehouse: Path, api_server) -> None:
     """Stop the emulator: 503 within the deadline; start it again and re-export: served again."""
-    from tests.conftest import bigtable_url, private_emulator, start_emulator, stop_emulator
+    from tests.support.bigtable import bigtable_url, private_emulator, start_emulator
+    from tests.support.processes import stop_process_group
 
     def export(url: str) -> None:
         run_export(warehouse=str(trained_warehouse), model="churn", key="user_id", store_url=url,
@@ -376,7 +378,7 @@ def test_serving_from_bigtable_and_surviving_an_outage(trained_warehouse: Path, 
             assert ok.status_code == 200 and ok.json()["id"] == "7"
             batch = client.post(MANY, json={"ids": ["7", "x", "8"]}).json()
             assert [r["id"] for r in batch["results"]] == ["7", "x", "8"]
-            stop_emulator(emulator["proc"])
+            stop_process_group(emulator["proc"])
             time.sleep(1.1)  # let the cached pointer expire
             started = time.perf_counter()
             down = client.get(ONE.format(7))

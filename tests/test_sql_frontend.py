@@ -8,9 +8,9 @@ import pytest
 
 from predserve import Warehouse
 from predserve.errors import ModelError, SQLError
-from predserve.warehouse.dialect import ML_NODES, ML_TABLE_FUNCTIONS, parse_script
-from predserve.warehouse.ml_functions import HANDLERS
-from predserve.warehouse.names import quote_identifier
+from predserve.warehouse.sql.dialect import ML_NODES, ML_TABLE_FUNCTIONS, parse_script
+from predserve.warehouse.ml.functions import HANDLERS
+from predserve.warehouse.sql.names import quote_identifier
 
 CLF = "bqml_tutorial.churn_model"
 
@@ -155,7 +155,8 @@ def test_alter_model_sets_description_labels_and_expiration(tutorial: Warehouse)
     ("SELECT * FROM ML.EVALUATE(MODEL clf, STRUCT(0.5 AS threshold))", "a threshold needs the evaluation rows"),
     ("SELECT * FROM ML.TRAINING_INFO(MODEL reg, TABLE people)", "ML.TRAINING_INFO takes no input table"),
     ("SELECT ML.PREDICT(MODEL reg, TABLE people)", "ML.PREDICT is a table function: use it in FROM"),
-    ("SELECT * FROM ML.FORECAST(MODEL clf)", "ML.FORECAST is not supported; predserve runs ML.PREDICT"),
+    ("SELECT * FROM ML.GENERATE_EMBEDDING(MODEL clf, TABLE people)", "ML.GENERATE_EMBEDDING is not supported; predserve runs ML.PREDICT"),
+    ("SELECT * FROM ML.FORECAST(MODEL clf)", r"ML.FORECAST\(MODEL clf\) applies to arima_plus models; clf is logistic_reg"),
     ("SELECT * FROM ML.PREDICT(MODEL reg, (SELECT 'a' AS x1))", r"column x1 is STRING here, but the model was trained on numbers; CAST\(x1 AS FLOAT64\)"),
 ])
 def test_what_bigquery_rejects_is_rejected(wh: Warehouse, statement: str, message: str) -> None:

@@ -14,19 +14,8 @@ import pytest
 
 from predserve.errors import StoreError
 from predserve.store import MAX_ID_BYTES, MAX_VALUE_BYTES, open_store
-
-IDS = [str(i).encode() for i in range(1, 201)]
-
-
-def publish(store, model: str, tag: str, ids=IDS) -> int:
-    """Write a snapshot whose every value names ``tag``, finish and publish it."""
-    snap = store.create_snapshot(model).id
-    writer = store.writer(model, snap)
-    writer.write((i, f"{tag}:{i.decode()}".encode()) for i in ids)
-    writer.close()
-    store.finish_snapshot(model, snap, len(ids))
-    store.publish(model, snap)
-    return snap
+from tests.support.snapshots import TAGGED_IDS as IDS
+from tests.support.snapshots import publish_tagged as publish
 
 
 def test_publish_then_read(store_url: str) -> None:
@@ -304,7 +293,8 @@ def test_the_emulator_make_test_builds_answers() -> None:
     """`make test` builds Google's bttest server from Debian's Go packages; prove it serves a store."""
     from pathlib import Path
 
-    from tests.conftest import ROOT, private_emulator
+    from tests.support.bigtable import private_emulator
+    from tests.support.processes import ROOT
 
     binary = os.environ.get("PREDSERVE_BIGTABLE_EMULATOR") or str(ROOT / ".cache/bin/bigtable-emulator")
     assert Path(binary).exists(), "run `make test`: it builds .cache/bin/bigtable-emulator"

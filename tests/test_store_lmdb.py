@@ -15,7 +15,8 @@ import pytest
 from predserve.errors import StoreDamaged
 from predserve.store import lmdb as lmdb_store
 from predserve.store import open_store
-from tests.test_store import IDS, publish
+from tests.support.snapshots import TAGGED_IDS as IDS
+from tests.support.snapshots import publish_tagged as publish
 
 
 def test_map_grows_when_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from predserve.store import open_store
 from predserve.store.updates import MAX_UPDATE_BYTES
-from tests.test_updates import export
+from tests.support.snapshots import publish_scored as export
 
 MODEL = "m"
 
@@ -277,3 +277,45 @@ def test_nothing_is_lost_across_a_publish_while_updates_stream_and_are_pushed(
         events = st.state(MODEL).events
     assert events[-1]["event"] == "published" and events[-1]["replayed"] > 0
     assert sum(1 for v in expected.values() if v is None) > 0
+
+
+def test_a_message_without_a_sequence_redelivered_after_a_newer_update_changes_nothing(tmp_path: Path, pubsub_emulator) -> None:
+    """Such a message's sequence is its publish time, which Pub/Sub keeps across deliveries: the
+    stream applies it once, and its redelivery, after a newer update of the same id, is ignored."""
+    from google.cloud import pubsub_v1
+
+    from predserve.store.updates import parse_update
+    from predserve.updates.stream import apply_messages
+
+    store_url = str(tmp_path / "store.lmdb")
+    topic = pubsub_emulator.topic(unique("updates"))
+    subscription = pubsub_emulator.subscription(topic, unique("updates"))
+    pubsub_v1.PublisherClient().publish(topic, update("7", 0.9)).result(timeout=30)
+    results = []
+    with open_store(store_url) as store, pubsub_v1.SubscriberClient() as subscriber:
+        export(store, MODEL, "export")
+        for delivery in range(2):
+            received: list = []
+            deadline = time.monotonic() + 30
+            while not received and time.monotonic() < deadline:
+                received = list(subscriber.pull(subscription=subscription, max_messages=10, timeout=30).received_messages)
+            assert [r.message.data for r in received] == [update("7", 0.9)], f"delivery {delivery + 1}"
+            message = received[0].message
+            results.append(apply_messages(store, MODEL, None, [(message.message_id, message.data, message.publish_time)]).result)
+            if delivery == 0:
+                # a newer update of the same id (a push: the writer's clock, after the publish time)
+                store.apply_updates(MODEL, [parse_update(json.dumps({"id": "7", "prediction": {"score": 0.5, "label": "pushed"}}))])
+                # not acknowledged in time: Pub/Sub delivers it again
+                subscriber.modify_ack_deadline(subscription=subscription, ack_ids=[received[0].ack_id], ack_deadline_seconds=0)
+            else:
+                subscriber.acknowledge(subscription=subscription, ack_ids=[received[0].ack_id])
+        assert [(r.applied, r.ignored) for r in results] == [(1, 0), (0, 1)]
+        assert json.loads(store.get(MODEL, store.current(MODEL).id, b"7"))["prediction"] == {"score": 0.5, "label": "pushed"}
+
+
+def test_a_missing_gcloud_fails_saying_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.pubsub import start_pubsub_emulator
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gcloud there
+    with pytest.raises(pytest.fail.Exception, match="install the Google Cloud SDK with its pubsub-emulator component"):
+        start_pubsub_emulator(tmp_path)

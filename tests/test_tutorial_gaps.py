@@ -12,7 +12,7 @@ import pytest
 
 from predserve import Warehouse
 from predserve.errors import SQLError
-from predserve.warehouse.geography import EARTH_RADIUS_METRES
+from predserve.warehouse.sql.geography import EARTH_RADIUS_METRES
 
 # The tutorial's CREATE MODEL, as written on the page (public dataset names included).
 TUTORIAL_MODEL = """

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
 from predserve.errors import StoreError
 from predserve.store import open_store
 from predserve.store.updates import MAX_UPDATE_BYTES, Update, UpdateRejected, parse_update
-
-IDS = [str(i).encode() for i in range(1, 51)]
-SCHEMA = {"schema": [["score", "DOUBLE"], ["label", "VARCHAR"]]}
-
-
-def body(model: str, snapshot: int, entity_id: str, prediction: dict) -> bytes:
-    return json.dumps({"model": model, "id": entity_id, "snapshot": snapshot, "prediction": prediction},
-                      separators=(",", ":")).encode()
-
-
-def export(store, model: str, tag: str, ids=IDS, log_from: int | None = None, publish: bool = True) -> int:
-    """A snapshot shaped like the export's (bodies with prediction {"score", "label": tag})."""
-    snap = store.create_snapshot(model, log_from=log_from).id
-    writer = store.writer(model, snap)
-    writer.write((i, body(model, snap, i.decode(), {"score": 0.0, "label": tag})) for i in ids)
-    writer.close()
-    store.finish_snapshot(model, snap, len(ids))
-    if publish:
-        store.publish(model, snap, SCHEMA)
-    return snap
+from tests.support.snapshots import SCORED_SCHEMA as SCHEMA
+from tests.support.snapshots import publish_scored as export
 
 
 def upsert(entity_id: str, score: float, sequence: int | None = None) -> Update:
@@ -84,7 +67,7 @@ def test_redelivery_after_a_publish_does_not_overwrite_the_export(store_url: str
         store.apply_updates("m", [upsert("1", 0.5, 10)])
         export(store, "m", "second")  # started after the update: its data is newer
         assert served(store, "m", "1")["prediction"]["label"] == "second"
-        assert store.apply_updates("m", [upsert("1", 0.5, 10)]).ignored == 1
+        assert store.apply_updates("m", [upsert("1", 0.5, 10), upsert("1", 0.4, 9)]).ignored == 2  # and an older one
         assert served(store, "m", "1")["prediction"]["label"] == "second"
 
 
@@ -112,8 +95,23 @@ def test_limits_and_shapes_are_checked_when_parsed() -> None:
         parse_update('{"id": "1", "delete": true, "sequence": -1}')
     with pytest.raises(StoreError, match="either"):
         parse_update('{"id": "1", "delete": true, "prediction": {}}')
+    at_limit = {"label": "x" * (MAX_UPDATE_BYTES - len('{"label":""}'))}
+    assert len(parse_update(json.dumps({"id": "1", "prediction": at_limit})).encoded) == MAX_UPDATE_BYTES
     first, second = parse_update('{"id": 1, "delete": true}'), parse_update('{"id": "1", "delete": true}')
     assert first.id == "1" and second.sequence > first.sequence  # the writer's clock, strictly increasing
+
+
+def test_the_store_refuses_a_prediction_over_the_limit_however_the_update_was_made(store_url: str) -> None:
+    with open_store(store_url) as store:
+        export(store, "m", "export")
+        big = Update("2", 5, {"label": "x" * (MAX_UPDATE_BYTES - len('{"label":""}') + 1)})  # one byte over
+        with pytest.raises(UpdateRejected, match="over the limit") as caught:
+            store.apply_updates("m", [upsert("1", 0.9, 5), big])
+        assert caught.value.index == 1
+        assert served(store, "m", "1")["prediction"]["label"] == "export" and store.update_position("m") == 0
+        at_limit = Update("2", 5, {"label": "x" * (MAX_UPDATE_BYTES - len('{"label":""}'))})
+        assert store.apply_updates("m", [at_limit]).applied == 1
+        assert len(served(store, "m", "2")["prediction"]["label"]) == MAX_UPDATE_BYTES - len('{"label":""}')
 
 
 def test_updates_need_a_published_snapshot_and_a_writer(store_url: str, tmp_path) -> None:
@@ -132,7 +130,7 @@ def test_an_update_made_during_an_export_is_in_the_new_snapshot(store_url: str) 
         export(store, "m", "first")
         store.apply_updates("m", [upsert("1", 0.1, 1)])  # before the export: superseded by it
         start = store.update_position("m")
-        new = export(store, "m", "second", log_from=start, publish=False)
+        new = export(store, "m", "second", log_from=start, go_live=False)
         store.apply_updates("m", [upsert("2", 0.2, 1), delete("3", 1), upsert("new", 0.4, 1)])  # while it "runs"
         store.publish("m", new, SCHEMA)
         assert served(store, "m", "1")["prediction"]["label"] == "second"
@@ -148,7 +146,7 @@ def test_updates_racing_a_publish_are_never_lost(store_url: str) -> None:
     with open_store(store_url) as store:
         export(store, "m", "first")
         start = store.update_position("m")
-        new = export(store, "m", "second", log_from=start, publish=False)
+        new = export(store, "m", "second", log_from=start, go_live=False)
         expected: dict[str, float] = {}
         errors: list[BaseException] = []
 
@@ -190,6 +188,8 @@ def test_rollback_keeps_the_updates_made_since(store_url: str) -> None:
         assert served(store, "m", "3") is None
         assert served(store, "m", "4")["prediction"]["label"] == "first"
         assert store.state("m").events[-1]["replayed"] == 2
+        assert store.apply_updates("m", [upsert("2", 0.9, 1), upsert("1", 0.9, 0)]).ignored == 2  # redelivered, older
+        assert served(store, "m", "2")["prediction"]["score"] == 0.2
         store.apply_updates("m", [upsert("4", 0.4, 1)])
         assert store.rollback("m", second).id == second
         assert served(store, "m", "4")["prediction"]["score"] == 0.4
@@ -217,24 +217,48 @@ def test_the_retention_trims_the_log_and_the_snapshots_that_needed_it(store_url:
         assert deleted == [("m", first)]  # a rollback to it could no longer replay what it lacks
         assert store.log_entries("m", 0) == []
         assert served(store, "m", "1")["prediction"]["score"] == 0.1  # the current snapshot keeps them
-        unfinished = export(store, "m", "third", log_from=0, publish=False)  # an export older than the retention
+        unfinished = export(store, "m", "third", log_from=0, go_live=False)  # an export older than the retention
         with pytest.raises(StoreError, match="update retention"):
             store.publish("m", unfinished, SCHEMA)
 
 
-def test_readers_see_the_old_body_or_the_new_one() -> None:
-    """An update's row is written in place: a reader never sees a partial body."""
-    import tempfile
+def test_the_retention_trims_only_what_is_older_than_it(store_url: str) -> None:
+    """Three snapshots: the oldest needs updates A and B (made after it retired), the middle one
+    only B. With A past the retention and B within it, GC drops A and the oldest snapshot, and
+    keeps B and the middle one, which a rollback then brings up to date."""
+    with open_store(store_url) as store:
+        first = export(store, "m", "first")
+        second = export(store, "m", "second")
+        store.apply_updates("m", [upsert("1", 0.1, 1)])  # A: the first snapshot lacks it, the second got it
+        time.sleep(0.5)
+        export(store, "m", "third")
+        store.apply_updates("m", [upsert("2", 0.2, 1)])  # B: both retired snapshots lack it
+        a, b = store.log_entries("m", 0)
+        retention = time.time() - (a.time + b.time) / 2  # the cut falls between A and B
+        assert store.gc("m", keep=3, grace=0, update_retention=retention) == [("m", first)]
+        assert [e.position for e in store.log_entries("m", 0)] == [b.position]
+        assert store.rollback("m", second).id == second
+        assert served(store, "m", "2")["prediction"]["score"] == 0.2 and served(store, "m", "1")["prediction"]["score"] == 0.1
 
-    with tempfile.TemporaryDirectory() as tmp, open_store(f"{tmp}/s") as store:
+
+def test_readers_see_the_old_body_or_the_new_one(store_url: str) -> None:
+    """An update's row is written whole (LMDB: in one write transaction; Bigtable: one row mutation):
+    a reader never sees a partial body."""
+    with open_store(store_url) as store:
         snap = export(store, "m", "export")
         stop = threading.Event()
         seen: set[str] = set()
+        errors: list[BaseException] = []
 
         def read() -> None:
-            with open_store(f"{tmp}/s", readonly=True) as reader:
-                while not stop.is_set():
-                    seen.add(json.loads(reader.get("m", snap, b"1"))["prediction"]["label"])
+            try:
+                # a patient Bigtable reader: a slow answer on a busy machine is not what is tested
+                options = {"read_timeout": 10.0} if store_url.startswith("bigtable://") else {}
+                with open_store(store_url, readonly=True, **options) as reader:
+                    while not stop.is_set():
+                        seen.add(json.loads(reader.get("m", snap, b"1"))["prediction"]["label"])
+            except BaseException as exc:  # reported by the test's thread
+                errors.append(exc)
 
         reader = threading.Thread(target=read)
         reader.start()
@@ -242,4 +266,5 @@ def test_readers_see_the_old_body_or_the_new_one() -> None:
             store.apply_updates("m", [Update("1", n, {"score": n, "label": f"u{n % 2}"})])
         stop.set()
         reader.join()
+        assert not errors
         assert seen <= {"export", "u0", "u1"} and len(seen) >= 2

@@ -14,8 +14,8 @@ from sklearn.linear_model import Lasso, LogisticRegression, Ridge
 
 from predserve import Warehouse
 from predserve.errors import ModelError
-from predserve.warehouse.estimators import fit_regressor
-from predserve.warehouse.options import resolve_options
+from predserve.warehouse.models.families.boosted_trees import fit_xgboost
+from predserve.warehouse.models.options import resolve_options
 from tests.test_warehouse import design_matrix
 
 
@@ -486,7 +486,7 @@ def test_dart_options_reach_xgboost(wh: Warehouse) -> None:
     options = resolve_options({"model_type": "boosted_tree_regressor", "booster_type": "DART", "dropout": 0.3,
                                "dart_normalize_type": "FOREST", "max_iterations": 3})
     data = wh.sql("SELECT x1, y FROM people")
-    trees, _ = fit_regressor("boosted_tree_regressor", options, data.column("x1").to_numpy()[:, None], data.column("y").to_numpy())
+    trees, _ = fit_xgboost("boosted_tree_regressor", options, data.column("x1").to_numpy()[:, None], data.column("y").to_numpy())
     dart = json.loads(trees.get_booster().save_config())["learner"]["gradient_booster"]["dart_train_param"]
     assert (float(dart["rate_drop"]), dart["normalize_type"]) == (pytest.approx(0.3), "forest")
     with pytest.raises(ModelError, match="dropout only applies with booster_type='DART'"):

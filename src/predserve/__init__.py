@@ -1,4 +1,4 @@
-"""predserve: BigQuery ML SQL in, sub-millisecond prediction serving out.
+"""predserve: BigQuery ML SQL in; predictions out, in well under a millisecond of server time.
 
 The data flows through four stages, one package each:
 ``warehouse`` (SQL and models) -> ``pipeline`` (Beam export) -> ``store`` (snapshots) -> ``serving`` (HTTP).

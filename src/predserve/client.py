@@ -12,7 +12,8 @@
 (a pool, with keep-alive), give every call a timeout, and retry a bounded number of times
 with exponential backoff and jitter when the server answers 503 or cannot be reached; never
 on any other error. Errors are typed: ``NotFound``, ``Unauthorized``, ``Forbidden``,
-``Unavailable`` (after the retries), ``BadRequest``, all ``ClientError``.
+``Unavailable`` (after the retries; it names the server and how many tries it made),
+``BadRequest``, all ``ClientError``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import orjson
 
 from predserve.keys import join_key
 from tenacity import (
-    AsyncRetrying, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random,
+    AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random,
 )
 
 DEFAULT_MAX_BATCH = 1000  # the server's default --max-batch
@@ -126,6 +127,10 @@ def unreachable(exc: httpx.TransportError) -> Unavailable:
     return Unavailable(0, f"the server did not answer: {type(exc).__name__}: {exc}")
 
 
+def tries(count: int) -> str:
+    return f"{count} {'try' if count == 1 else 'tries'}"
+
+
 def prediction(entry: dict[str, Any], stale: bool) -> Prediction:
     return Prediction(entry["model"], entry["id"], entry["snapshot"], entry["prediction"],
                       stale=stale or bool(entry.get("stale")), default=bool(entry.get("default")))
@@ -154,9 +159,17 @@ class Settings:
                 "limits": httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_SECONDS)}
 
     def retry_options(self) -> dict[str, Any]:
-        return {"stop": stop_after_attempt(self.attempts), "reraise": True,
+        return {"stop": stop_after_attempt(self.attempts), "retry_error_callback": self.gave_up,
                 "wait": wait_exponential(multiplier=self.backoff, max=self.max_backoff) + wait_random(0, self.backoff),
                 "retry": retry_if_exception_type(Unavailable)}
+
+    def gave_up(self, state: RetryCallState) -> Any:
+        """After the last try: the last Unavailable, naming the server and how many tries were made."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if not isinstance(exc, Unavailable):
+            raise exc or RuntimeError("the retries ended without an outcome")  # never: only Unavailable is retried
+        raise Unavailable(exc.status, f"{self.url}: {exc.message} (gave up after {tries(state.attempt_number)} "
+                          f"in {state.seconds_since_start or 0:.2f} s)") from exc
 
 
 def settings(url: str, key: str | None, timeout: float, retries: int, backoff: float, max_backoff: float,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 from rich.console import Console
@@ -96,10 +98,13 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
     _, admin_key = registry.create(admin_name, "admin")
     console.print(f"[green]✓[/] service account {admin_name} (role admin, for the web console)")
 
-    port = free_port(port)
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "predserve.cli", "serve", "--store", str(store_path), "--port", str(port), "--iam", str(iam_path)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    chosen = free_port(port)
+    if port and chosen != port:
+        console.print(f"[yellow]![/] port {port} is taken (another server?): serving on port {chosen} instead (--port to choose)",
+                      highlight=False)
+    url = f"http://127.0.0.1:{chosen}"
+    cmd = [sys.executable, "-m", "predserve.cli", "serve", "--store", str(store_path), "--port", str(chosen), "--iam", str(iam_path)]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent())
     try:
         wait_until_up(url, proc)
         console.print(f"[green]✓[/] API serving on {url} (docs: {url}/docs)")
@@ -120,12 +125,21 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
             return
         console.print("\n[bold]serving until Ctrl-C[/]")
         proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
+    finally:  # also on Ctrl-C and SIGTERM (see cli/app.py): the server and its workers stop too
         if proc.poll() is None:
             proc.terminate()
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """What the server's process runs before it starts: have Linux send it SIGTERM when the demo
+    dies, even of SIGKILL, so the server never outlives the demo that started it. (libc's prctl
+    is looked up here, before the fork: the child only makes the call.)"""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, int(signal.SIGTERM))

@@ -34,13 +34,13 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
+from predserve import settings
 from predserve.errors import PredserveError
 
 ROLES = ("reader", "admin")
 ALL_MODELS = "*"
 NAME = re.compile(r"^[a-z][a-z0-9-]{2,62}$")
 KEY = re.compile(r"^psk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-DEFAULT_PATH = "predserve-iam.json"
 RELOAD_EVERY = 1.0  # seconds: the most a running server takes to see a change to the file
 LOCK_TIMEOUT = 30.0  # seconds an edit waits for another process's edit to finish
 
@@ -97,7 +97,7 @@ class Registry:
     """The service-account file; every change is written atomically under a cross-process lock."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path or os.environ.get("PREDSERVE_IAM") or DEFAULT_PATH)
+        self.path = Path(path or settings.IAM_FILE)
         self._accounts: dict[str, ServiceAccount] = {}
         self._by_key_id: dict[str, ServiceAccount] = {}
         # Keys already verified since the file last changed: the hot path skips the hash.

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from predserve import settings
 from predserve.cli.app import main
 from predserve.cli.output import format_time, print_table
 
@@ -18,8 +19,10 @@ def iam() -> None:
     (IAM_FILE.lock), and reach running servers within 1 s."""
 
 
-IAM_OPTION = click.option("--iam", "iam_path", help="service-account file (default: $PREDSERVE_IAM or ./predserve-iam.json)")
+IAM_OPTION = click.option("--iam", "iam_path", envvar=settings.IAM_ENV, show_envvar=True,
+                          help=f"service-account file (default: ./{settings.IAM_FILE})")
 ROLE_OPTION = click.option("--role", type=click.Choice(["reader", "admin"]), default="reader", show_default=True)
+KEY_ONLY_OPTION = click.option("--key-only", is_flag=True, help="print only the key (for scripts)")
 MODELS_OPTION = click.option("--models", help="for readers: comma-separated models it may read (default: all)")
 
 
@@ -31,7 +34,7 @@ def _models(value: str | None) -> list[str] | None:
 @IAM_OPTION
 @ROLE_OPTION
 @MODELS_OPTION
-@click.option("--key-only", is_flag=True, help="print only the key (for scripts)")
+@KEY_ONLY_OPTION
 @click.argument("name")
 def iam_create(iam_path: str | None, role: str, models: str | None, key_only: bool, name: str) -> None:
     """Create service account NAME with a role; prints its key once."""
@@ -87,15 +90,17 @@ def iam_revoke(iam_path: str | None, role: str, name: str) -> None:
 
 @iam.command("rotate")
 @IAM_OPTION
+@KEY_ONLY_OPTION
 @click.argument("name")
-def iam_rotate(iam_path: str | None, name: str) -> None:
+def iam_rotate(iam_path: str | None, key_only: bool, name: str) -> None:
     """Replace NAME's key; prints the new key once.
 
     The old key fails at once for servers started afterwards, and within 1 s on running
     servers (each re-reads the file at most once per second)."""
     from predserve.iam import Registry
 
-    click.echo(f"new key for {name} (shown only now): {Registry(iam_path).rotate(name)}")
+    key = Registry(iam_path).rotate(name)
+    click.echo(key if key_only else f"new key for {name} (shown only now): {key}")
 
 
 @iam.command("delete")

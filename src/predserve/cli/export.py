@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from predserve.cli.app import STORE_HELP, fail, main
-from predserve.pipeline.drift import DEFAULT_MAX_CHANGED_LABELS, DEFAULT_MAX_DRIFT, DEFAULT_MAX_MOVED, DEFAULT_MOVE_TOLERANCE
-from predserve.store.base import DEFAULT_GRACE
+from predserve import settings
+from predserve.cli.output import quiet_beam_logging
+from predserve.store.limits import DriftLimits
+
+if TYPE_CHECKING:  # the records' module loads pydantic, which `predserve --help` does without
+    from predserve.store.reports import Drift, Profile
 
 
 def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -35,8 +39,8 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @click.option("--query", help="SQL whose rows are exported, e.g. SELECT ... FROM ML.PREDICT(MODEL m, TABLE users)")
 @click.option("--table", help="export every row of this table instead of a query")
 @click.option("--store", required=True, help=STORE_HELP)
-@click.option("--keep", default=3, show_default=True, help="published snapshots kept for rollback")
-@click.option("--grace", default=DEFAULT_GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
+@click.option("--keep", default=settings.KEEP, show_default=True, help="published snapshots kept for rollback")
+@click.option("--grace", default=settings.GRACE, show_default=True, help="seconds a replaced snapshot is kept whatever --keep says (see `predserve gc`)")
 @click.option("--max-age", type=float, help="seconds after which the API reports this snapshot as stale")
 @click.option("--default-prediction", help="JSON object served (marked default) for ids not in the snapshot")
 @click.option("--allow-empty", is_flag=True, help="publish even when no rows were exported")
@@ -44,19 +48,19 @@ def _column_limits(ctx: click.Context, param: click.Parameter, values: tuple[str
 @click.option("--allow-duplicates", is_flag=True, help="publish even when keys repeat (the first row wins)")
 @click.option("--max-row-drop", default=0.5, show_default=True, help="refuse when rows fall by more than this fraction vs the current snapshot")
 @click.option("--allow-schema-change", is_flag=True, help="publish even when the prediction columns changed")
-@click.option("--max-drift", type=click.FloatRange(0, 1), default=DEFAULT_MAX_DRIFT, show_default=True,
+@click.option("--max-drift", type=click.FloatRange(0, 1), default=settings.MAX_DRIFT, show_default=True,
               help="refuse when a prediction column's distance from the current snapshot (Jensen-Shannon divergence "
                    "or L-infinity distance, 0..1) is above this")
-@click.option("--max-changed-labels", type=click.FloatRange(0, 1), default=DEFAULT_MAX_CHANGED_LABELS, show_default=True,
+@click.option("--max-changed-labels", type=click.FloatRange(0, 1), default=settings.MAX_CHANGED_LABELS, show_default=True,
               help="refuse when a label column changed for more than this fraction of the sampled ids")
 @click.option("--column-max-drift", "column_max_drift", multiple=True, metavar="COLUMN=LIMIT", callback=_column_limits,
               help="--max-drift for one column (repeatable)")
 @click.option("--column-max-changed-labels", "column_max_changed", multiple=True, metavar="COLUMN=LIMIT",
               callback=_column_limits, help="--max-changed-labels for one column (repeatable)")
-@click.option("--max-moved-values", "max_moved", type=click.FloatRange(0, 1), default=DEFAULT_MAX_MOVED, show_default=True,
+@click.option("--max-moved-values", "max_moved", type=click.FloatRange(0, 1), default=settings.MAX_MOVED, show_default=True,
               help="refuse when a numeric prediction column moved by more than --move-tolerance for more than this "
                    "fraction of the sampled ids")
-@click.option("--move-tolerance", type=click.FloatRange(0), default=DEFAULT_MOVE_TOLERANCE, show_default=True,
+@click.option("--move-tolerance", type=click.FloatRange(0), default=settings.MOVE_TOLERANCE, show_default=True,
               help="how far a sampled id's value may move, in standard deviations of the column, before it counts as moved")
 @click.option("--column-max-moved-values", "column_max_moved", multiple=True, metavar="COLUMN=LIMIT",
               callback=_column_limits, help="--max-moved-values for one column (repeatable)")
@@ -78,15 +82,15 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
     or --direct_num_workers 2 --direct_running_mode multi_processing. The default runner is
     the local DirectRunner.
     """
-    _quiet_beam_logging()
+    quiet_beam_logging()
     from predserve.pipeline import GatePolicy, GateRefused, run_export
 
     policy = GatePolicy(
         allow_empty=allow_empty, allow_null_keys=allow_null_keys, allow_duplicates=allow_duplicates,
-        max_row_drop=max_row_drop, allow_schema_change=allow_schema_change, max_drift=max_drift,
-        max_changed_labels=max_changed_labels, column_max_drift=column_max_drift,
-        column_max_changed_labels=column_max_changed, max_moved=max_moved, move_tolerance=move_tolerance,
-        column_max_moved=column_max_moved, metadata_columns=tuple(c.strip() for c in metadata_columns.split(",") if c.strip()),
+        max_row_drop=max_row_drop, allow_schema_change=allow_schema_change,
+        drift_limits=DriftLimits(max_drift, max_changed_labels, max_moved, move_tolerance, column_max_drift,
+                                 column_max_changed, column_max_moved),
+        metadata_columns=tuple(c.strip() for c in metadata_columns.split(",") if c.strip()),
         allow_drift=allow_drift,
     )
     default = None
@@ -124,31 +128,15 @@ def export(ctx: click.Context, warehouse: str, model: str, key: str, query: str 
         click.echo(f"garbage-collected snapshots: {', '.join(map(str, summary.collected))}")
 
 
-def _quiet_beam_logging() -> None:
-    """Beam logs a failed step with its traceback, and warns at import about optional file
-    systems predserve does not use; the export reports its own failures in one line."""
-    import logging
-
-    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-    root = logging.getLogger()
-    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
-    root.addHandler(guard)
-    logging.disable(logging.WARNING)
-    try:
-        import apache_beam  # noqa: F401
-        import predserve.pipeline.export  # noqa: F401
-    finally:
-        logging.disable(logging.NOTSET)
-        root.removeHandler(guard)
-
-
 def _progress_printer() -> Any:
-    last = [0.0]
+    """Progress at most once a second, and each count once: nothing while the count stands
+    still, and the final count (reported by the pipeline's end and by the store) only once."""
+    last = {"written": -1, "at": float("-inf")}
 
     def show(written: int, expected: int, elapsed: float) -> None:
-        if elapsed - last[0] < 1.0 and written < expected:
+        if written == last["written"] or (elapsed - last["at"] < 1.0 and written < expected):
             return
-        last[0] = elapsed
+        last.update(written=written, at=elapsed)
         rate = written / elapsed if elapsed else 0
         click.echo(f"  {written:,}/{expected:,} rows written, {rate:,.0f} rows/s, {elapsed:.1f}s elapsed", err=True)
 
@@ -161,31 +149,29 @@ def _print_gates(gates: list[Any]) -> None:
         click.echo(f"  gate {gate.name:<20} {mark:<10} {gate.detail}")
 
 
-def _print_profile(profile: dict[str, Any] | None, drift: dict[str, Any] | None) -> None:
+def _print_profile(profile: Profile | None, drift: Drift | None) -> None:
     """The profile's columns, and with a baseline each column's distance and sample figures."""
     if profile is None:
         return
-    from predserve.pipeline.drift import METRIC_NAMES, where
-
-    columns = (drift or {}).get("columns", {})
-    sample = (drift or {}).get("sample") or {}
     if drift is None:
         click.echo("  profile (no earlier profile to compare with):")
     else:
-        click.echo(f"  drift vs snapshot {drift['baseline']} ({sample.get('ids', 0):,} sampled ids: {sample.get('in_both', 0):,} in both, "
-                   f"{sample.get('appeared', 0):,} appeared, {sample.get('disappeared', 0):,} disappeared):")
-    rows = profile["rows"] or 1
-    for name, column in profile["columns"].items():
-        line = f"    {name:<28} {column['kind']:<13} NULL {column['nulls'] / rows:6.1%}"
-        figures = columns.get(name)
+        s = drift.sample
+        ids, in_both, appeared, gone = (s.ids, s.in_both, s.appeared, s.disappeared) if s is not None else (0, 0, 0, 0)
+        click.echo(f"  drift vs snapshot {drift.baseline} ({ids:,} sampled ids: {in_both:,} in both, "
+                   f"{appeared:,} appeared, {gone:,} disappeared):")
+    rows = profile.rows or 1
+    for name, column in profile.columns.items():
+        line = f"    {name:<28} {column.kind:<13} NULL {column.nulls / rows:6.1%}"
+        figures = drift.columns.get(name) if drift is not None else None
         if figures is not None:
-            line += f"  {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f}{where(figures)}"
-            if "changed" in figures:
-                line += f", {figures['changed']:.1%} of sampled ids changed"
-            if "moved" in figures:
-                line += f", {figures['moved']:.1%} of sampled ids moved"
-            if "mean_abs_change" in figures:
-                line += f", mean absolute change {figures['mean_abs_change']:.4g}"
-            if figures.get("metadata"):
-                line += f"  (metadata, {figures['metadata']}: reported, not gated)"
+            line += f"  {figures.distance_text()}"
+            if figures.changed is not None:
+                line += f", {figures.changed:.1%} of sampled ids changed"
+            if figures.moved is not None:
+                line += f", {figures.moved:.1%} of sampled ids moved"
+            if figures.mean_abs_change is not None:
+                line += f", mean absolute change {figures.mean_abs_change:.4g}"
+            if figures.metadata:
+                line += f"  (metadata, {figures.metadata}: reported, not gated)"
         click.echo(line)

@@ -64,3 +64,24 @@ def format_time(ts: float | None) -> str | None:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds") if ts else None
+
+
+def quiet_beam_logging() -> None:
+    """Beam logs a failed step with its traceback, and warns at import about optional file
+    systems and clients predserve does not use (``WARNING:root:apitools not found ...``: Beam's
+    own BigQuery client, where predserve reads BigQuery with google-cloud-bigquery), which to a
+    user reads as something broken; the export and the demo report their own failures in one
+    line. Called before the first import of Beam."""
+    import logging
+
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    root = logging.getLogger()
+    guard = logging.NullHandler()  # so that a library's bare logging.warning() cannot configure the root logger
+    root.addHandler(guard)
+    logging.disable(logging.WARNING)
+    try:
+        import apache_beam  # noqa: F401
+        import predserve.pipeline.export  # noqa: F401
+    finally:
+        logging.disable(logging.NOTSET)
+        root.removeHandler(guard)

@@ -22,7 +22,7 @@ def sql(warehouse: str, sql_file: str | None, fmt: str, statement: str | None) -
     predserve sql -w wh.duckdb "CREATE MODEL churn OPTIONS(model_type='logistic_reg',
         input_label_cols=['churned']) AS SELECT * FROM users"
     predserve sql -w wh.duckdb "SELECT * FROM ML.EVALUATE(MODEL churn)"
-    predserve sql -w wh.duckdb "SELECT name, model_type, created_at FROM _predserve.models"
+    predserve models -w wh.duckdb
     """
     from predserve.warehouse import Warehouse
 
@@ -31,6 +31,27 @@ def sql(warehouse: str, sql_file: str | None, fmt: str, statement: str | None) -
     text = Path(sql_file).read_text() if sql_file else statement
     with Warehouse(warehouse) as wh:
         print_table(wh.sql(text or ""), fmt)
+
+
+@main.command()
+@click.option("-w", "--warehouse", required=True, help="warehouse: a DuckDB file path")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+def models(warehouse: str, fmt: str) -> None:
+    """List the warehouse's models: name, type, label, training rows, when created.
+
+    The stored model and its options stay out; SELECT options FROM _predserve.models WHERE
+    name = 'M' shows one model's options."""
+    from predserve.warehouse import Warehouse
+    from predserve.warehouse.models import catalog
+
+    if not Path(warehouse).is_file():
+        raise click.ClickException(f"no warehouse at {warehouse}: create one with `predserve load` or `predserve sql`")
+    with Warehouse(warehouse, read_only=True) as wh:
+        listing = catalog.listing(wh.con)
+    if listing.num_rows == 0 and fmt == "table":
+        click.echo(f"no models in {warehouse} yet; create one with CREATE MODEL (predserve sql)")
+        return
+    print_table(listing, fmt)
 
 
 @main.command()

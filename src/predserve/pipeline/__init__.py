@@ -1,7 +1,8 @@
 """The export stage: an Apache Beam job from warehouse predictions to a published snapshot.
 
-The names below load on first use, so ``predserve.pipeline.drift`` (profiles and drift, which
-the API reads) can be imported without importing Beam.
+The names below load on first use, so ``predserve.pipeline.drift`` (the drift's figures) can
+be imported without importing Beam. What a snapshot carries (its profile, drift and verdicts)
+is read through ``predserve.store.reports``, which imports nothing from here.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from predserve.pipeline.sources import (
     duplicates_sql,
     stats_sql,
 )
+from predserve.store.reports import Profile
 
 log = logging.getLogger("predserve.pipeline")
 REST_EMULATOR, STORAGE_EMULATOR = "BIGQUERY_EMULATOR_HOST", "BIGQUERY_STORAGE_EMULATOR_HOST"
@@ -209,7 +210,7 @@ class BigQuerySource:
     def read(self) -> beam.PTransform:
         return ReadWorkItems(self.streams, ReadStream(self.arrow_schema, _emulator_endpoint(STORAGE_EMULATOR)))
 
-    def profile(self) -> tuple[dict[str, Any], list[str]]:
+    def profile(self) -> tuple[Profile, list[str]]:
         """The profile's statements as BigQuery jobs on the temporary table."""
         assert self.schema is not None, "prepare() opens the read session first"
 

@@ -1,9 +1,10 @@
 """``predserve diff``: two snapshots of a model side by side.
 
-``compare_snapshots`` gathers the figures (each column's two profiles and their distance, the
-drift sample looked up in both snapshots, a few ids whose prediction changed with both
-bodies); ``render`` draws them in a terminal with rich: per column, both distributions as bar
-charts on common bins or values, side by side.
+``compare_snapshots`` gathers the figures into a ``SnapshotDiff`` (each column's two profiles
+and their distance, read from the snapshots' ``predserve.store.reports`` records; the drift
+sample looked up in both snapshots; a few ids whose prediction changed with both bodies);
+``render`` draws them in a terminal with rich: per column, both distributions as bar charts on
+common bins or values, side by side. ``--json`` prints the same record.
 """
 
 from __future__ import annotations
@@ -16,9 +17,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from pydantic import BaseModel
+
 from predserve.errors import StoreError
 from predserve.pipeline import drift as drifts
-from predserve.pipeline.drift import CATEGORICAL, NUMERIC, OTHER_VALUES, PROBABILITIES
+from predserve.pipeline.drift import OTHER_VALUES
+from predserve.store.reports import (
+    CATEGORICAL, NUMERIC, PROBABILITIES, ColumnDrift, ColumnProfile, Profile, Record, SampleFigures, snapshot_report,
+)
 
 BAR_WIDTH = 28
 LABELS_SHOWN = 4  # charts per probabilities column (the labels with the most probability mass)
@@ -45,51 +51,82 @@ def pick_snapshots(state: Any, model: str, a: int | None, b: int | None) -> tupl
     return a, b
 
 
-def compare_snapshots(store: Any, model: str, a: int | None = None, b: int | None = None, examples: int = 3) -> dict[str, Any]:
-    """Everything ``render`` shows, as JSON-able data."""
+class SnapshotSide(BaseModel):
+    snapshot: int
+    state: str
+    rows: int
+    published_at: float | None
+
+
+class ColumnDiff(Record):
+    """One column in both snapshots: its profiles (None where absent), distance and sample figures."""
+
+    a: ColumnProfile | None
+    b: ColumnProfile | None
+    distance: ColumnDrift | None  # None: not in both snapshots with the same kind
+    sample: dict[str, float] | None
+
+
+class ChangedId(BaseModel):
+    id: str
+    a: dict[str, Any]  # the stored bodies
+    b: dict[str, Any]
+
+
+class SnapshotDiff(Record):
+    model: str
+    a: SnapshotSide
+    b: SnapshotSide
+    bins: int
+    columns: dict[str, ColumnDiff]
+    sample: SampleFigures
+    changed: list[ChangedId]
+    changed_in_sample: int
+
+
+def compare_snapshots(store: Any, model: str, a: int | None = None, b: int | None = None, examples: int = 3) -> SnapshotDiff:
+    """Everything ``render`` shows."""
     state = store.state(model)
     a, b = pick_snapshots(state, model, a, b)
     infos = {sid: state.snapshots[sid] for sid in (a, b)}
-    profiles = {sid: info.metadata.get("profile") for sid, info in infos.items()}
-    for sid, profile in profiles.items():
+    profiles: dict[int, Profile] = {}
+    for sid, info in infos.items():
+        profile = snapshot_report(info.metadata).profile
         if profile is None:
             raise StoreError(f"snapshot {sid} of model {model!r} has no profile (it was exported before profiles "
                              "were kept); export the model again to compare its predictions")
+        profiles[sid] = profile
     distances = drifts.profile_distances(profiles[a], profiles[b])
-    kinds = {name: column["kind"] for name, column in profiles[b]["columns"].items()}
+    kinds = {name: column.kind for name, column in profiles[b].columns.items()}
     sample = drifts.compare_sample(store, model, a, b, kinds)
-    columns = {}
-    for name in dict.fromkeys([*profiles[a]["columns"], *profiles[b]["columns"]]):
-        columns[name] = {
-            "a": profiles[a]["columns"].get(name), "b": profiles[b]["columns"].get(name),
-            "distance": distances.get(name), "sample": sample.columns.get(name) if name in distances else None,
-        }
-    return {
-        "model": model,
-        "a": _snapshot_summary(infos[a], profiles[a]), "b": _snapshot_summary(infos[b], profiles[b]),
-        "bins": profiles[b].get("bins", drifts.BINS),
-        "columns": columns,
-        "sample": sample.to_dict(),
-        "changed": [{"id": i, "a": json.loads(old), "b": json.loads(new)} for i, old, new in sample.changed[:examples]],
-        "changed_in_sample": len(sample.changed),
+    columns = {
+        name: ColumnDiff(a=profiles[a].columns.get(name), b=profiles[b].columns.get(name), distance=distances.get(name),
+                         sample=sample.columns.get(name) if name in distances else None)
+        for name in dict.fromkeys([*profiles[a].columns, *profiles[b].columns])
     }
+    return SnapshotDiff(
+        model=model, a=_side(infos[a], profiles[a]), b=_side(infos[b], profiles[b]), bins=profiles[b].bins,
+        columns=columns, sample=sample.figures(),
+        changed=[ChangedId(id=i, a=json.loads(old), b=json.loads(new)) for i, old, new in sample.changed[:examples]],
+        changed_in_sample=len(sample.changed),
+    )
 
 
-def _snapshot_summary(info: Any, profile: dict[str, Any]) -> dict[str, Any]:
-    return {"snapshot": info.id, "state": info.state, "rows": profile.get("rows", info.rows), "published_at": info.published_at}
+def _side(info: Any, profile: Profile) -> SnapshotSide:
+    return SnapshotSide(snapshot=info.id, state=info.state, rows=profile.rows, published_at=info.published_at)
 
 
 # ---- drawing -----------------------------------------------------------------------------------
-def _bar(share: float, scale: float) -> str:
-    eighths = round(BAR_WIDTH * 8 * share / scale) if scale else 0
+def _bar(share: float, scale: float, width: int = BAR_WIDTH) -> str:
+    eighths = round(width * 8 * share / scale) if scale else 0
     return "█" * (eighths // 8) + (EIGHTHS[eighths % 8] if eighths % 8 else "")
 
 
-def _numeric_rows(a: dict[str, Any] | None, b: dict[str, Any] | None, bins: int) -> list[tuple[str, float, float]]:
+def _numeric_rows(a: ColumnProfile | None, b: ColumnProfile | None, bins: int) -> list[tuple[str, float, float]]:
     """Both numeric profiles on ``bins`` common bins spanning both ranges, then NULL."""
-    sides = [c or {} for c in (a, b)]
-    lows = [c["low"] for c in sides if c.get("low") is not None]
-    highs = [c["high"] for c in sides if c.get("high") is not None]
+    sides = [c for c in (a, b) if c is not None]
+    lows = [c.low for c in sides if c.low is not None]
+    highs = [c.high for c in sides if c.high is not None]
     rows: list[tuple[str, float, float]] = []
     if lows:
         low, high = min(lows), max(highs)
@@ -97,8 +134,8 @@ def _numeric_rows(a: dict[str, Any] | None, b: dict[str, Any] | None, bins: int)
         width = (high - low) / bins if high > low else 1.0
         edges = [low + i * width for i in range(bins)] + [high if high > low else low + 1.0]
         counts = []
-        for column in sides:
-            ranged, points = drifts.numeric_bins(column)
+        for column in (a, b):
+            ranged, points = drifts.numeric_bins(column) if column is not None else ([], {})
             row = drifts.rebin(ranged, edges)
             for value, n in points.items():
                 row[min(int((value - low) / width), bins - 1)] += n
@@ -106,48 +143,55 @@ def _numeric_rows(a: dict[str, Any] | None, b: dict[str, Any] | None, bins: int)
         for i in range(bins):
             label = f"{edges[i]:.4g} .. {edges[i + 1]:.4g}" if high > low else f"{low:.6g}"
             rows.append((label, counts[0][i], counts[1][i]))
-    rows.append(("NULL", float(sides[0].get("nulls", 0)), float(sides[1].get("nulls", 0))))
+    rows.append(("NULL", float(_nulls(a)), float(_nulls(b))))
     return rows
 
 
-def _categorical_rows(a: dict[str, Any] | None, b: dict[str, Any] | None) -> list[tuple[str, float, float]]:
-    sides = [c or {} for c in (a, b)]
-    values = sorted({v for c in sides for v in c.get("values") or {}},
-                    key=lambda v: (-(sides[1].get("values") or {}).get(v, 0), -(sides[0].get("values") or {}).get(v, 0), v))
-    rows = [(v, float((sides[0].get("values") or {}).get(v, 0)), float((sides[1].get("values") or {}).get(v, 0))) for v in values]
-    if any(c.get("other") for c in sides):
-        rows.append((f"({OTHER_VALUES})", float(sides[0].get("other", 0)), float(sides[1].get("other", 0))))
-    rows.append(("NULL", float(sides[0].get("nulls", 0)), float(sides[1].get("nulls", 0))))
+def _nulls(column: ColumnProfile | None) -> int:
+    return column.nulls if column is not None else 0
+
+
+def _categorical_rows(a: ColumnProfile | None, b: ColumnProfile | None) -> list[tuple[str, float, float]]:
+    old, new = [(c.values or {}) if c is not None else {} for c in (a, b)]
+    values = sorted(old.keys() | new.keys(), key=lambda v: (-new.get(v, 0), -old.get(v, 0), v))
+    rows = [(v, float(old.get(v, 0)), float(new.get(v, 0))) for v in values]
+    others = [(c.other or 0) if c is not None else 0 for c in (a, b)]
+    if any(others):
+        rows.append((f"({OTHER_VALUES})", float(others[0]), float(others[1])))
+    rows.append(("NULL", float(_nulls(a)), float(_nulls(b))))
     return rows
 
 
-def _probability_rows(a: dict[str, Any] | None, b: dict[str, Any] | None, label: str, bins: int) -> list[tuple[str, float, float]]:
-    sides = [(c or {}).get("labels", {}).get(label) or [0] * bins for c in (a, b)]
-    nulls = [(c or {}).get("nulls", 0) for c in (a, b)]
+def _probability_rows(a: ColumnProfile | None, b: ColumnProfile | None, label: str, bins: int) -> list[tuple[str, float, float]]:
+    sides = [((c.labels or {}).get(label) if c is not None else None) or [0] * bins for c in (a, b)]
     rows = [(f"{i / bins:.1f} .. {(i + 1) / bins:.1f}", float(sides[0][i]), float(sides[1][i])) for i in range(bins)]
-    return rows + [("NULL", float(nulls[0]), float(nulls[1]))]
+    return rows + [("NULL", float(_nulls(a)), float(_nulls(b)))]
 
 
-def _chart(title: str, rows: list[tuple[str, float, float]], a: int, b: int) -> Table:
+def _chart(title: str, rows: list[tuple[str, float, float]], a: int, b: int, width: int) -> Table:
+    """Both snapshots' shares side by side; the bars shrink so that the chart fits ``width``
+    columns (the panel's border and padding, the bin labels and the percentages never wrap)."""
     totals = [sum(r[1] for r in rows) or 1.0, sum(r[2] for r in rows) or 1.0]
     shares = [(label, x / totals[0], y / totals[1]) for label, x, y in rows]
     scale = max([max(x, y) for _, x, y in shares] + [1e-12])
+    fixed = 4 + max(len(label) for label, _, _ in shares) + 2 * len("100.0%") + 4 * 2  # panel, labels, percentages, gaps
+    bar = max(4, min(BAR_WIDTH, (width - fixed) // 2))
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, box=None)
-    table.add_column("", justify="right", style="dim")
-    table.add_column(f"snapshot {a}", no_wrap=True)
-    table.add_column("", justify="right")
-    table.add_column(f"snapshot {b}", no_wrap=True)
-    table.add_column("", justify="right")
+    table.add_column("", justify="right", style="dim", no_wrap=True)
+    table.add_column(f"snapshot {a}", no_wrap=True, min_width=bar)
+    table.add_column("", justify="right", no_wrap=True)
+    table.add_column(f"snapshot {b}", no_wrap=True, min_width=bar)
+    table.add_column("", justify="right", no_wrap=True)
     for label, x, y in shares:
-        table.add_row(label, Text(_bar(x, scale), style="cyan"), f"{x:.1%}", Text(_bar(y, scale), style="magenta"), f"{y:.1%}")
+        table.add_row(label, Text(_bar(x, scale, bar), style="cyan"), f"{x:.1%}", Text(_bar(y, scale, bar), style="magenta"), f"{y:.1%}")
     return table
 
 
-def _figures(column: dict[str, Any], in_both: int) -> str:
-    distance, sample = column["distance"], column["sample"] or {}
+def _figures(column: ColumnDiff, in_both: int) -> str:
+    distance, sample = column.distance, column.sample or {}
     if distance is None:
         return "not compared: the column is not in both snapshots with the same kind"
-    line = f"{drifts.METRIC_NAMES[distance['metric']]} {distance['distance']:.4f}{drifts.where(distance)}"
+    line = distance.distance_text()
     if "changed" in sample:
         line += f"; {sample['changed']:.1%} of {in_both:,} sampled ids changed value"
     if "moved" in sample:
@@ -157,37 +201,38 @@ def _figures(column: dict[str, Any], in_both: int) -> str:
     return line
 
 
-def render(console: Console, diff: dict[str, Any]) -> None:
-    a, b = diff["a"]["snapshot"], diff["b"]["snapshot"]
-    sample = diff["sample"]
-    console.print(f"[bold]{diff['model']}[/]: snapshot {a} ({diff['a']['rows']:,} rows) vs snapshot {b} ({diff['b']['rows']:,} rows)")
-    for name, column in diff["columns"].items():
-        profile = column["b"] or column["a"]
-        kind = profile["kind"]
+def render(console: Console, diff: SnapshotDiff) -> None:
+    a, b = diff.a.snapshot, diff.b.snapshot
+    sample = diff.sample
+    console.print(f"[bold]{diff.model}[/]: snapshot {a} ({diff.a.rows:,} rows) vs snapshot {b} ({diff.b.rows:,} rows)")
+    for name, column in diff.columns.items():
+        profile = column.b or column.a
+        assert profile is not None  # a column is in at least one snapshot
+        kind = profile.kind
         if kind == NUMERIC:
-            charts = [_chart("", _numeric_rows(column["a"], column["b"], diff["bins"]), a, b)]
+            charts = [_chart("", _numeric_rows(column.a, column.b, diff.bins), a, b, console.width)]
         elif kind == CATEGORICAL:
-            charts = [_chart("", _categorical_rows(column["a"], column["b"]), a, b)]
+            charts = [_chart("", _categorical_rows(column.a, column.b), a, b, console.width)]
         elif kind == PROBABILITIES:
-            labels = list(dict.fromkeys([*(column["b"] or {}).get("labels", {}), *(column["a"] or {}).get("labels", {})]))
-            charts = [_chart(f"label {label}", _probability_rows(column["a"], column["b"], label, diff["bins"]), a, b)
+            labels = list(dict.fromkeys([*((column.b and column.b.labels) or {}), *((column.a and column.a.labels) or {})]))
+            charts = [_chart(f"label {label}", _probability_rows(column.a, column.b, label, diff.bins), a, b, console.width)
                       for label in labels[:LABELS_SHOWN]]
             if len(labels) > LABELS_SHOWN:
                 charts.append(Text(f"... and {len(labels) - LABELS_SHOWN} more labels", style="dim"))
         else:
-            charts = [Text(f"NULL rate: {_rate(column['a'], diff['a']['rows'])} -> {_rate(column['b'], diff['b']['rows'])}")]
-        figures = Text(_figures(column, sample["in_both"]), style="bold")
+            charts = [Text(f"NULL rate: {_rate(column.a, diff.a.rows)} -> {_rate(column.b, diff.b.rows)}")]
+        figures = Text(_figures(column, sample.in_both), style="bold")
         console.print(Panel(Group(figures, *charts), title=f"[bold]{name}[/] ({kind})", title_align="left", expand=False))
-    console.print(f"sampled ids: {sample['ids']:,} looked up, {sample['in_both']:,} in both snapshots, "
-                  f"{sample['appeared']:,} only in {b} (appeared), {sample['disappeared']:,} only in {a} (disappeared); "
-                  f"{diff['changed_in_sample']:,} changed their prediction")
-    for change in diff["changed"]:
-        console.print(f"\n[bold]id {change['id']}[/]")
+    console.print(f"sampled ids: {sample.ids:,} looked up, {sample.in_both:,} in both snapshots, "
+                  f"{sample.appeared:,} only in {b} (appeared), {sample.disappeared:,} only in {a} (disappeared); "
+                  f"{diff.changed_in_sample:,} changed their prediction")
+    for change in diff.changed:
+        console.print(f"\n[bold]id {change.id}[/]")
         console.print(f"  snapshot {a}: ", end="")
-        console.print_json(json.dumps(change["a"]["prediction"]), indent=None)
+        console.print_json(json.dumps(change.a["prediction"]), indent=None)
         console.print(f"  snapshot {b}: ", end="")
-        console.print_json(json.dumps(change["b"]["prediction"]), indent=None)
+        console.print_json(json.dumps(change.b["prediction"]), indent=None)
 
 
-def _rate(column: dict[str, Any] | None, rows: int) -> str:
-    return f"{(column or {}).get('nulls', 0) / rows:.1%}" if rows else "n/a"
+def _rate(column: ColumnProfile | None, rows: int) -> str:
+    return f"{_nulls(column) / rows:.1%}" if rows else "n/a"

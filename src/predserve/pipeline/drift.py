@@ -1,6 +1,7 @@
 """Drift between two snapshots of a model: distances between their profiles, and what changed
-for a fixed sample of ids. Standard library only (no Beam, no warehouse), so the API can
-import it to show each snapshot's profile and drift (``snapshot_report``).
+for a fixed sample of ids. The records it reads and writes (``Profile``, ``Drift``) and the
+verdicts on them live with the snapshots, in ``predserve.store.reports``; the limits in
+``predserve.store.limits``.
 
 Distances, as Vertex AI Model Monitoring defines them (it computes them with TensorFlow Data
 Validation, whose formulas these follow):
@@ -52,20 +53,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-NUMERIC, CATEGORICAL, PROBABILITIES, OTHER = "numeric", "categorical", "probabilities", "other"
-BINS = 10  # bins per histogram in a profile: TensorFlow Data Validation's default number of buckets
-JENSEN_SHANNON, L_INFINITY = "jensen_shannon", "l_infinity"
-METRIC_NAMES = {JENSEN_SHANNON: "Jensen-Shannon divergence", L_INFINITY: "L-infinity distance"}
+from predserve import settings
+from predserve.store.limits import CHANGED, DISTANCE, MOVED, DriftLimits
+from predserve.store.reports import (
+    CATEGORICAL, JENSEN_SHANNON, L_INFINITY, NUMERIC, OTHER, PROBABILITIES, ColumnDrift, ColumnProfile, Drift, Profile,
+    SampleFigures,
+)
 
-# Defaults of the drift gates (see docs/pipeline.md for how they were chosen and how to pick yours).
-DEFAULT_MAX_DRIFT = 0.1  # per column: JS divergence or L-infinity distance
-DEFAULT_MAX_CHANGED_LABELS = 0.1  # per categorical column: fraction of sampled ids whose value changed
-DEFAULT_MAX_MOVED = 0.1  # per numeric column: fraction of sampled ids that moved (see DEFAULT_MOVE_TOLERANCE)
-DEFAULT_MOVE_TOLERANCE = 0.5  # an id moved when its value changed by more than this many standard deviations
+BINS = 10  # bins per histogram in a profile: TensorFlow Data Validation's default number of buckets
 LABEL_VALUES = 20  # an integer column with at most this many distinct sampled values is a label
 # Why a column is reported but not gated (the ``metadata`` figure of its drift entry).
 CONSTANT, NAMED, TEMPORAL = "constant in both snapshots", "named by --metadata-columns", "a date or timestamp"
-DISTANCE, CHANGED, MOVED = "distance", "changed", "moved"  # the gated figures (prediction_drift, changed_labels, moved_values)
 
 SAMPLE_ATTACHMENT = "drift-sample"  # the snapshot attachment holding the sample's ids
 READ_BATCH = 500  # ids per batched read (store.get_many)
@@ -102,10 +100,10 @@ def l_infinity(p: dict[str, float], q: dict[str, float]) -> tuple[float, str | N
     return worst, where
 
 
-def numeric_bins(column: dict[str, Any]) -> tuple[list[tuple[float, float, float]], dict[float, float]]:
+def numeric_bins(column: ColumnProfile) -> tuple[list[tuple[float, float, float]], dict[float, float]]:
     """(ranged bins as (low, high, count), point masses) of a numeric column's profile."""
-    counts, low, high = column.get("counts") or [], column.get("low"), column.get("high")
-    if not counts or low is None:
+    counts, low, high = column.counts or [], column.low, column.high
+    if not counts or low is None or high is None:
         return [], {}
     if low == high:
         return [], {float(low): float(sum(counts))}
@@ -125,7 +123,7 @@ def rebin(bins: list[tuple[float, float, float]], edges: list[float]) -> list[fl
     return out
 
 
-def aligned_histograms(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[float], list[float]]:
+def aligned_histograms(old: ColumnProfile, new: ColumnProfile) -> tuple[list[float], list[float]]:
     """Two numeric columns' counts on common bins: the union of their edges, then point masses, then NULLs."""
     old_bins, old_points = numeric_bins(old)
     new_bins, new_points = numeric_bins(new)
@@ -135,58 +133,57 @@ def aligned_histograms(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[f
     for point in sorted(set(old_points) | set(new_points)):
         p.append(old_points.get(point, 0.0))
         q.append(new_points.get(point, 0.0))
-    return p + [old.get("nulls", 0)], q + [new.get("nulls", 0)]
+    return p + [old.nulls], q + [new.nulls]
 
 
-def _shares(column: dict[str, Any]) -> dict[str, float]:
+def _shares(column: ColumnProfile) -> dict[str, float]:
     """A categorical (or other) column's counts, NULL and other values included as pseudo-values."""
-    counts = {f"={v}": float(n) for v, n in (column.get("values") or {}).items()}
-    counts[NULL_VALUE] = float(column.get("nulls", 0))
-    if column.get("kind") == CATEGORICAL:
-        counts[OTHER_VALUES] = float(column.get("other", 0))
+    counts = {f"={v}": float(n) for v, n in (column.values or {}).items()}
+    counts[NULL_VALUE] = float(column.nulls)
+    if column.kind == CATEGORICAL:
+        counts[OTHER_VALUES] = float(column.other or 0)
     return counts
 
 
-def column_distance(old: dict[str, Any], new: dict[str, Any], rows: tuple[int, int]) -> dict[str, Any] | None:
+def column_distance(old: ColumnProfile, new: ColumnProfile, rows: tuple[int, int]) -> ColumnDrift | None:
     """The distance between one column's profiles in two snapshots; None if its kind changed.
 
     ``rows`` (old, new) gives an "other" column its non-NULL count.
     """
-    kind = new.get("kind")
-    if kind != old.get("kind"):
+    kind = new.kind
+    if kind != old.kind:
         return None
     if kind == NUMERIC:
-        return {"metric": JENSEN_SHANNON, "distance": jensen_shannon(*aligned_histograms(old, new))}
+        return ColumnDrift(metric=JENSEN_SHANNON, distance=jensen_shannon(*aligned_histograms(old, new)))
     if kind == PROBABILITIES:
-        worst = {"metric": JENSEN_SHANNON, "distance": 0.0, "label": None}
-        old_labels, new_labels = old.get("labels") or {}, new.get("labels") or {}
+        worst, label_of_worst = 0.0, None
+        old_labels, new_labels = old.labels or {}, new.labels or {}
         for label in sorted(set(old_labels) | set(new_labels)):
             p = list(old_labels.get(label, [])) or [0] * len(new_labels[label])
             q = list(new_labels.get(label, [])) or [0] * len(p)
-            distance = jensen_shannon(p + [old.get("nulls", 0)], q + [new.get("nulls", 0)])
-            if worst["label"] is None or distance > worst["distance"]:
-                worst.update(distance=distance, label=label)
-        return worst
+            distance = jensen_shannon(p + [old.nulls], q + [new.nulls])
+            if label_of_worst is None or distance > worst:
+                worst, label_of_worst = distance, label
+        return ColumnDrift(metric=JENSEN_SHANNON, distance=worst, label=label_of_worst)
     old_shares, new_shares = _shares(old), _shares(new)
     if kind == OTHER:
         old_shares["not NULL"] = rows[0] - old_shares[NULL_VALUE]
         new_shares["not NULL"] = rows[1] - new_shares[NULL_VALUE]
     distance, where = l_infinity(old_shares, new_shares)
-    return {"metric": L_INFINITY, "distance": distance, "value": _shown(where)}
+    return ColumnDrift(metric=L_INFINITY, distance=distance, value=_shown(where))
 
 
 def _shown(value: str | None) -> str | None:
     return value[1:] if value is not None and value.startswith("=") else value
 
 
-def profile_distances(old: dict[str, Any], new: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def profile_distances(old: Profile, new: Profile) -> dict[str, ColumnDrift]:
     """Per column present in both profiles with the same kind: its distance (see column_distance)."""
-    rows = (int(old.get("rows", 0)), int(new.get("rows", 0)))
     out = {}
-    for name, column in (new.get("columns") or {}).items():
-        before = (old.get("columns") or {}).get(name)
+    for name, column in new.columns.items():
+        before = old.columns.get(name)
         if before is not None:
-            distance = column_distance(before, column, rows)
+            distance = column_distance(before, column, (old.rows, new.rows))
             if distance is not None:
                 out[name] = distance
     return out
@@ -204,8 +201,8 @@ class SampleComparison:
     columns: dict[str, dict[str, float]] = field(default_factory=dict)  # "changed" or "mean_abs_change"
     changed: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (id, old body, new body), label changes first
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"ids": self.ids, "in_both": self.in_both, "appeared": self.appeared, "disappeared": self.disappeared}
+    def figures(self) -> SampleFigures:
+        return SampleFigures(ids=self.ids, in_both=self.in_both, appeared=self.appeared, disappeared=self.disappeared)
 
 
 def encode_sample(ids: Iterable[str]) -> bytes:
@@ -227,7 +224,7 @@ def read_bodies(store: Any, model: str, snapshot: int, ids: Sequence[str]) -> li
 
 
 def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, str],
-                   new_ids: Sequence[str] | None = None, tolerance: float = DEFAULT_MOVE_TOLERANCE) -> SampleComparison:
+                   new_ids: Sequence[str] | None = None, tolerance: float = settings.MOVE_TOLERANCE) -> SampleComparison:
     """Look both snapshots' samples up in both snapshots and compare the predictions.
 
     ``kinds`` maps each compared column to its kind; ``new_ids`` is the new snapshot's sample
@@ -238,7 +235,7 @@ def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, 
 
 
 def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequence[bytes | None],
-                   kinds: dict[str, str], tolerance: float = DEFAULT_MOVE_TOLERANCE) -> SampleComparison:
+                   kinds: dict[str, str], tolerance: float = settings.MOVE_TOLERANCE) -> SampleComparison:
     """Per column, what changed for the ids present in both (see the module docstring)."""
     out = SampleComparison()
     pairs: dict[str, list[tuple[Any, Any]]] = {c: [] for c in kinds}
@@ -329,95 +326,51 @@ def _number(value: Any) -> float | None:
 
 
 # ---- a snapshot's drift, as stored in its metadata ---------------------------------------------
-def measure(old_profile: dict[str, Any], new_profile: dict[str, Any], baseline: int,
-            sample: SampleComparison | None, metadata_columns: Iterable[str] = (),
-            temporal_columns: Iterable[str] = ()) -> dict[str, Any]:
-    """The ``drift`` metadata entry: distances per column, the sample's figures merged in, and
-    per column the figures that gate (``gated``) or, for a metadata column, why none does."""
-    columns = profile_distances(old_profile, new_profile)
-    if sample is not None:
-        for name, figures in sample.columns.items():
-            if name in columns:
-                columns[name].update(figures)
+def measure(old_profile: Profile, new_profile: Profile, baseline: int, sample: SampleComparison | None,
+            limits: DriftLimits, metadata_columns: Iterable[str] = (), temporal_columns: Iterable[str] = ()) -> Drift:
+    """The ``drift`` metadata entry: distances per column, the sample's figures merged in, per
+    column the figures that gate (``gated``) or, for a metadata column, why none does; and the
+    ``limits`` the gates judge them by (recorded, so the API's verdicts are the export's)."""
     named, temporal = set(metadata_columns), set(temporal_columns)
-    for name, figures in columns.items():
+    columns = {}
+    for name, distance in profile_distances(old_profile, new_profile).items():
+        figures = distance.to_json()
+        if sample is not None:
+            figures.update(sample.columns.get(name, {}))
         reason = (NAMED if name in named else TEMPORAL if name in temporal
                   else CONSTANT if is_constant(old_profile, name) and is_constant(new_profile, name) else None)
         if reason is not None:
             figures["metadata"] = reason
         figures["gated"] = [] if reason is not None else gated_figures(name, figures, new_profile)
         figures.update({k: round(v, 6) for k, v in figures.items() if isinstance(v, float)})  # compact, far below any limit's precision
-    return {"baseline": baseline, "columns": columns, "sample": sample.to_dict() if sample is not None else None}
+        columns[name] = ColumnDrift.model_validate(figures)
+    return Drift(baseline=baseline, columns=columns, sample=sample.figures() if sample is not None else None, limits=limits)
 
 
-def gated_figures(name: str, figures: dict[str, Any], profile: dict[str, Any]) -> list[str]:
+def gated_figures(name: str, figures: dict[str, Any], profile: Profile) -> list[str]:
     """A prediction column's gated figures: its distance, and its per-id figure (see the module docstring)."""
-    kind = (profile.get("columns") or {}).get(name, {}).get("kind")
+    kind = profile.columns[name].kind if name in profile.columns else None
     gated = [DISTANCE]
     if CHANGED in figures and kind in (CATEGORICAL, NUMERIC):
         gated.append(CHANGED)
     if MOVED in figures:
         label = name[:-len("_probs")] if name.endswith("_probs") else None
-        if kind != PROBABILITIES or label is None or label not in (profile.get("columns") or {}):
+        if kind != PROBABILITIES or label is None or label not in profile.columns:
             gated.append(MOVED)
     return gated
 
 
-def is_constant(profile: dict[str, Any], name: str) -> bool:
+def is_constant(profile: Profile, name: str) -> bool:
     """Whether a column holds one value (or only NULLs) in every row of a profiled snapshot."""
-    column = (profile.get("columns") or {}).get(name) or {}
-    rows, nulls, kind = int(profile.get("rows", 0)), column.get("nulls", 0), column.get("kind")
-    if rows and nulls == rows:
-        return True
-    if nulls:
+    column = profile.columns.get(name)
+    if column is None:
         return False
-    if kind == CATEGORICAL:
-        return len(column.get("values") or {}) == 1 and not column.get("other")
-    if kind == NUMERIC:
-        return column.get("low") is not None and column.get("low") == column.get("high")
+    if profile.rows and column.nulls == profile.rows:
+        return True
+    if column.nulls:
+        return False
+    if column.kind == CATEGORICAL:
+        return len(column.values or {}) == 1 and not column.other
+    if column.kind == NUMERIC:
+        return column.low is not None and column.low == column.high
     return False
-
-
-def snapshot_report(metadata: dict[str, Any]) -> dict[str, Any]:
-    """``{"profile", "drift"}`` of a snapshot from its metadata (None for what it lacks).
-
-    What the API's model history can show per snapshot; shapes in docs/pipeline.md.
-    """
-    return {"profile": metadata.get("profile"), "drift": metadata.get("drift")}
-
-
-def largest(drift: dict[str, Any] | None) -> tuple[str, dict[str, Any]] | None:
-    """The column with the largest distance in a ``drift`` entry, with its figures: the
-    prediction columns' largest, a metadata column's only when every column is metadata."""
-    columns = (drift or {}).get("columns") or {}
-    if not columns:
-        return None
-    columns = {c: f for c, f in columns.items() if not f.get("metadata")} or columns
-    name = max(columns, key=lambda c: columns[c]["distance"])
-    return name, columns[name]
-
-
-def describe(drift: dict[str, Any] | None) -> str:
-    """One line about a snapshot's drift, e.g. for a command that switches snapshots."""
-    if not drift:
-        return "no drift recorded (the first snapshot, or exported before profiles)"
-    top = largest(drift)
-    line = f"drift vs snapshot {drift['baseline']}: "
-    if top is None:
-        return line + "no column to compare"
-    name, figures = top
-    line += f"largest {METRIC_NAMES[figures['metric']]} {figures['distance']:.4f} in {name}{where(figures)}"
-    changed = [(c, f["changed"]) for c, f in drift["columns"].items() if "changed" in f and not f.get("metadata")]
-    if changed:
-        column, fraction = max(changed, key=lambda cf: cf[1])
-        line += f"; {fraction:.1%} of sampled ids changed {column}"
-    return line
-
-
-def where(figures: dict[str, Any]) -> str:
-    """`` (label L)`` / `` (value V)``: where a column's distance is largest, if it names one."""
-    if figures.get("label") is not None:
-        return f" (label {figures['label']})"
-    if figures.get("value") is not None:
-        return f" (value {figures['value']})"
-    return ""

@@ -31,18 +31,27 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineRunner
 
+from predserve import settings
 from predserve.errors import ExportError
 from predserve.keys import key_columns
 from predserve.pipeline import drift as drifts
+from predserve.pipeline.bigquery import BigQuerySource
 from predserve.pipeline.gates import GatePolicy, GateResult, check_drift_gates, check_gates
 from predserve.pipeline.options import pipeline_options
 from predserve.pipeline.sinks import ExportToSnapshot
-from predserve.pipeline.sources import Source, open_source
+from predserve.pipeline.sources import Source, WarehouseSource
 from predserve.store import open_store
-from predserve.store.base import DEFAULT_GRACE, DEFAULT_KEEP
+from predserve.store.reports import Drift, Profile, snapshot_report
 
 log = logging.getLogger("predserve.pipeline")
 Progress = Callable[[int, int, float], None]  # (rows written, rows expected, seconds elapsed)
+
+
+def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
+    """The source ``warehouse`` names: ``bigquery://PROJECT/DATASET``, else a DuckDB file."""
+    if warehouse.startswith("bigquery://"):
+        return BigQuerySource(warehouse, query, key)
+    return WarehouseSource(warehouse, query, key)
 
 
 @dataclass
@@ -55,8 +64,8 @@ class ExportSummary:
     store: str
     gates: list[GateResult] = field(default_factory=list)
     collected: list[int] = field(default_factory=list)
-    profile: dict[str, Any] | None = None
-    drift: dict[str, Any] | None = None
+    profile: Profile | None = None
+    drift: Drift | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -67,8 +76,12 @@ class ExportSummary:
             "model": self.model, "snapshot": self.snapshot, "rows": self.rows, "published": self.published,
             "seconds": round(self.seconds, 3), "rows_per_second": round(self.rows_per_second),
             "store": self.store, "gates": [g.to_dict() for g in self.gates], "collected_snapshots": self.collected,
-            "profile": self.profile, "drift": self.drift,
+            "profile": _json(self.profile), "drift": _json(self.drift),
         }
+
+
+def _json(record: Profile | Drift | None) -> dict[str, Any] | None:
+    return record.to_json() if record is not None else None
 
 
 def run_export(
@@ -81,8 +94,8 @@ def run_export(
     table: str | None = None,
     beam_args: Sequence[str] = (),
     policy: GatePolicy | None = None,
-    keep: int = DEFAULT_KEEP,
-    grace: float = DEFAULT_GRACE,
+    keep: int = settings.KEEP,
+    grace: float = settings.GRACE,
     max_age: float | None = None,
     default_prediction: dict[str, Any] | None = None,
     progress: Progress | None = None,
@@ -101,8 +114,9 @@ def run_export(
     started = time.time()
     options, runner = pipeline_options(beam_args)
     source = open_source(warehouse, query, keys)
-    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)
+    store = open_store(store_url, read_timeout=drifts.READ_TIMEOUT)  # the one command that creates a store
     snapshot = None
+    failed = False
     try:
         # Before the query runs: updates logged after this are replayed into the new snapshot
         # when it publishes, so no update is lost to, or overwritten by, this export's data.
@@ -130,7 +144,7 @@ def run_export(
             _discard_quietly(store, model, snapshot, [(g.name, g.detail) for g in blocking])
             raise GateRefused(summary, blocking)
         metadata = {"schema": schema, "max_age": max_age, "source_rows": stats.rows, "default_prediction": default_prediction,
-                    "profile": new_profile, "drift": drift}
+                    "profile": _json(new_profile), "drift": _json(drift)}
         store.publish(model, snapshot, metadata, overridden=[g.name for g in gates if g.overridden and not g.passed])
         summary.published = True
         summary.collected = [sid for _, sid in store.gc(model, keep=keep, grace=grace)]
@@ -139,22 +153,26 @@ def run_export(
     except BaseException:
         if snapshot is not None:
             _discard_quietly(store, model, snapshot)
+        failed = True
         raise
     finally:
         source.cleanup()
-        store.close()
+        if failed:  # a store this export created goes with it: a failed export leaves nothing new
+            store.close_or_remove_new()
+        else:
+            store.close()
 
 
-def _drift(store: Any, model: str, current: Any, snapshot: int, profile: dict[str, Any] | None,
-           sample: list[str], policy: GatePolicy, schema: list[tuple[str, str]]) -> dict[str, Any] | None:
+def _drift(store: Any, model: str, current: Any, snapshot: int, profile: Profile | None,
+           sample: list[str], policy: GatePolicy, schema: list[tuple[str, str]]) -> Drift | None:
     """The new snapshot's drift against the current one (None without two profiles to compare)."""
-    baseline = current.metadata.get("profile") if current is not None else None
+    baseline = snapshot_report(current.metadata).profile if current is not None else None
     if profile is None or baseline is None:
         return None
-    kinds = {name: column["kind"] for name, column in profile["columns"].items()}
-    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.move_tolerance)
+    kinds = {name: column.kind for name, column in profile.columns.items()}
+    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.drift_limits.move_tolerance)
     temporal = [name for name, arrow_type in schema if arrow_type.startswith(TEMPORAL_TYPES)]
-    return drifts.measure(baseline, profile, current.id, compared, policy.metadata_columns, temporal)
+    return drifts.measure(baseline, profile, current.id, compared, policy.drift_limits, policy.metadata_columns, temporal)
 
 
 # Arrow type names of dates, times and timestamps: never a drift signal (reported, not gated).

@@ -22,9 +22,9 @@ Column kinds (``classify``):
     other          anything else (timestamps, other arrays and structs): NULLs only
 
 NULLs are counted for every column; NaN and +/-Inf count as NULL, as the served body shows
-them. The profile is a small JSON-able dict, stored in the snapshot's metadata; its shape
-is documented in docs/pipeline.md ("Profiles and drift"), and ``predserve.pipeline.drift``
-compares two of them.
+them. The profile is a small ``predserve.store.reports.Profile`` record, stored as JSON in the
+snapshot's metadata; its shape is documented in docs/pipeline.md ("Profiles and drift"), and
+``predserve.pipeline.drift`` compares two of them.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import pyarrow as pa
-import sqlglot
-from sqlglot import exp
 
 from predserve.identifiers import quote_identifier
 from predserve.keys import key_columns, key_sql
-from predserve.pipeline.drift import BINS, CATEGORICAL, NUMERIC, OTHER, PROBABILITIES
+from predserve.pipeline.drift import BINS
+from predserve.store.reports import CATEGORICAL, NUMERIC, OTHER, PROBABILITIES, Profile
+from predserve.warehouse.sql import translate
 
 TOP_VALUES = 20  # TFDV's default number of top values
 MAX_LABELS = 20  # labels kept per probabilities column (those with the most probability mass)
@@ -88,19 +88,10 @@ def _is_probabilities(t: pa.DataType) -> bool:
 
 
 def to_duckdb(sql: str) -> str:
-    """A statement written in BigQuery's dialect, as DuckDB runs it.
-
-    ``FARM_FINGERPRINT(CAST(x AS STRING))`` becomes ``hash(x)``: DuckDB has no FarmHash, and
-    its own hash of the value is the cheapest deterministic one it has (MD5, the one hash
-    both engines share, costs four times as much).
-    """
-    def duckdb_hash(node: exp.Expression) -> exp.Expression:
-        if not isinstance(node, exp.FarmFingerprint):
-            return node
-        (value,) = node.expressions
-        return exp.Anonymous(this="hash", expressions=[value.this if isinstance(value, exp.Cast) else value])
-
-    return sqlglot.parse_one(sql, read="bigquery").transform(duckdb_hash).sql(dialect="duckdb")
+    """A statement written in BigQuery's dialect, as DuckDB runs it: the warehouse's one
+    translation, with FARM_FINGERPRINT as DuckDB's own hash (the sample's order need not be
+    BigQuery's, only deterministic: see ``fast_fingerprints``)."""
+    return translate.to_duckdb(translate.read_bigquery(sql).transform(translate.fast_fingerprints))
 
 
 def _value(column: Column) -> str:
@@ -182,7 +173,7 @@ def sample_sql(key: str | Sequence[str], relation: str, size: int = SAMPLE_IDS) 
     return f"SELECT CAST({k} AS STRING) AS id FROM ({smallest})"  # only the chosen keys become text
 
 
-def compute_profile(run: RunSQL, schema: pa.Schema, key: str | Sequence[str], relation: str) -> tuple[dict[str, Any], list[str]]:
+def compute_profile(run: RunSQL, schema: pa.Schema, key: str | Sequence[str], relation: str) -> tuple[Profile, list[str]]:
     """The profile of ``relation``'s rows and its drift sample's ids, with three statements run by ``run``."""
     columns = classify(schema, key)
     summary = list(run(summary_sql(columns, relation))[0])
@@ -202,7 +193,7 @@ def compute_profile(run: RunSQL, schema: pa.Schema, key: str | Sequence[str], re
     sql = distribution_sql(columns, ranges, relation)
     if sql is not None:
         counts = [(int(c), v, b, int(n)) for c, v, b, n in run(sql)]
-    profile = {
+    profile = Profile.model_validate({
         "version": PROFILE_VERSION,
         "bins": BINS,
         "rows": rows,
@@ -210,7 +201,7 @@ def compute_profile(run: RunSQL, schema: pa.Schema, key: str | Sequence[str], re
             column.name: _column_profile(column, index, rows, nulls[column.name], ranges, points, counts)
             for index, column in enumerate(columns)
         },
-    }
+    })
     sample = list(dict.fromkeys(str(r[0]) for r in run(sample_sql(key, relation)))) if rows else []
     return profile, sample
 

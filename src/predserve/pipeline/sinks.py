@@ -72,7 +72,7 @@ class RenderAndWrite(beam.DoFn):
     def setup(self) -> None:
         from predserve.store import open_store
 
-        self._store = open_store(self.store_url)
+        self._store = open_store(self.store_url, create=False)  # the export's driver created it
         self._renderer = BodyRenderer(self.model, self.snapshot, self.key)
 
     def start_bundle(self) -> None:

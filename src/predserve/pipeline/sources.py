@@ -31,6 +31,7 @@ from predserve.identifiers import Dialect
 from predserve.keys import key_columns, key_sql
 from predserve.pipeline.profile import compute_profile, to_duckdb
 from predserve.pipeline.staging import create_staging_dir, remove_abandoned_staging
+from predserve.store.reports import Profile
 
 # Rows per Parquet row group, so per work item: small enough that a 100k-row export still
 # gives every worker something to do, large enough that per-item overhead stays negligible.
@@ -53,7 +54,7 @@ class Source(Protocol):
     def read(self) -> beam.PTransform:
         """PBegin -> PCollection of ``pa.Table``."""
 
-    def profile(self) -> tuple[dict[str, Any], list[str]]:
+    def profile(self) -> tuple[Profile, list[str]]:
         """The profile of the rows ``read`` yields, and the drift sample's ids (profile.py).
 
         Called after ``prepare``, in a thread of its own while the pipeline runs."""
@@ -119,6 +120,7 @@ class WarehouseSource:
         self.schema: pa.Schema | None = None
 
     def prepare(self) -> SourceStats:
+        # Imported when used: an export from BigQuery (and the API, which reads pipeline.drift) never loads the warehouse.
         from predserve.warehouse import Warehouse
 
         if not Path(self.warehouse).exists():
@@ -145,7 +147,7 @@ class WarehouseSource:
     def read(self) -> beam.PTransform:
         return ReadWorkItems(self.items, read_row_group)
 
-    def profile(self) -> tuple[dict[str, Any], list[str]]:
+    def profile(self) -> tuple[Profile, list[str]]:
         """DuckDB over the staged shards, in a connection of its own and on one core: it runs in a
         thread beside the pipeline, which has work for the others."""
         assert self.schema is not None
@@ -159,11 +161,3 @@ class WarehouseSource:
     def cleanup(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def open_source(warehouse: str, query: str, key: str | Sequence[str]) -> Source:
-    if warehouse.startswith("bigquery://"):
-        from predserve.pipeline.bigquery import BigQuerySource
-
-        return BigQuerySource(warehouse, query, key)
-    return WarehouseSource(warehouse, query, key)

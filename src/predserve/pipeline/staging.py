@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from predserve import settings
 from predserve.store.snapshots import owner_is_dead
 
 log = logging.getLogger("predserve.pipeline")
@@ -46,7 +47,7 @@ def is_abandoned(path: Path, stale_after: float, now: float | None = None) -> bo
     return age > stale_after
 
 
-def remove_abandoned_staging(parent: str | os.PathLike[str] | None = None, stale_after: float = 24 * 3600.0) -> list[Path]:
+def remove_abandoned_staging(parent: str | os.PathLike[str] | None = None, stale_after: float = settings.STALE_AFTER) -> list[Path]:
     """Delete abandoned staging directories under ``parent`` (the temp dir); returns them."""
     removed = []
     for path in sorted(Path(parent or tempfile.gettempdir()).glob(PREFIX + "*")):

@@ -13,12 +13,12 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from predserve.iam import IamError, ServiceAccount
-from predserve.pipeline.drift import snapshot_report
 from predserve.serving.auth import authorize
 from predserve.serving.context import ServingContext
 from predserve.serving.errors import ApiError, ErrorBody
 from predserve.serving.pointers import CurrentSnapshot
 from predserve.serving.schemas import AccountList, ModelDetail, ModelList
+from predserve.store.reports import snapshot_report
 
 
 def serving_context(request: Request) -> ServingContext:
@@ -82,7 +82,7 @@ async def model_detail(model: str, context: Context, _: Admin) -> dict[str, Any]
     detail["schema"] = snapshot.info.metadata.get("schema")
     detail["history"] = [
         {"snapshot": s.id, "state": s.state, "rows": s.rows, "created_at": s.created_at, "published_at": s.published_at,
-         "current": s.id == snapshot.id, **snapshot_report(s.metadata)}
+         "current": s.id == snapshot.id, **dict(snapshot_report(s.metadata))}
         for s in sorted(snapshot.state.snapshots.values(), key=lambda s: s.id)
     ]
     detail["events"] = snapshot.state.events[::-1]

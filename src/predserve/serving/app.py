@@ -32,7 +32,7 @@ from predserve.serving.context import ServingContext
 from predserve.serving.errors import ApiError, install_handlers, internal_error, log_internal_error, store_unavailable
 from predserve.serving.metrics import UNMATCHED
 from predserve.serving.openapi import openapi_schema
-from predserve.serving.predictions import GET_ROUTE, ROUTE_METHODS, Match, get_many, get_one, match
+from predserve.serving.predictions import GET_ROUTE, ROUTE_METHODS, Match, get_many, get_one, match, match_encoded
 from predserve.serving.probes import probes
 from predserve.serving.traffic_share import keep_sharing
 
@@ -66,6 +66,7 @@ class ServingApp:
         self._owns_context = context is None
         self.context: ServingContext | None = None
         self._sharing: asyncio.Task[None] | None = None  # writes this worker's traffic samples for the console
+        self._refreshing: asyncio.Task[None] | None = None  # re-reads a network store's pointers (pointers.py)
         if context is not None:
             self.attach(context)
 
@@ -77,6 +78,8 @@ class ServingApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             found = match(scope["path"])
+            if found is None:  # an id holding an encoded '/' (a%2Fb), or not a prediction route
+                found = match_encoded(scope)
             if found is not None:
                 await self.predict(found, scope, receive, send)
             else:
@@ -109,6 +112,7 @@ class ServingApp:
             await send_error(send, error, method == "HEAD")
         except StoreUnavailable as exc:
             status = 503
+            context.metrics.store_failed(exc.reason, time.perf_counter() - started)
             await send_error(send, store_unavailable(exc, context.config.store_url), method == "HEAD")
         except ClientDisconnected:
             status = DISCONNECTED
@@ -149,6 +153,7 @@ class ServingApp:
                 try:
                     self.start()
                     self.share_traffic()
+                    self.keep_pointers_fresh()
                 except Exception as exc:
                     log.error("start-up failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -174,10 +179,17 @@ class ServingApp:
         if context is not None and context.traffic_share is not None:
             self._sharing = asyncio.get_running_loop().create_task(keep_sharing(context.traffic_share, context.metrics.traffic))
 
+    def keep_pointers_fresh(self) -> None:
+        """On a network store, re-read the cached pointers in the background (see pointers.py)."""
+        context = self.context
+        if context is not None and context.config.network_store:
+            self._refreshing = asyncio.get_running_loop().create_task(context.pointers.keep_fresh())
+
     def stop(self) -> None:
-        if self._sharing is not None:
-            self._sharing.cancel()
-            self._sharing = None
+        for task in (self._sharing, self._refreshing):
+            if task is not None:
+                task.cancel()
+        self._sharing = self._refreshing = None
         if self._owns_context and self.context is not None:
             self.context.close()
             self.context = None

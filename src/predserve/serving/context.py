@@ -47,7 +47,8 @@ class ServingContext:
         except BaseException:
             store.close()
             raise
-        return cls(config, store, PointerCache(store, config.pointer_ttl), registry, ApiMetrics())
+        metrics = ApiMetrics(network_store=config.network_store, read_stats=store.read_stats)
+        return cls(config, store, PointerCache(store, config.pointer_ttl), registry, metrics)
 
     def close(self) -> None:
         self.store.close()

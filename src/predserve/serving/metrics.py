@@ -11,17 +11,22 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from predserve.serving.traffic import TrafficSampler
 
+if TYPE_CHECKING:
+    from predserve.store.bigtable_reads import ReadStats
+
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 UNMATCHED = "unmatched"  # the route label of requests no route answered
 UNKNOWN_MODEL = "(unknown)"  # the console's model label for a name this worker has not served a prediction of
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+STORE_SERIES = "store reads"  # the console's traffic series of a network store's reads (its route label)
+STORE_ERROR_REASONS = ("timeout", "unavailable", "damaged")  # StoreUnavailable.reason
 
 # What a prediction request (or one id of a batchGet) came to: the stored prediction, the
 # model's fallback prediction, or nothing.
@@ -51,6 +56,20 @@ class LatencyHistogram:
         return out
 
 
+class SampledReads(LatencyHistogram):
+    """A store-read histogram that also counts each read in the console's traffic, as a series of its own."""
+
+    __slots__ = ("traffic", "route")
+
+    def __init__(self, traffic: TrafficSampler, route: str) -> None:
+        super().__init__()
+        self.traffic, self.route = traffic, route
+
+    def observe(self, seconds: float) -> None:
+        super().observe(seconds)
+        self.traffic.observe(self.route, "", 200, seconds)
+
+
 class Tally:
     """A counter of one label set."""
 
@@ -63,9 +82,17 @@ class Tally:
 class ApiMetrics:
     """Every metric of one worker process, and its Prometheus registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, network_store: bool = False, read_stats: "ReadStats | None" = None) -> None:
+        """``network_store``: also show store reads in the console's traffic (an embedded store's
+        reads take microseconds, and sampling them would cost a share of each request);
+        ``read_stats``: the store's retry counts, if it retries."""
         self.requests: dict[tuple[str, str, int], LatencyHistogram] = {}
-        self.store_reads = {"get": LatencyHistogram(), "get_many": LatencyHistogram()}
+        self.traffic = TrafficSampler()  # the console's live view (not exported to Prometheus)
+        self.sample_store = network_store
+        read = (lambda: SampledReads(self.traffic, STORE_SERIES)) if network_store else LatencyHistogram
+        self.store_reads = {"get": read(), "get_many": read()}
+        self.store_errors = {reason: Tally() for reason in STORE_ERROR_REASONS}
+        self.read_stats = read_stats
         self.outcomes: dict[tuple[str, Outcome], Tally] = {}
         self.stale: dict[str, Tally] = {}
         self.read_get = self.store_reads["get"]
@@ -74,7 +101,6 @@ class ApiMetrics:
         self.registry.register(self)
         self.snapshot_age = Gauge("predserve_snapshot_age_seconds", "Age of each model's current snapshot",
                                   ["model"], registry=self.registry)
-        self.traffic = TrafficSampler()  # the console's live view (not exported to Prometheus)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float, model: str = "") -> None:
         """Record one request's latency under its route template, method and status, and count it
@@ -89,6 +115,15 @@ class ApiMetrics:
         if model and (model, "found") not in self.outcomes:  # clients choose names too: only served models count
             model = UNKNOWN_MODEL
         self.traffic.observe(route, model, status, seconds)
+
+    def store_failed(self, reason: str, seconds: float) -> None:
+        """A prediction request met a store that could not be read (its 503 took ``seconds``)."""
+        tally = self.store_errors.get(reason)
+        if tally is None:
+            tally = self.store_errors.setdefault(reason, Tally())
+        tally.value += 1
+        if self.sample_store:
+            self.traffic.observe(STORE_SERIES, "", 503, seconds)
 
     def count(self, model: str, outcome: Outcome, predictions: int = 1) -> None:
         """Count predictions of one model by outcome (only published models get here)."""
@@ -116,6 +151,20 @@ class ApiMetrics:
         for operation, histogram in self.store_reads.items():
             reads.add_metric([operation], histogram.cumulative(), histogram.total)
         yield reads
+        errors = CounterMetricFamily(
+            "predserve_store_errors", "Prediction requests answered 503 because the store could not be read, by "
+            "reason: timeout (no answer within --read-timeout), unavailable (unreachable, connections reset), damaged",
+            labels=["reason"])
+        for reason, tally in self.store_errors.items():
+            errors.add_metric([reason], tally.value)
+        yield errors
+        if self.read_stats is not None:
+            yield CounterMetricFamily("predserve_store_retries", "Store read attempts after a read's first (transient "
+                                      "failures retried within the deadline)", value=self.read_stats.retries)
+            yield CounterMetricFamily("predserve_store_retries_refused", "Failed store reads not retried because the "
+                                      "retry budget was spent (at most 0.2 extra attempts per read)", value=self.read_stats.refused)
+            yield CounterMetricFamily("predserve_store_hedges", "Hedged store reads: a second attempt racing a first "
+                                      "one slower than the observed p95", value=self.read_stats.hedges)
         outcomes = CounterMetricFamily(
             "predserve_model_requests", "Predictions asked for, per model and outcome (found, default, not_found); "
             "a batchGet counts each id", labels=["model", "outcome"])

@@ -5,10 +5,16 @@ Bigtable), so each model's state is cached for ``ttl`` seconds (default 1 s, ``-
 a publish or rollback becomes visible within that time without a restart. Reading a slightly
 old pointer is safe because the store's GC keeps every snapshot that was current within its
 grace period, which must stay longer than this TTL (see docs/operations.md).
+
+On a network store a pointer read takes a round trip (50 ms from a slow Bigtable): every
+request arriving while its model's entry is re-read would wait for it. So there a background
+task (``keep_fresh``) re-reads each published model's pointer every half TTL, and requests
+read it themselves only when that failed (the store is down: they then get its 503).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -16,6 +22,7 @@ from typing import Literal
 
 import orjson
 
+from predserve.errors import StoreError
 from predserve.store import ModelState, SnapshotInfo, SnapshotStore
 
 MAX_MODELS = 10_000  # names cached at once: unknown names must not grow the cache forever
@@ -90,3 +97,21 @@ class PointerCache:
         current = current_snapshot(model, await self.store.astate(model))
         self.remember(model, current)
         return current
+
+    async def keep_fresh(self) -> None:
+        """Re-read every cached published model's pointer each half TTL, forever (a worker's task).
+
+        Unknown names (cached as None) are left to expire: clients choose them, so re-reading
+        them would let a client set this task's load. A failed read leaves the entry to expire.
+        """
+        if self.ttl <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.ttl / 2)
+            for model, (_, current) in list(self._cache.items()):
+                if current is None:
+                    continue
+                try:
+                    self.remember(model, current_snapshot(model, await self.store.astate(model)))
+                except StoreError:
+                    pass

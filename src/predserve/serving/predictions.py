@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from itertools import repeat
+from urllib.parse import unquote_to_bytes
 
 import orjson
 
@@ -49,6 +50,23 @@ def match(path: str) -> Match | None:
     elif len(parts) == 2 and parts[1] == "predictions:batchGet" and parts[0]:
         return BATCH_ROUTE, parts[0], ""
     return None
+
+
+def match_encoded(scope: Scope) -> Match | None:
+    """A prediction route whose id holds an encoded '/' (``a%2Fb``; composite keys' values may
+    hold '/'). The server decodes the path before routing, which gives ``scope["path"]`` one
+    segment too many; the raw path, split into segments before decoding, gives the id back.
+    Only requests no route matched come here, so the hot path pays nothing for it."""
+    raw = scope.get("raw_path")
+    if not raw or (b"%2F" not in raw and b"%2f" not in raw):
+        return None
+    found = match(raw.split(b"?", 1)[0].decode("latin-1"))
+    if found is None:
+        return None
+    # Bytes that are not UTF-8 become U+FFFD here, as in scope["path"]: the route then checks them strictly.
+    route, model, entity_id = found
+    model, entity_id = (unquote_to_bytes(part).decode("utf-8", "replace") for part in (model, entity_id))
+    return route, model, entity_id
 
 
 # A 200 body and whether it came from a stale snapshot (then marked so in a header). A plain

@@ -14,16 +14,11 @@ from dataclasses import asdict, dataclass, field
 from abc import ABC, abstractmethod
 from typing import Any, Iterable
 
-from predserve.errors import StoreError
+from predserve.errors import StoreError, StoreMissing
 
 MAX_ID_BYTES = 512
 MAX_VALUE_BYTES = 1 << 20  # 1 MiB per stored prediction body
 MODEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
-DEFAULT_KEEP = 3
-# Seconds after a snapshot stops being current during which GC never deletes it, whatever
-# ``keep`` says: servers cache the pointer (1 s by default), so a retired snapshot is still
-# read for a moment. Must exceed every server's pointer cache plus the writers' clock skew.
-DEFAULT_GRACE = 60.0
 
 # Snapshot states. "writing" snapshots are unfinished; GC collects them once they are stale.
 WRITING, FINISHED, PUBLISHED = "writing", "finished", "published"
@@ -117,6 +112,12 @@ class ModelState:
         """
         self.events.append({"time": now(), "event": event, "snapshot": snapshot, "previous": self.current, **details})
         del self.events[:-MAX_EVENTS]
+
+
+def no_store(where: object) -> StoreMissing:
+    """The error of every command but ``predserve export`` given a store that does not exist."""
+    return StoreMissing(f"no store at {where}: nothing has been exported there yet "
+                        "(run `predserve export ... --store URL` first, or check the --store path)")
 
 
 def check_model_name(model: str) -> None:

@@ -42,8 +42,10 @@ into the target, (b) switches the pointer (compare-and-set), (c) replays again e
 new pointer, so no update is lost; between (b) and the end of (c) (milliseconds) a racing
 update may be served from the old snapshot only.
 
-The API reads with the async data client and a short deadline (default 50 ms): a slow or
-absent Bigtable gives a 503, not a hung request. Set ``BIGTABLE_EMULATOR_HOST`` to use the
+The API reads with the async data client under a deadline per read (default 90 ms), a slow
+read hedged and transient failures retried within it from a budget (``bigtable_reads.py``): a
+slow, resetting or absent Bigtable gives a 503 within the deadline, not a hung request, and a
+dead one is sent at most about 1.2 attempts per read. Set ``BIGTABLE_EMULATOR_HOST`` to use the
 emulator; otherwise Application Default Credentials are used.
 """
 
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import struct
 import zlib
 from typing import Any, Iterable, Sequence
@@ -70,14 +73,17 @@ from google.cloud.bigtable.data import (
 from google.cloud.bigtable.data import row_filters as rf
 from google.cloud.bigtable.data.read_modify_write_rules import IncrementRule
 
+from predserve import settings
 from predserve.errors import StoreError, StoreUnavailable
-from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, now
+from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, no_store, now
+from predserve.store.bigtable_reads import BudgetedReads
 from predserve.store.snapshots import SnapshotStore, StateUpdate, SwitchUpdate
 from predserve.store.updates import (
     LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
-    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+    decode_entry, encode_entry, render_body, snapshot_columns,
 )
 
+log = logging.getLogger("predserve.store")
 DATA_FAMILY, META_FAMILY = "p", "m"
 STATE_PREFIX = b"#state#"
 ACCEPTED_PREFIX = b"#accepted#"
@@ -205,25 +211,32 @@ class BigtableSnapshotWriter(SnapshotWriter):
 
 
 class BigtableStore(SnapshotStore):
-    def __init__(self, project: str, instance: str, table: str, readonly: bool = False, read_timeout: float = 0.05) -> None:
+    def __init__(self, project: str, instance: str, table: str, readonly: bool = False,
+                 read_timeout: float = settings.READ_TIMEOUT, hedge_after: float = settings.HEDGE_AFTER,
+                 create: bool = True) -> None:
+        """``read_timeout``: the deadline of each read (retries included); ``hedge_after``: the
+        latest a slow read gets a hedge (the API's async reads only: see bigtable_reads.py)."""
         self.project, self.instance_id, self.table_id = project, instance, table
         self.url = f"bigtable://{project}/{instance}/{table}"
         self.readonly = readonly
         self.read_timeout = read_timeout
-        self._deadline = {"operation_timeout": read_timeout, "attempt_timeout": read_timeout}  # for every read
+        self._deadline = {"operation_timeout": read_timeout, "attempt_timeout": read_timeout}  # for every sync read
+        self.reads = BudgetedReads(read_timeout, hedge_after)  # how the API's reads are made
+        self.read_stats = self.reads.stats
         self._client = BigtableDataClient(project=project)
         self.table = self._client.get_table(instance, table)
         self._async_table: Any = None
         self._async_client: Any = None
-        if not readonly:
-            self._ensure_table()
+        # Without create, a missing table or instance surfaces as StoreMissing at the first call.
+        self.created = self._ensure_table() if create and not readonly else False
 
     @classmethod
-    def from_url(cls, url: str, readonly: bool = False, read_timeout: float = 0.05) -> "BigtableStore":
+    def from_url(cls, url: str, readonly: bool = False, read_timeout: float = settings.READ_TIMEOUT,
+                 hedge_after: float = settings.HEDGE_AFTER, create: bool = True) -> "BigtableStore":
         parts = url.removeprefix("bigtable://").strip("/").split("/")
         if len(parts) != 3 or not all(parts):
             raise StoreError(f"bad Bigtable URL {url!r}: use bigtable://PROJECT/INSTANCE/TABLE")
-        return cls(*parts, readonly=readonly, read_timeout=read_timeout)
+        return cls(*parts, readonly=readonly, read_timeout=read_timeout, hedge_after=hedge_after, create=create)
 
     # ---- administration ----------------------------------------------------------------
     def _admin_table(self) -> Any:
@@ -231,7 +244,8 @@ class BigtableStore(SnapshotStore):
 
         return Client(project=self.project, admin=True).instance(self.instance_id).table(self.table_id)
 
-    def _ensure_table(self) -> None:
+    def _ensure_table(self) -> bool:
+        """Create the table when it does not exist; True when this call created it."""
         from google.cloud.bigtable import column_family
 
         try:
@@ -239,12 +253,20 @@ class BigtableStore(SnapshotStore):
             if not table.exists():
                 keep_one = column_family.MaxVersionsGCRule(1)
                 table.create(column_families={DATA_FAMILY: keep_one, META_FAMILY: keep_one})
+                return True
         except gexc.AlreadyExists:
             pass
         except gexc.PermissionDenied:
             pass  # the writer role may lack table admin; the table must then exist already
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Bigtable at {self.url} did not answer: {exc}") from exc
+        return False
+
+    def _remove(self) -> None:
+        try:
+            self._admin_table().delete()
+        except gexc.GoogleAPICallError as exc:  # the failure being reported is the export's
+            log.warning("could not delete the table %s this failed export created: %s", self.url, exc)
 
     def close(self) -> None:
         self._client.close()
@@ -309,7 +331,7 @@ class BigtableStore(SnapshotStore):
         except UNAVAILABLE as exc:
             raise StoreUnavailable(f"Bigtable at {self.url} did not answer: {exc}") from exc
         except gexc.NotFound as exc:
-            raise StoreError(f"Bigtable table {self.url} does not exist; run an export (writer role) to create it") from exc
+            raise no_store(self.url) from exc
 
     def state(self, model: str) -> ModelState | None:
         return self._state_from_row(self._call(self.table.read_row, STATE_PREFIX + model.encode(), row_filter=LATEST))[1]
@@ -371,7 +393,7 @@ class BigtableStore(SnapshotStore):
             if last.get(entity_id, -1) >= update.sequence:
                 continue
             last[entity_id] = update.sequence
-            chosen.append((entity_id, update, None if update.delete else encode_prediction(update)))
+            chosen.append((entity_id, update, update.encoded))
         result = UpdateResult(ignored=len(updates) - len(chosen), snapshot=info.id)
         if not chosen:
             result.position = self.update_position(model)
@@ -471,17 +493,24 @@ class BigtableStore(SnapshotStore):
             self._async_table = self._async_client.get_table(self.instance_id, self.table_id)
         return self._async_table
 
-    async def _acall(self, coro_fn: Any, *args: Any, **kwargs: Any) -> Any:
+    async def _aread(self, read: Any, *args: Any, **kwargs: Any) -> Any:
+        """``await read(*args, **kwargs)`` under the read deadline, retried (bigtable_reads.py); 503 reasons named."""
+        def attempt(timeout: float) -> Any:
+            return read(*args, operation_timeout=timeout, attempt_timeout=timeout, retryable_errors=(), **kwargs)
+
         try:
-            return await coro_fn(*args, **kwargs)
-        except UNAVAILABLE as exc:
-            raise StoreUnavailable(f"Bigtable did not answer within {self.read_timeout * 1000:.0f} ms") from exc
+            return await self.reads.read(attempt)
         except gexc.NotFound as exc:
             raise StoreError(f"Bigtable table {self.url} does not exist") from exc
+        except UNAVAILABLE + (gexc.Aborted,) as exc:
+            last = exc.__cause__ if isinstance(exc, gexc.RetryError) and exc.__cause__ is not None else exc
+            if isinstance(last, (gexc.ServiceUnavailable, gexc.Aborted)):
+                raise StoreUnavailable(f"Bigtable could not be reached ({last.message})", reason="unavailable") from exc
+            raise StoreUnavailable(f"Bigtable did not answer within {self.read_timeout * 1000:.0f} ms",
+                                   reason="timeout") from exc
 
     async def aget(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
-        table = self._atable()
-        row = await self._acall(table.read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST, **self._deadline)
+        row = await self._aread(self._atable().read_row, data_key(snapshot_prefix(model, snapshot), entity_id), row_filter=LATEST)
         return (row.cells[0].value or None) if row is not None and row.cells else None  # b"": a deleted id
 
     async def aget_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
@@ -489,15 +518,15 @@ class BigtableStore(SnapshotStore):
         keys = [data_key(prefix, i) for i in ids]
         if not keys:
             return []
-        rows = await self._acall(self._atable().read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST), **self._deadline)
+        rows = await self._aread(self._atable().read_rows, ReadRowsQuery(row_keys=list(set(keys)), row_filter=LATEST))
         found = {row.row_key: row.cells[0].value for row in rows if row.cells and row.cells[0].value}  # b"": deleted
         return [found.get(k) for k in keys]
 
     async def astate(self, model: str) -> ModelState | None:
-        row = await self._acall(self._atable().read_row, STATE_PREFIX + model.encode(), row_filter=LATEST, **self._deadline)
+        row = await self._aread(self._atable().read_row, STATE_PREFIX + model.encode(), row_filter=LATEST)
         return self._state_from_row(row)[1]
 
     async def amodels(self) -> list[str]:
         query = ReadRowsQuery(row_ranges=[_prefix_range(STATE_PREFIX)], row_filter=rf.RowFilterChain([rf.StripValueTransformerFilter(True), LATEST]))
-        rows = await self._acall(self._atable().read_rows, query, **self._deadline)
+        rows = await self._aread(self._atable().read_rows, query)
         return [row.row_key[len(STATE_PREFIX):].decode() for row in rows]

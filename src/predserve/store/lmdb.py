@@ -30,14 +30,14 @@ from typing import Iterator, Sequence
 import lmdb
 
 from predserve.errors import StoreError
-from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, now
+from predserve.store.base import ModelState, SnapshotWriter, check_columns, encode_id, no_store, now
 from predserve.store.lmdb_files import (
-    DAMAGE, DATA_FILE, MAX_DBS, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
+    DAMAGE, DATA_FILE, LOCK_FILE, MAX_DBS, Shrinkage, check_whole, damaged, set_creation_modes, write_failed,
 )
 from predserve.store.snapshots import LOG_SCAN_CHUNK, SnapshotStore, StateUpdate, SwitchUpdate
 from predserve.store.updates import (
     LogEntry, Update, UpdateRejected, UpdateResult, check_columns as check_update_columns,
-    decode_entry, encode_entry, encode_prediction, render_body, snapshot_columns,
+    decode_entry, encode_entry, render_body, snapshot_columns,
 )
 
 INITIAL_MAP_SIZE = 1 << 30  # grows by doubling when full
@@ -190,15 +190,15 @@ class LmdbStore(SnapshotStore):
 
     _attachments_handle: tuple[lmdb.Environment, object] | None = None  # (env, handle), see _attachments
 
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False, create: bool = True) -> None:
         self.path = Path(path)
         self.url = f"lmdb://{self.path}"
         self.readonly = readonly
-        if readonly and not (self.path / DATA_FILE).exists():
-            raise StoreError(
-                f"no store at {self.path}: nothing has been exported there yet "
-                "(run `predserve export ... --store PATH` first)"
-            )
+        exists = (self.path / DATA_FILE).exists()
+        if not exists and (readonly or not create):
+            raise no_store(self.path)
+        self.created = not exists
+        self._made_directory = not self.path.exists()
         self._pid = -1
         self._env: lmdb.Environment | None = None
         self._size: Shrinkage | None = None
@@ -261,6 +261,15 @@ class LmdbStore(SnapshotStore):
             _release_environment(self.path)
             self._size.close()  # type: ignore[union-attr]
         self._env = None
+
+    def _remove(self) -> None:
+        for name in (DATA_FILE, LOCK_FILE):
+            (self.path / name).unlink(missing_ok=True)
+        if self._made_directory:
+            try:
+                self.path.rmdir()
+            except OSError:  # something else was put there meanwhile: leave it
+                pass
 
     # ---- primitives -----------------------------------------------------------------------
     def _update_state(self, model: str, update: StateUpdate) -> ModelState:
@@ -427,7 +436,7 @@ class LmdbStore(SnapshotStore):
                     result.ignored += 1
                     continue
                 head += 1
-                prediction = None if update.delete else encode_prediction(update)
+                prediction = update.encoded
                 if prediction is None:
                     txn.delete(prefix + entity_id, db=self._data_db)
                 else:

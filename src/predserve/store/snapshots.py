@@ -13,11 +13,10 @@ import socket
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterator, Sequence
 
+from predserve import settings
 from predserve.errors import StoreError
-from predserve.store.updates import DEFAULT_UPDATE_RETENTION, LogEntry, Update, UpdateResult
+from predserve.store.updates import LogEntry, Update, UpdateRejected, UpdateResult, check_size
 from predserve.store.base import (
-    DEFAULT_GRACE,
-    DEFAULT_KEEP,
     EVENT_PUBLISHED,
     EVENT_REFUSED,
     EVENT_ROLLED_BACK,
@@ -108,6 +107,34 @@ def _within_grace(info: SnapshotInfo, grace: float) -> bool:
     return now() - info.retired_at < grace
 
 
+def _nothing_earlier(state: ModelState, url: str) -> str:
+    """Why a plain rollback has nowhere to go, naming the published snapshots it could be told to."""
+    others = sorted(sid for sid, info in state.snapshots.items() if info.state == PUBLISHED and sid != state.current)
+    text = f"model {state.model!r} has no earlier snapshot to roll back to: "
+    if not others:
+        return text + f"snapshot {state.current} is the only published snapshot kept"
+    return text + (f"no snapshot that was current before snapshot {state.current} is kept; to switch to another "
+                   f"published one ({', '.join(map(str, others))}), name it: "
+                   f"predserve rollback --store {url} {state.model} {others[-1]}")
+
+
+def _kept_by_keep(state: ModelState, keep: int) -> set[int]:
+    """The snapshots GC keeps by ``keep``: the last ``keep`` published ones and the current one."""
+    kept = set(state.history[-keep:])
+    if state.current is not None:
+        kept.add(state.current)
+    return kept
+
+
+def kept_by_grace(state: ModelState, keep: int, grace: float) -> list[tuple[int, float]]:
+    """The published snapshots that GC (with these settings) keeps only for the grace period,
+    each with the time it may go: (snapshot id, until)."""
+    kept = _kept_by_keep(state, keep)
+    return sorted((sid, info.retired_at + grace) for sid, info in state.snapshots.items()
+                  if info.state == PUBLISHED and sid not in kept and info.retired_at is not None
+                  and now() - info.retired_at < grace)
+
+
 def _trim_log_floor(state: ModelState, head: int, expired: int, doomed: list[int]) -> None:
     """GC's log rule: raise ``state.log_trimmed_to`` to what no kept snapshot needs, or to the
     last expired entry; a retired snapshot that needed an expired entry joins ``doomed``.
@@ -128,6 +155,9 @@ class SnapshotStore(ABC):
 
     url: str
     readonly: bool
+    read_stats: Any = None  # a network store's retry counts (bigtable_reads.ReadStats); None: it never retries
+    # True when this object made the store (it did not exist when opened): see close_or_remove_new.
+    created: bool = False
 
     # ---- primitives each backend implements -------------------------------------------
     @abstractmethod
@@ -321,10 +351,7 @@ class SnapshotStore(ABC):
                 raise StoreError(f"model {model!r} has no published snapshot to roll back from")
             if snapshot is None:
                 if len(state.history) < 2:
-                    raise StoreError(
-                        f"model {model!r} has no earlier snapshot to roll back to "
-                        f"(only snapshot {state.current} was published and kept)"
-                    )
+                    raise StoreError(_nothing_earlier(state, self.url))
                 return state.history[-2]
             info = self._snapshot(state, model, snapshot)
             if info.state != PUBLISHED:
@@ -400,8 +427,8 @@ class SnapshotStore(ABC):
         self._update_state(model, forget)
 
     def gc(
-        self, model: str | None = None, keep: int = DEFAULT_KEEP, stale_after: float = 24 * 3600.0,
-        grace: float = DEFAULT_GRACE, update_retention: float = DEFAULT_UPDATE_RETENTION,
+        self, model: str | None = None, keep: int = settings.KEEP, stale_after: float = settings.STALE_AFTER,
+        grace: float = settings.GRACE, update_retention: float = settings.UPDATE_RETENTION,
     ) -> list[tuple[str, int]]:
         """Delete all but the last ``keep`` published snapshots, plus abandoned unfinished ones,
         and the update-log entries no kept snapshot needs.
@@ -431,9 +458,7 @@ class SnapshotStore(ABC):
                 doomed.clear()
                 if state is None:
                     raise StoreError(f"model {name!r} does not exist in {self.url}")
-                kept = set(state.history[-keep:])
-                if state.current is not None:
-                    kept.add(state.current)
+                kept = _kept_by_keep(state, keep)
                 for sid, info in list(state.snapshots.items()):
                     unfinished = info.state in (WRITING, FINISHED)
                     abandoned = unfinished and (_owner_is_dead(info) or now() - info.created_at > stale_after)
@@ -475,6 +500,11 @@ class SnapshotStore(ABC):
         """
         self._require_writable("apply updates")
         check_model_name(model)
+        for index, update in enumerate(updates):
+            try:
+                check_size(update)
+            except StoreError as exc:
+                raise UpdateRejected(index, str(exc)) from None
         if not updates:
             return UpdateResult(position=self.update_position(model))
         return self._apply_updates(model, updates)
@@ -514,6 +544,23 @@ class SnapshotStore(ABC):
 
     def close(self) -> None:
         pass
+
+    def close_or_remove_new(self) -> None:
+        """Close; and if this object created the store and it holds no snapshot of any model
+        (a failed or refused first export), delete the store, so the failure leaves nothing
+        new behind and a later command still says "no store at ...". A store another export
+        has meanwhile written a snapshot into is kept."""
+        try:
+            remove = self.created and not any(
+                state is not None and (state.snapshots or state.pending_delete) for state in map(self.state, self.models()))
+        except StoreError:
+            remove = False
+        self.close()
+        if remove:
+            self._remove()
+
+    def _remove(self) -> None:
+        """Delete the whole (closed) store; only close_or_remove_new calls it."""
 
     def __enter__(self) -> "SnapshotStore":
         return self

@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable
 
 import orjson
@@ -35,9 +36,9 @@ MAX_UPDATE_BYTES = 64 * 1024
 # Sequences are integers in [0, 2**53): exact in every JSON parser, and (sequence + 1) * 1000
 # still fits a Bigtable cell timestamp (signed 64-bit microseconds, millisecond granularity).
 MAX_SEQUENCE = (1 << 53) - 1
-# GC drops a log entry as soon as no kept snapshot needs it, and any entry older than this
-# (7 days, Pub/Sub's default retention) even if one does; that snapshot is then collected.
-DEFAULT_UPDATE_RETENTION = 7 * 24 * 3600.0
+# GC drops a log entry as soon as no kept snapshot needs it, and any entry older than
+# settings.UPDATE_RETENTION (7 days, Pub/Sub's default retention) even if one does; that
+# snapshot is then collected.
 
 
 class UpdateRejected(StoreError):
@@ -59,6 +60,13 @@ class Update:
     @property
     def delete(self) -> bool:
         return self.prediction is None
+
+    @cached_property
+    def encoded(self) -> bytes | None:
+        """The prediction as compact JSON (None for a delete): what the store writes, and what the size limit counts.
+
+        Computed once: parsing checks the size and the store writes the same bytes."""
+        return None if self.prediction is None else orjson.dumps(self.prediction)
 
 
 class _Clock:
@@ -120,11 +128,16 @@ def parse_update(data: bytes | str | dict[str, Any], default_sequence: int | Non
     if isinstance(sequence, bool) or not isinstance(sequence, int) or not 0 <= sequence <= MAX_SEQUENCE:
         raise StoreError(f'"sequence" must be an integer from 0 to {MAX_SEQUENCE}, not {sequence!r}')
     update = Update(entity_id, sequence, None if delete else prediction)
-    if prediction is not None:
-        size = len(encode_prediction(update))
-        if size > MAX_UPDATE_BYTES:
-            raise StoreError(f"prediction of {size:,} bytes is over the limit of {MAX_UPDATE_BYTES:,} bytes")
+    check_size(update)
     return update
+
+
+def check_size(update: Update) -> None:
+    """Refuse a prediction over MAX_UPDATE_BYTES as compact JSON (checked again by the store: an
+    ``Update`` can be made without parsing)."""
+    size = len(update.encoded or b"")
+    if size > MAX_UPDATE_BYTES:
+        raise StoreError(f"prediction of {size:,} bytes is over the limit of {MAX_UPDATE_BYTES:,} bytes")
 
 
 def check_columns(update: Update, columns: Iterable[str] | None) -> None:
@@ -145,10 +158,6 @@ def snapshot_columns(metadata: dict[str, Any]) -> list[str] | None:
     if not schema:
         return None
     return [name for name, _ in schema]
-
-
-def encode_prediction(update: Update) -> bytes:
-    return orjson.dumps(update.prediction)
 
 
 def render_body(model: str, snapshot: int, entity_id: str, prediction: bytes) -> bytes:

@@ -33,7 +33,7 @@ def open_update_store(url: str, model: str) -> SnapshotStore:
     if state is None or state.current is None:
         raise StoreError(f"model {model!r} has no published snapshot in {url}; run `predserve export` first "
                          "(updates go into the current snapshot)")
-    return open_store(url)
+    return open_store(url, create=False)
 
 
 def current_columns(store: SnapshotStore, model: str) -> list[str] | None:

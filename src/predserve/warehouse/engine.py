@@ -1,11 +1,11 @@
 """The warehouse: BigQuery ML SQL on an embedded DuckDB file.
 
-``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (dialect.py) and
-runs each statement by its node type: DECLARE and SET (scripting.py), CREATE / ALTER / DROP
+``Warehouse(path).sql(text)`` reads a script once with predserve's dialect (sql/dialect.py) and
+runs each statement by its node type: DECLARE and SET (sql/scripting.py), CREATE / ALTER / DROP
 MODEL (here), DESCRIBE (in BigQuery's type names), and every other statement as a query. A
 query's ML table functions are computed first, outermost first, each registered as an Arrow
 relation under a placeholder name (ML.PREDICT as a reader that scores batch by batch, so it
-streams), and so is each INFORMATION_SCHEMA view (information_schema.py); the input query of
+streams), and so is each INFORMATION_SCHEMA view (sql/information_schema.py); the input query of
 an ML function carries the CTEs it uses from around the call. Then script variables are
 replaced by their values, BigQuery's UNNEST semantics applied, and sqlglot writes the tree as
 DuckDB SQL.
@@ -24,20 +24,22 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import sqlglot.expressions as exp
-from sqlglot.errors import ErrorLevel, UnsupportedError
 
 from predserve.errors import ModelError, PredserveError, SQLError
-from predserve.warehouse import catalog, geography, hashing, information_schema
-from predserve.warehouse.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
-from predserve.warehouse.messages import engine_message
-from predserve.warehouse.ml_functions import HANDLERS, MLCall, read_settings
-from predserve.warehouse.models import TrainedModel, train
-from predserve.warehouse.names import model_name
-from predserve.warehouse.options import alter_options, literal_value, resolve_options, warm_start_options
-from predserve.warehouse.preprocessing import window_expression
-from predserve.warehouse.scopes import Scopes, visible_ctes
-from predserve.warehouse.scripting import Script
-from predserve.warehouse.syntax import PROCEDURAL_MESSAGE
+from predserve.warehouse.ml.functions import HANDLERS, MLCall, read_settings
+from predserve.warehouse.models import catalog
+from predserve.warehouse.models.options import alter_options, literal_value, resolve_options, warm_start_options
+from predserve.warehouse.models.preprocessing import window_expression
+from predserve.warehouse.models.trained import TrainedModel
+from predserve.warehouse.models.training import train
+from predserve.warehouse.sql import hashing, information_schema
+from predserve.warehouse.sql.dialect import ML_NODES, AlterModel, Statement, ml_function_name, parse_script, parse_table_name
+from predserve.warehouse.sql.messages import engine_message
+from predserve.warehouse.sql.names import model_name
+from predserve.warehouse.sql.scopes import Scopes, visible_ctes
+from predserve.warehouse.sql.scripting import Script
+from predserve.warehouse.sql.syntax import PROCEDURAL_MESSAGE
+from predserve.warehouse.sql.translate import refuse_geography, to_duckdb
 
 if TYPE_CHECKING:
     from duckdb.sqltypes import DuckDBPyType
@@ -282,48 +284,9 @@ class Warehouse:
 
 # ---- trees ----------------------------------------------------------------------------------
 def transpile(tree: exp.Expression) -> str:
-    """A BigQuery tree (ML functions already replaced) as DuckDB SQL."""
-    tree = geography.rewrite(tree)  # points and distances on a sphere; other ST_ functions are refused next
-    tree = tree.transform(_array_agg_limit)
-    _refuse_geography(tree)
-    # BigQuery ML's preprocessing functions in a plain query: window aggregates over its rows.
-    tree = tree.transform(window_expression)
-    for table in tree.find_all(exp.Table):
-        if table.args.get("catalog") is not None:
-            table.set("catalog", None)  # the project part: the warehouse file is the project
-    try:
-        return tree.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
-    except UnsupportedError as exc:
-        raise SQLError(f"this statement cannot run on the local warehouse: {exc}") from None
-
-
-def _array_agg_limit(node: exp.Expression) -> exp.Expression:
-    """BigQuery's ``ARRAY_AGG(x ORDER BY y LIMIT n)`` (the top-N per id of ML.RECOMMEND and
-    ML.FORECAST exports) as the ordered aggregate's first n elements: DuckDB has no LIMIT there."""
-    if not isinstance(node, exp.ArrayAgg) or not isinstance(node.this, exp.Limit):
-        return node
-    limit = node.this
-    aggregate = exp.ArrayAgg(this=limit.this.copy())
-    return exp.func("ARRAY_SLICE", aggregate, exp.Literal.number(1), limit.expression.copy())
-
-
-GEOGRAPHY_MESSAGE = (
-    "geography ({what}) is not available in predserve's warehouse: BigQuery's GEOGRAPHY functions need the "
-    "embedded engine's spatial extension, which is not published for the engine version predserve uses and cannot "
-    "be downloaded offline; only " + ", ".join(geography.SUPPORTED) + " are (points on a sphere). Compute other "
-    "spatial features in BigQuery, or store them as FLOAT64 columns (e.g. latitude, longitude)"
-)
-
-
-def _refuse_geography(tree: exp.Expression) -> None:
-    for node in tree.walk():
-        if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.GEOGRAPHY, exp.DataType.Type.GEOMETRY):
-            raise SQLError(GEOGRAPHY_MESSAGE.format(what="the GEOGRAPHY type"))
-        name = geography.function_name(node)
-        if name is not None:
-            raise SQLError(GEOGRAPHY_MESSAGE.format(what=name))
-        if isinstance(node, exp.Parameter):
-            raise SQLError(f"query parameters ({node.sql('bigquery')}) are not supported; DECLARE a variable instead")
+    """A BigQuery tree (ML functions already replaced) as DuckDB SQL: BigQuery ML's preprocessing
+    functions in a plain query become window aggregates over its rows, then the one translation."""
+    return to_duckdb(tree.transform(window_expression))
 
 
 def _inside_ml_function(node: exp.Expression) -> bool:
@@ -384,9 +347,9 @@ def _option_name(prop: exp.Expression) -> str:
 
 
 def _duckdb_type(kind: exp.DataType) -> DuckDBPyType:
-    _refuse_geography(kind)
+    refuse_geography(kind)
     try:
-        return duckdb.sqltype(kind.sql(dialect="duckdb"))
+        return duckdb.sqltype(to_duckdb(kind))
     except duckdb.Error:
         raise SQLError(f"type {kind.sql('bigquery')} is not supported for variables") from None
 

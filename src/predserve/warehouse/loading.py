@@ -7,10 +7,10 @@ from pathlib import Path
 import duckdb
 
 from predserve.errors import SQLError
-from predserve.warehouse.engine import Warehouse
-from predserve.warehouse.dialect import parse_table_name
 from predserve.identifiers import quote_identifier
-from predserve.warehouse.names import name_parts
+from predserve.warehouse.engine import Warehouse
+from predserve.warehouse.sql.dialect import parse_table_name
+from predserve.warehouse.sql.names import name_parts
 
 
 def load_file(warehouse: str, table: str, file: str, replace: bool = False) -> int:

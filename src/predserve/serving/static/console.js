@@ -5,7 +5,6 @@
 (() => {
   const KEY_STORAGE = "predserve.adminKey";
   const POLL_MS = { models: 5000, model: 5000, traffic: 1000 };
-  const DRIFT_LIMIT = 0.1; // the drift gates' default limit (docs/pipeline.md)
   const state = { key: sessionStorage.getItem(KEY_STORAGE), session: null, timer: null, generation: 0, view: {} };
   const $ = (id) => document.getElementById(id);
 
@@ -386,15 +385,23 @@
       distribution(now, then, profile, before));
   }
 
+  // A column's drift as the API judged it: its verdict (over / within / not gated), each gated figure
+  // against the limit the export used, and the figures only reported. The page compares nothing itself.
+  const VERDICT_BADGE = { over: ["warn", "over the limit"], within: ["good", "within the limit"], "not gated": ["neutral", "not gated"] };
+
   function driftLine(f) {
-    const metric = f.metric === "jensen_shannon" ? "Jensen-Shannon divergence" : "L-infinity distance";
-    const where = f.label !== null && f.label !== undefined ? " (label " + f.label + ")" : f.value !== null && f.value !== undefined ? " (value " + f.value + ")" : "";
-    const parts = [metric + " " + fixed(f.distance, 4) + where];
-    if (f.changed !== undefined && f.changed !== null) parts.push(percent(f.changed) + " of sampled ids changed");
-    if (f.mean_abs_change !== undefined && f.mean_abs_change !== null) parts.push("mean absolute change " + fixed(f.mean_abs_change, 4));
-    const over = f.distance > DRIFT_LIMIT || (f.changed || 0) > DRIFT_LIMIT;
-    return el("p", { class: "drift" }, el("span", { class: "badge " + (over ? "warn" : "good") }, over ? "above the default limit" : "within the default limit"),
-      " " + parts.join(" · "));
+    const [cls, label] = VERDICT_BADGE[f.verdict];
+    const reported = [];
+    if (!f.verdicts.some((v) => v.figure === "distance")) reported.push(f.metric_name + " " + fixed(f.distance, 4));
+    if (f.changed !== undefined && f.changed !== null && !f.verdicts.some((v) => v.figure === "changed")) reported.push(percent(f.changed) + " of sampled ids changed");
+    if (f.moved !== undefined && f.moved !== null && !f.verdicts.some((v) => v.figure === "moved")) reported.push(percent(f.moved) + " of sampled ids moved");
+    if (f.mean_abs_change !== undefined && f.mean_abs_change !== null) reported.push("mean absolute change " + fixed(f.mean_abs_change, 4));
+    return el("div", { class: "drift", "data-verdict": f.verdict },
+      el("p", {}, el("span", { class: "badge " + cls }, label),
+        f.metadata ? " reported, not gated: " + f.metadata : "",
+        reported.length ? (f.metadata ? " · " : " ") + reported.join(" · ") : ""),
+      f.verdicts.length ? el("ul", { class: "verdicts" }, f.verdicts.map((v) =>
+        el("li", { "data-gate": v.gate, "data-over": String(v.over) }, el("b", {}, v.gate), ": " + v.why))) : null);
   }
 
   function shares(counts, total) {
