@@ -20,7 +20,9 @@ from predserve.errors import ModelError
 from predserve.warehouse.models import arima
 from predserve.warehouse.models.options import COMMON
 from predserve.warehouse.models.registry import Encoding, ModelType, Option, fits_rows_only, register
-from predserve.warehouse.models.storage import StoredModelError, list_field, records_field, values_field, values_to_data
+from predserve.warehouse.models.storage import (
+    StoredModelError, dict_field, list_field, records_field, values_field, values_to_data,
+)
 
 ARIMA_PLUS = "arima_plus"
 DEFAULT_HORIZON = 3  # ML.FORECAST's and ML.EXPLAIN_FORECAST's
@@ -36,13 +38,15 @@ class Forecaster:
     series: list[arima.SeriesModel]
 
     def to_data(self) -> dict[str, Any]:
-        columns = [values_to_data([key[j] for key in self.ids], t) for j, t in enumerate(self.id_types)]
-        return {"id_columns": self.id_columns, "ids": columns, "series": [s.to_data() for s in self.series]}
+        ids = {name: values_to_data([key[j] for key in self.ids], t)
+               for j, (name, t) in enumerate(zip(self.id_columns, self.id_types))}
+        return {"id_columns": self.id_columns, "ids": ids, "series": [s.to_data() for s in self.series]}
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "Forecaster":
         names = [str(n) for n in list_field(data, "id_columns")]
-        columns = [values_field({"v": c}, "v") for c in list_field(data, "ids")]
+        stored = dict_field(data, "ids")
+        columns = [values_field(stored, name) for name in names]
         series = [arima.SeriesModel.from_data(s) for s in records_field(data, "series")]
         if len(columns) != len(names) or any(len(values) != len(series) for values, _ in columns):
             raise StoredModelError(f"{len(series)} series for id columns {names} of other lengths")
