@@ -102,6 +102,8 @@ class Registry:
         self._by_key_id: dict[str, ServiceAccount] = {}
         # Keys already verified since the file last changed: the hot path skips the hash.
         self._verified: dict[str, ServiceAccount] = {}
+        # (Authorization header, model) pairs already allowed since the file last changed (auth.authorize).
+        self.readers: dict[tuple[str, str], ServiceAccount] = {}
         self._identity: tuple[int, ...] | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -138,6 +140,7 @@ class Registry:
         self._accounts = accounts
         self._by_key_id = {a.key_id: a for a in accounts.values()}
         self._verified = {}
+        self.readers = {}
 
     def _save(self) -> None:
         self._set(self._accounts)  # rebuild the key index, forget verified keys

@@ -103,10 +103,10 @@ class ServingApp:
             if "\ufffd" in scope["path"]:  # a real U+FFFD, or bytes that are not UTF-8: the raw path tells
                 route, model, entity_id = match(strict_path(scope)) or found
             if route is GET_ROUTE:
-                answer = await get_one(context, scope, model, entity_id)
+                body, stale = await get_one(context, scope, model, entity_id)
             else:
-                answer = await get_many(context, scope, receive, model)
-            await send_json(send, 200, answer.body, STALE_HEADERS if answer.stale else None, method == "HEAD")
+                body, stale = await get_many(context, scope, receive, model)
+            await send_json(send, 200, body, STALE_HEADERS if stale else None, method == "HEAD")
         except ApiError as error:
             status = error.code
             await send_error(send, error, method == "HEAD")

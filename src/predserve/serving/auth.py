@@ -19,6 +19,10 @@ def authorize(registry: Registry | None, authorization: str | None, model: str |
     if registry is None:
         return None
     registry.reload_if_changed()
+    if model is not None and not admin:  # a prediction read: the same header was allowed this model before
+        known = registry.readers.get((authorization, model))  # type: ignore[arg-type]
+        if known is not None:
+            return known
     if not authorization or not authorization.startswith("Bearer "):
         raise ApiError(401, MISSING_KEY, UNAUTHENTICATED)
     account = registry.authenticate(authorization[7:].strip())
@@ -28,4 +32,9 @@ def authorize(registry: Registry | None, authorization: str | None, model: str |
         raise ApiError(403, f"service account {account.name!r} lacks the admin role")
     if model is not None and not account.can_read(model):
         raise ApiError(403, f"service account {account.name!r} may not read predictions of model {model!r}")
+    if model is not None and not admin:
+        readers = registry.readers
+        if len(readers) > 10_000:  # clients choose headers and model names: keep it bounded
+            readers.clear()
+        readers[(authorization, model)] = account
     return account

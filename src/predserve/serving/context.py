@@ -27,11 +27,15 @@ class ServingContext:
     registry: Registry
     metrics: ApiMetrics
     keys: Registry | None = field(init=False)  # the registry requests are checked against; None without auth
+    embedded: bool = field(init=False)  # the store is an embedded one (LMDB), see __post_init__
     # Where the workers exchange their traffic samples (several workers only, see traffic.py).
     traffic_share: TrafficShare | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.keys = self.registry if self.config.auth else None
+        # An embedded store answers in microseconds without waiting: the routes call its
+        # blocking read and spare a coroutine per request (network stores: their async reads).
+        self.embedded = not self.config.network_store
         self.traffic_share = TrafficShare(self.config.traffic_dir, self.config.workers) if self.config.traffic_dir else None
 
     @classmethod
@@ -52,8 +56,11 @@ class ServingContext:
     async def current(self, model: str) -> tuple[CurrentSnapshot, bool]:
         """The model's current snapshot and whether it is stale (refused here if so configured)."""
         snapshot = self.pointers.cached(model)
-        if snapshot is False:
-            snapshot = await self.pointers.get(model)
+        return self.judge(model, await self.pointers.get(model) if snapshot is False else snapshot)
+
+    def judge(self, model: str, snapshot: CurrentSnapshot | None) -> tuple[CurrentSnapshot, bool]:
+        """``current`` once the pointer is known: the prediction routes call it directly when the
+        pointer is cached, which spares them a coroutine per request."""
         if snapshot is None:
             raise ApiError(404, f"model {model!r} has no published snapshot in this store")
         stale = time.time() > snapshot.stale_after

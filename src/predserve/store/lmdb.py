@@ -54,6 +54,19 @@ WRITE_CHUNK = 50_000
 # locks), so every LmdbStore in a process shares one handle per path, counted by reference.
 _ENVIRONMENTS: dict[tuple[int, str], list] = {}
 _ENV_LOCK = threading.Lock()
+SPARE_READ_TXNS = 4  # read transactions py-lmdb keeps reset for renewal (LMDB's reset/renew: no reader-table scan)
+
+# This process's pid, kept current across fork(): the read path asks on every read whether the
+# environment was inherited, and os.getpid() is a system call.
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _forget_inherited_environments() -> None:
@@ -92,6 +105,7 @@ def _shared_environment(path: Path, readonly: bool) -> tuple[lmdb.Environment, o
                 readonly=readonly,
                 readahead=False,  # random point reads: don't pull neighbouring pages in
                 meminit=False,
+                max_spare_txns=SPARE_READ_TXNS,
                 mode=0o600,  # never looser than the modes set_creation_modes gives
             )
         except DAMAGE as exc:
@@ -198,29 +212,32 @@ class LmdbStore(SnapshotStore):
         self._env, self._models_db, self._data_db = _shared_environment(self.path, self.readonly)
         self._accepted_db = None if self.readonly else _open_db(self._env, ACCEPTED_DB)
         self._updates_db = None if self.readonly else _open_db(self._env, UPDATES_DB)
-        self._pid = os.getpid()
+        self._pid = _pid
         self._size = Shrinkage(self.path)
 
     @property
     def env(self) -> lmdb.Environment:
         # An LMDB environment must not cross fork(): a forked worker opens its own.
-        if self._pid != os.getpid() or self._env is None:
+        if self._pid != _pid or self._env is None:
             self._open()
         assert self._env is not None
         return self._env
 
-    def _read_txn(self, remember_size: bool = False) -> lmdb.Transaction:
-        """A read transaction, once data.mdb is known not to have shrunk (see lmdb_files.py)."""
-        env = self.env
+    def _read_txn(self, remember_size: bool = False, db: object = None) -> lmdb.Transaction:
+        """A read transaction (on ``db``, else the main database), once data.mdb is known not to have
+        shrunk (see lmdb_files.py). py-lmdb renews a reset spare one (SPARE_READ_TXNS)."""
+        if self._pid != _pid or self._env is None:  # the env property, written out: this runs before every read
+            self._open()
+        env = self._env
         size = self._size
         # The test Shrinkage.check makes, written out: it runs before every read, and a call costs ~100 ns.
         if remember_size or os.lseek(size.fd, 0, os.SEEK_END) < size.largest:  # type: ignore[union-attr]
             size.check(remember_size)  # type: ignore[union-attr]
         try:
-            return env.begin(buffers=False)
+            return env.begin(db)
         except lmdb.MapResizedError:
             env.set_mapsize(0)  # the writer grew the map: adopt its size
-            return env.begin(buffers=False)
+            return env.begin(db)
 
     def _write(self, work):  # type: ignore[no-untyped-def]
         """Run ``work(txn)`` in a write transaction, growing the map when it is full."""
@@ -240,7 +257,7 @@ class LmdbStore(SnapshotStore):
                 raise write_failed(self.path, exc) from exc
 
     def close(self) -> None:
-        if self._env is not None and self._pid == os.getpid():
+        if self._env is not None and self._pid == _pid:
             _release_environment(self.path)
             self._size.close()  # type: ignore[union-attr]
         self._env = None
@@ -342,12 +359,14 @@ class LmdbStore(SnapshotStore):
     # ---- read side ------------------------------------------------------------------------
     def get(self, model: str, snapshot: int, entity_id: bytes) -> bytes | None:
         try:
-            with self._read_txn() as txn:
-                return txn.get(self._prefix(model, snapshot) + entity_id, db=self._data_db)
+            prefix = self._prefixes.get((model, snapshot)) or self._prefix(model, snapshot)
+            with self._read_txn(db=self._data_db) as txn:  # the get's default database: no keyword to parse
+                return txn.get(prefix + entity_id)
         except DAMAGE as exc:
             raise damaged(self.path, exc) from exc
 
     def _prefix(self, model: str, snapshot: int) -> bytes:
+        """A snapshot's key prefix, remembered (a bounded number of them)."""
         prefix = self._prefixes.get((model, snapshot))
         if prefix is None:
             if len(self._prefixes) > 1000:
@@ -357,11 +376,10 @@ class LmdbStore(SnapshotStore):
 
     def get_many(self, model: str, snapshot: int, ids: Sequence[bytes]) -> list[bytes | None]:
         prefix = self._prefix(model, snapshot)
-        db = self._data_db
         try:
-            with self._read_txn() as txn:
+            with self._read_txn(db=self._data_db) as txn:
                 get = txn.get
-                return [get(prefix + i, db=db) for i in ids]
+                return [get(prefix + i) for i in ids]
         except DAMAGE as exc:
             raise damaged(self.path, exc) from exc
 
