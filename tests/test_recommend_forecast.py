@@ -209,18 +209,15 @@ async def test_top_n_and_forecast_horizons_exported_and_served(warehouse: Path, 
                          "WHERE store_id = 2 AND product_id = 'p2' ORDER BY forecast_timestamp").column(0).to_pylist()
     iam = str(tmp_path / "iam.json")
     keys = make_keys(iam)
-    served_recs = in_process(recs_store, iam, keys)
-    try:
-        async with served_recs.client() as http:
-            one = (await http.get("/v1/models/recs/predictions/17")).json()
-    finally:
-        served_recs.context.close()
-    served_demand = in_process(demand_store, iam, keys)
-    try:
-        async with served_demand.client() as http:
-            series = (await http.get("/v1/models/demand/predictions/2|p2")).json()
-    finally:
-        served_demand.context.close()
+    bodies = []
+    for store, path in ((recs_store, "/v1/models/recs/predictions/17"), (demand_store, "/v1/models/demand/predictions/2|p2")):
+        served = in_process(store, iam, keys)
+        try:
+            async with served.client() as http:
+                bodies.append((await http.get(path)).json())
+        finally:
+            served.context.close()
+    one, series = bodies
     assert [r["item_id"] for r in one["prediction"]["recommendations"]] == [r["item_id"] for r in best]
     assert [r["predicted_rating"] for r in one["prediction"]["recommendations"]] == pytest.approx(
         [r["predicted_rating"] for r in best])
