@@ -142,3 +142,17 @@ def test_make_demo_command_prints_served_predictions(tmp_path: Path) -> None:
     admin_key = re.search(r"sign in with the admin key (psk_\S+)", out).group(1)
     account = Registry(tmp_path / "demo" / "iam.json").authenticate(admin_key)
     assert account is not None and account.is_admin
+
+
+def test_a_command_run_in_process_leaves_no_signal_handler_behind() -> None:
+    """The CLI makes SIGTERM unwind a command (issue 26 item 4) only while the command runs: a test
+    or a library calling it in process keeps Python's default afterwards."""
+    import signal
+
+    from click.testing import CliRunner
+
+    from predserve.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert CliRunner().invoke(main, ["iam", "list", "--iam", "/nonexistent/iam.json"]).exit_code in (0, 1)
+    assert signal.getsignal(signal.SIGTERM) is before

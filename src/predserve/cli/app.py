@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import sys
 from typing import Any
 
@@ -56,8 +57,7 @@ class Group(click.Group):
     stop its workers."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _terminated)
+        previous = _unwind_on_sigterm()
         try:
             return super().invoke(ctx)
         except PredserveError as exc:
@@ -66,6 +66,18 @@ class Group(click.Group):
             exit_now(EXIT_INTERRUPTED)
         except Terminated:
             exit_now(EXIT_TERMINATED)
+        finally:
+            if previous is not None:  # a command run in process (tests, a library caller) leaves no handler behind
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _unwind_on_sigterm() -> Any:
+    """Make SIGTERM raise Terminated while a command runs; returns the handler it replaced, or None
+    when it left things as they were (another handler is set, or this is not the main thread,
+    where Python allows no handler)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _terminated)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
