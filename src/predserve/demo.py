@@ -1,7 +1,8 @@
 """``predserve demo``: the whole flow on generated data, then serve.
 
-warehouse (generate users, CREATE MODEL, ML.EVALUATE) -> Beam export of ML.PREDICT into an
-LMDB snapshot -> a reader and an admin service account -> the API in a child process -> a few
+warehouse (generate users and their ratings, CREATE MODEL churn and recommender, ML.EVALUATE)
+-> Beam exports of ML.PREDICT (a churn prediction per user) and of ML.RECOMMEND (each rated
+user's top 10 products as one list) into an LMDB store -> a reader and an admin service account -> the API in a child process -> a few
 real HTTP requests, printed with their latency and the curl command to repeat them, and the web
 console's address with the admin key to sign in with.
 """
@@ -21,12 +22,14 @@ from typing import Callable
 import httpx
 from rich.console import Console
 
-from predserve.datagen import PREDICT_SQL, TRAIN_SQL, create_users
+from predserve.datagen import PREDICT_SQL, RECOMMEND_SQL, RECOMMENDER_SQL, TRAIN_SQL, create_ratings, create_users
 from predserve.iam import Registry
 from predserve.pipeline import run_export
 from predserve.warehouse import Warehouse
 
 MODEL = "churn"
+RECOMMENDER = "recommender"
+TOP_N = 10
 SAMPLE_IDS = ("1", "42", "12345")
 MAX_AGE = 24 * 3600.0  # a daily batch model: its snapshot is stale after a day without an export
 
@@ -73,6 +76,17 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
             metrics = wh.sql(f"SELECT * FROM ML.EVALUATE(MODEL {MODEL})").to_pylist()[0]
     console.print(f"[green]✓[/] CREATE MODEL {MODEL} (logistic_reg) trained in {time.time() - started:.1f}s")
     console.print("   ML.EVALUATE: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if v is not None))
+    with console.status("generating ratings and training the recommender"):
+        started = time.time()
+        with Warehouse(warehouse_path) as wh:
+            create_ratings(wh)
+            rated = wh.sql("SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users, COUNT(DISTINCT product_id) AS products "
+                           "FROM ratings").to_pylist()[0]
+            wh.sql(RECOMMENDER_SQL.format(model=RECOMMENDER))
+            rec_metrics = wh.sql(f"SELECT * FROM ML.EVALUATE(MODEL {RECOMMENDER})").to_pylist()[0]
+    console.print(f"[green]✓[/] CREATE MODEL {RECOMMENDER} (matrix_factorization) on {rated['n']:,} ratings of "
+                  f"{rated['products']} products by {rated['users']:,} users, trained in {time.time() - started:.1f}s")
+    console.print("   ML.EVALUATE: " + ", ".join(f"{k}={v:.3f}" for k, v in rec_metrics.items() if v is not None))
 
     console.print("[bold]exporting ML.PREDICT through Apache Beam (DirectRunner) into an LMDB snapshot")
 
@@ -89,11 +103,18 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
     )
     console.print(f"[green]✓[/] published snapshot {summary.snapshot}: {summary.rows:,} rows "
                   f"in {summary.seconds:.1f}s ({summary.rows_per_second:,.0f} rows/s)")
+    recs = run_export(
+        warehouse=str(warehouse_path), model=RECOMMENDER, key="user_id", store_url=str(store_path),
+        query=RECOMMEND_SQL.format(model=RECOMMENDER, top=TOP_N), max_age=MAX_AGE,
+    )
+    console.print(f"[green]✓[/] exported ML.RECOMMEND as model {RECOMMENDER}: each rated user's top {TOP_N} unrated products "
+                  f"as one list, snapshot {recs.snapshot}: {recs.rows:,} rows in {recs.seconds:.1f}s")
 
     registry = Registry(iam_path)
     name = f"demo-reader-{int(time.time())}"
-    _, key = registry.create(name, "reader", [MODEL])
-    console.print(f"[green]✓[/] service account {name} (role reader on {MODEL}); its key is shown only on this screen")
+    _, key = registry.create(name, "reader", [MODEL, RECOMMENDER])
+    console.print(f"[green]✓[/] service account {name} (role reader on {MODEL} and {RECOMMENDER}); "
+                  "its key is shown only on this screen")
     admin_name = f"demo-admin-{int(time.time())}"
     _, admin_key = registry.create(admin_name, "admin")
     console.print(f"[green]✓[/] service account {admin_name} (role admin, for the web console)")
@@ -117,8 +138,15 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 console.print(f"\nGET /v1/models/{MODEL}/predictions/{entity_id} -> {response.status_code} in {elapsed_ms:.2f} ms")
                 console.print_json(json.dumps(response.json()))
-        console.print("\nrepeat it with:")
-        console.print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/models/{MODEL}/predictions/{SAMPLE_IDS[1]}", highlight=False, soft_wrap=True)
+            started = time.perf_counter()
+            response = client.get(f"/v1/models/{RECOMMENDER}/predictions/{SAMPLE_IDS[1]}")
+            elapsed_ms = (time.perf_counter() - started) * 1000
+        console.print(f"\nGET /v1/models/{RECOMMENDER}/predictions/{SAMPLE_IDS[1]} -> {response.status_code} in {elapsed_ms:.2f} ms")
+        show_recommendations(console, response.json())
+        console.print("\nrepeat them with:")
+        for model in (MODEL, RECOMMENDER):
+            console.print(f"  curl -H 'Authorization: Bearer {key}' {url}/v1/models/{model}/predictions/{SAMPLE_IDS[1]}",
+                          highlight=False, soft_wrap=True)
         console.print(f"\n[bold]web console:[/] {url}/console", highlight=False, soft_wrap=True)
         console.print(f"  sign in with the admin key {admin_key}", highlight=False, soft_wrap=True)
         if not serve:
@@ -132,6 +160,18 @@ def run_demo(directory: Path, rows: int, port: int, serve: bool) -> None:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def show_recommendations(console: Console, body: dict) -> None:
+    """A recommender's body, one product a line (the curl command prints its JSON)."""
+    listed = body.get("prediction", {}).get("recommendations")
+    if not listed:
+        console.print_json(json.dumps(body))
+        return
+    console.print(f"   snapshot {body['snapshot']}: user {body['id']}'s top {len(listed)} products (of those not rated yet)",
+                  highlight=False)
+    for rank, item in enumerate(listed, 1):
+        console.print(f"   {rank:>2}. product {item['product_id']:>3}  predicted rating {item['predicted_rating']:.2f}", highlight=False)
 
 
 def _die_with_parent() -> Callable[[], None]:
