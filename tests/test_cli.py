@@ -138,6 +138,11 @@ def test_make_demo_command_prints_served_predictions(tmp_path: Path) -> None:
     assert "published snapshot 1: 100,000 rows" in out
     assert "GET /v1/models/churn/predictions/42 -> 200" in out
     assert '"predicted_churned_probs"' in out and "curl -H 'Authorization: Bearer psk_" in out
+    assert "CREATE MODEL recommender (matrix_factorization) on 200,000 ratings of 200 products by 20,000 users" in out
+    assert "exported ML.RECOMMEND as model recommender" in out and "snapshot 1: 20,000 rows" in out
+    assert "GET /v1/models/recommender/predictions/42 -> 200" in out
+    assert len(re.findall(r"^\s+\d+\. product +\d+  predicted rating \d", out, re.M)) == 10
+    assert re.search(r"curl -H 'Authorization: Bearer psk_\S+' http://127\.0\.0\.1:\d+/v1/models/recommender/predictions/42", out)
     assert re.search(r"web console: http://127\.0\.0\.1:\d+/console", out)
     admin_key = re.search(r"sign in with the admin key (psk_\S+)", out).group(1)
     account = Registry(tmp_path / "demo" / "iam.json").authenticate(admin_key)

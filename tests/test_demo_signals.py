@@ -1,5 +1,6 @@
 """`predserve demo` and `make demo` stop their whole process tree on SIGTERM and SIGINT, and the
-demo says which port it serves on when the one asked for is taken (issue 26 items 4, 5, 10).
+demo says which port it serves on when the one asked for is taken (issue 26 items 4, 5, 10);
+while it serves, its recommender answers a rated user with ten products (issue 22 item 3).
 Real commands as subprocesses, checked with real HTTP and the process list."""
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pyarrow.compute as pc
 import pytest
 
+from predserve import datagen
 from tests.support.processes import ROOT
 
 VENV = Path(sys.executable).parent.parent
@@ -116,7 +119,23 @@ def test_a_signal_stops_the_demo_its_server_and_workers_within_a_second(tmp_path
     assert not url.endswith(f":{taken_port}")
     assert f"port {taken_port} is taken (another server?): serving on port {url.rsplit(':', 1)[1]} instead" in output
     assert "apitools" not in output and "WARNING:root" not in output  # Beam's import-time noise (item 10)
+    recommends_ten_products_over_http(output, url)
     stops_within_a_second(proc, sig, url)
+
+
+def recommends_ten_products_over_http(output: str, url: str) -> None:
+    """The served recommender (issue 22 item 3), read with the reader key the demo printed: a rated
+    user's top 10 as one list, best first, none of them a product the user rated."""
+    key = re.search(r"curl -H 'Authorization: Bearer (psk_\S+)'", output).group(1)  # type: ignore[union-attr]
+    response = httpx.get(f"{url}/v1/models/recommender/predictions/42", headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    listed = response.json()["prediction"]["recommendations"]
+    ratings = [item["predicted_rating"] for item in listed]
+    assert len(listed) == 10 and ratings == sorted(ratings, reverse=True)
+    rated = set(datagen.ratings_table(rated_users=42).filter(pc.equal(pc.field("user_id"), 42)).column("product_id").to_pylist())
+    assert len(rated) == datagen.RATINGS_PER_USER and not rated & {item["product_id"] for item in listed}
+    unrated = httpx.get(f"{url}/v1/models/recommender/predictions/{datagen.RATED_USERS + 1}", headers={"Authorization": f"Bearer {key}"})
+    assert unrated.status_code == 404
 
 
 def test_sigterm_of_make_demo_stops_the_whole_tree(tmp_path: Path) -> None:
