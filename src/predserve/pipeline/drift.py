@@ -49,7 +49,11 @@ and how many sampled ids appeared (only in the new snapshot) or disappeared (onl
 Which figures gate (``gated_figures``): every prediction column's distance and its per-id
 figure (``changed`` for labels, ``moved`` for numbers and for a probabilities column with no
 label column beside it; ``predicted_x_probs`` beside ``predicted_x`` is covered per id by
-that label). Metadata columns are reported, never gated: a column constant within each of the
+that label). The fields of a ranking (a list with an id field: top-N recommendations) gate
+by their distances only, their per-id figures only when a column limit names them: an
+ordinary retrain of a recommender changes nearly every id's list and moves its scores
+(docs/pipeline.md, "List bodies"). A horizon's (a list without one: a forecast) gate as any
+numeric column's. Metadata columns are reported, never gated: a column constant within each of the
 two snapshots (``'v2' AS model_version``), one named by ``--metadata-columns``, and dates and
 timestamps (``CURRENT_TIMESTAMP() AS scored_at``), which are never a drift signal. An "other"
 column's per-id ``changed`` is reported, not gated (nested numbers change on every retrain).
@@ -391,15 +395,16 @@ def measure(old_profile: Profile, new_profile: Profile, baseline: int, sample: S
                   else CONSTANT if is_constant(old_profile, name) and is_constant(new_profile, name) else None)
         if reason is not None:
             figures["metadata"] = reason
-        figures["gated"] = [] if reason is not None else gated_figures(name, figures, new_profile)
+        figures["gated"] = [] if reason is not None else gated_figures(name, figures, new_profile, limits)
         figures.update({k: round(v, 6) for k, v in figures.items() if isinstance(v, float)})  # compact, far below any limit's precision
         columns[name] = ColumnDrift.model_validate(figures)
     return Drift(baseline=baseline, columns=columns, sample=sample.figures() if sample is not None else None, limits=limits)
 
 
-def gated_figures(name: str, figures: dict[str, Any], profile: Profile) -> list[str]:
+def gated_figures(name: str, figures: dict[str, Any], profile: Profile, limits: DriftLimits | None = None) -> list[str]:
     """A prediction column's gated figures: its distance, and its per-id figure (see the module docstring)."""
-    kind = profile.columns[name].kind if name in profile.columns else None
+    column = profile.columns.get(name)
+    kind = column.kind if column is not None else None
     gated = [DISTANCE]
     if CHANGED in figures and kind in (CATEGORICAL, NUMERIC):
         gated.append(CHANGED)
@@ -407,7 +412,15 @@ def gated_figures(name: str, figures: dict[str, Any], profile: Profile) -> list[
         label = name[:-len("_probs")] if name.endswith("_probs") else None
         if kind != PROBABILITIES or label is None or label not in profile.columns:
             gated.append(MOVED)
+    if column is not None and column.array is not None and is_ranking(profile, column.array):
+        # A ranking's items and their scores churn on every retrain: per id, gated only when a column limit names it.
+        gated = [f for f in gated if f == DISTANCE or (limits is not None and limits.names(f, name))]
     return gated
+
+
+def is_ranking(profile: Profile, array: str) -> bool:
+    """Whether a list column is a ranking (top-N items: it has an id field) rather than a horizon (values by step)."""
+    return any(c.array == array and c.kind == CATEGORICAL for c in profile.columns.values())
 
 
 def is_constant(profile: Profile, name: str) -> bool:
