@@ -282,23 +282,9 @@ FROM UNNEST(GENERATE_ARRAY(1, 500)) AS u
 
 
 def test_the_bigquery_source_profiles_list_fields_like_the_local_warehouse(bigquery_emulator, tmp_path: Path) -> None:
-    import uuid
+    from tests.support.production import export_from_bigquery_and_locally
 
-    from google.cloud import bigquery
-
-    from tests.support.production import BQ_PROJECT
-
-    dataset = f"lists_{uuid.uuid4().hex[:8]}"
-    client = bigquery_emulator.client()
-    client.create_dataset(dataset)
-    client.query(LISTS_SQL, job_config=bigquery.QueryJobConfig(default_dataset=f"{BQ_PROJECT}.{dataset}")).result()
-    client.close()
-    remote = run_export(warehouse=f"bigquery://{BQ_PROJECT}/{dataset}", model="m", key="user_id",
-                        store_url=str(tmp_path / "bq"), table="lists")
-    with Warehouse(tmp_path / "wh.duckdb") as w:
-        w.sql(LISTS_SQL)
-    local = run_export(warehouse=str(tmp_path / "wh.duckdb"), model="m", key="user_id", store_url=str(tmp_path / "local"),
-                       table="lists")
+    remote, local, _ = export_from_bigquery_and_locally(bigquery_emulator, LISTS_SQL, "lists", tmp_path)
     columns = local.profile.to_json()["columns"]
     elements = sum(u % 4 for u in range(1, 501))
     nan = sum(1 for u in range(1, 501) for k in range(1, u % 4 + 1) if (u + k) % 17 == 0)
