@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from predserve.pipeline.profile import SAMPLE_IDS
 from predserve.store import limits, open_store, reports
 
 from predserve.cli import main
-from tests.support.production import BQ_PROJECT, BigQueryEmulator
+from tests.support.production import BQ_PROJECT, BigQueryEmulator, export_from_bigquery_and_locally
 
 ROWS = 3000  # users scored
 TRAINING_ROWS = 20_000
@@ -212,19 +211,7 @@ FROM UNNEST(GENERATE_ARRAY(1, 3000)) AS x
 
 
 def test_the_bigquery_source_profiles_like_the_local_warehouse(bigquery_emulator: BigQueryEmulator, tmp_path: Path) -> None:
-    from google.cloud import bigquery
-
-    dataset = f"drift_{uuid.uuid4().hex[:8]}"
-    client = bigquery_emulator.client()
-    client.create_dataset(dataset)
-    client.query(PREDICTIONS_SQL, job_config=bigquery.QueryJobConfig(default_dataset=f"{BQ_PROJECT}.{dataset}")).result()
-    client.close()
-    remote = run_export(warehouse=f"bigquery://{BQ_PROJECT}/{dataset}", model="m", key="user_id",
-                        store_url=str(tmp_path / "bq"), table="predictions")
-    with Warehouse(tmp_path / "wh.duckdb") as w:
-        w.sql(PREDICTIONS_SQL)
-    local = run_export(warehouse=str(tmp_path / "wh.duckdb"), model="m", key="user_id", store_url=str(tmp_path / "local"),
-                       table="predictions")
+    remote, local, dataset = export_from_bigquery_and_locally(bigquery_emulator, PREDICTIONS_SQL, "predictions", tmp_path)
     assert remote.profile.to_json()["columns"]["predicted_churned_probs"]["labels"]["1"]  # a real profile, not an empty one
     assert remote.profile == local.profile
     # BigQuery's sample: the ids with the smallest FARM_FINGERPRINT, as BigQuery itself orders them

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +37,32 @@ class BigQueryEmulator:
 
     def environment(self) -> dict[str, str]:
         return {"BIGQUERY_EMULATOR_HOST": self.rest, "BIGQUERY_STORAGE_EMULATOR_HOST": self.grpc}
+
+
+def export_from_bigquery_and_locally(emulator: BigQueryEmulator, sql: str, table: str, tmp_path: Path,
+                                     key: str = "user_id") -> tuple[Any, Any, str]:
+    """Run ``sql`` (which creates ``table``) in a new dataset of the BigQuery emulator and in a local
+    DuckDB warehouse, export ``table`` from each into its own LMDB store under ``tmp_path``: the two
+    exports' results and the dataset's name, for tests that the BigQuery source behaves like the local one."""
+    import uuid
+
+    from google.cloud import bigquery
+
+    from predserve import Warehouse
+    from predserve.pipeline import run_export
+
+    dataset = f"{table}_{uuid.uuid4().hex[:8]}"
+    client = emulator.client()
+    client.create_dataset(dataset)
+    client.query(sql, job_config=bigquery.QueryJobConfig(default_dataset=f"{BQ_PROJECT}.{dataset}")).result()
+    client.close()
+    remote = run_export(warehouse=f"bigquery://{BQ_PROJECT}/{dataset}", model="m", key=key,
+                        store_url=str(tmp_path / "bq"), table=table)
+    with Warehouse(tmp_path / "wh.duckdb") as w:
+        w.sql(sql)
+    local = run_export(warehouse=str(tmp_path / "wh.duckdb"), model="m", key=key, store_url=str(tmp_path / "local"),
+                       table=table)
+    return remote, local, dataset
 
 
 def start_bigquery_emulator(log_path: Path) -> BigQueryEmulator:

@@ -160,9 +160,9 @@ def _print_profile(profile: Profile | None, drift: Drift | None) -> None:
         ids, in_both, appeared, gone = (s.ids, s.in_both, s.appeared, s.disappeared) if s is not None else (0, 0, 0, 0)
         click.echo(f"  drift vs snapshot {drift.baseline} ({ids:,} sampled ids: {in_both:,} in both, "
                    f"{appeared:,} appeared, {gone:,} disappeared):")
-    rows = profile.rows or 1
+    width = max([28, *map(len, profile.columns)])  # list fields' names are long: recommendations[0].predicted_rating
     for name, column in profile.columns.items():
-        line = f"    {name:<28} {column.kind:<13} NULL {column.nulls / rows:6.1%}"
+        line = f"    {name:<{width}} {column.kind:<13} NULL {column.nulls / (column.counted(profile.rows) or 1):6.1%}"
         figures = drift.columns.get(name) if drift is not None else None
         if figures is not None:
             line += f"  {figures.distance_text()}"

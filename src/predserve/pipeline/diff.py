@@ -98,7 +98,7 @@ def compare_snapshots(store: Any, model: str, a: int | None = None, b: int | Non
         profiles[sid] = profile
     distances = drifts.profile_distances(profiles[a], profiles[b])
     kinds = {name: column.kind for name, column in profiles[b].columns.items()}
-    sample = drifts.compare_sample(store, model, a, b, kinds)
+    sample = drifts.compare_sample(store, model, a, b, kinds, lists=drifts.list_fields(profiles[b]))
     columns = {
         name: ColumnDiff(a=profiles[a].columns.get(name), b=profiles[b].columns.get(name), distance=distances.get(name),
                          sample=sample.columns.get(name) if name in distances else None)

@@ -19,7 +19,10 @@ Validation, whose formulas these follow):
   ones count together as one value, "other values".
 - "other" columns: the L-infinity distance between their NULL rates.
 
-NULL is one more bin (or value) on both sides, so a column that turns NULL drifts.
+NULL is one more bin (or value) on both sides, so a column that turns NULL drifts. The fields
+of a list body (``recommendations.item_id``, ``recommendations[0].predicted_rating``: see
+``predserve.pipeline.profile_columns``) are categorical and numeric columns of the profile,
+measured and gated as any other.
 
 On the sample (``SAMPLE_ATTACHMENT``: the ids with the smallest hash, chosen by the export),
 both snapshots' stored bodies are read in batches and compared per id, for every column:
@@ -33,14 +36,24 @@ both snapshots' stored bodies are read in batches and compared per id, for every
   across ids keeps the distribution but moves most ids, so it cannot hide;
 - probabilities columns: the same ``moved`` (an id moved when any label's probability moved
   by more than ``tolerance`` times that label's spread) and each label's mean absolute change;
-- other columns (dates, timestamps, arrays, structs): the fraction of ids whose value changed.
+- other columns (dates, timestamps, arrays, structs): the fraction of ids whose value changed;
+- list fields (``sampled_value``): an id field of every element (``recommendations.item_id``)
+  changed when the id's list of it changed, its set or its order; a numeric field of the first
+  element (``recommendations[0].predicted_rating``) moved as a numeric column's value does;
+  one of every element (``forecast.forecast_value``) moved when any position's value moved
+  by more than ``tolerance`` times that position's spread, or the list's length changed, as a
+  probabilities column with each position for a label.
 
 and how many sampled ids appeared (only in the new snapshot) or disappeared (only in the old).
 
 Which figures gate (``gated_figures``): every prediction column's distance and its per-id
 figure (``changed`` for labels, ``moved`` for numbers and for a probabilities column with no
 label column beside it; ``predicted_x_probs`` beside ``predicted_x`` is covered per id by
-that label). Metadata columns are reported, never gated: a column constant within each of the
+that label). The fields of a ranking (a list with an id field: top-N recommendations) gate
+by their distances only, their per-id figures only when a column limit names them: an
+ordinary retrain of a recommender changes nearly every id's list and moves its scores
+(docs/pipeline.md, "List bodies"). A horizon's (a list without one: a forecast) gate as any
+numeric column's. Metadata columns are reported, never gated: a column constant within each of the
 two snapshots (``'v2' AS model_version``), one named by ``--metadata-columns``, and dates and
 timestamps (``CURRENT_TIMESTAMP() AS scored_at``), which are never a drift signal. An "other"
 column's per-id ``changed`` is reported, not gated (nested numbers change on every retrain).
@@ -51,13 +64,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from predserve import settings
 from predserve.store.limits import CHANGED, DISTANCE, MOVED, DriftLimits
 from predserve.store.reports import (
-    CATEGORICAL, JENSEN_SHANNON, L_INFINITY, NUMERIC, OTHER, PROBABILITIES, ColumnDrift, ColumnProfile, Drift, Profile,
-    SampleFigures,
+    CATEGORICAL, EVERY, FIRST, JENSEN_SHANNON, L_INFINITY, NUMERIC, OTHER, PROBABILITIES, ColumnDrift, ColumnProfile,
+    Drift, Profile, SampleFigures,
 )
 
 BINS = 10  # bins per histogram in a profile: TensorFlow Data Validation's default number of buckets
@@ -224,20 +237,29 @@ def read_bodies(store: Any, model: str, snapshot: int, ids: Sequence[str]) -> li
 
 
 def compare_sample(store: Any, model: str, old: int, new: int, kinds: dict[str, str],
-                   new_ids: Sequence[str] | None = None, tolerance: float = settings.MOVE_TOLERANCE) -> SampleComparison:
+                   new_ids: Sequence[str] | None = None, tolerance: float = settings.MOVE_TOLERANCE,
+                   lists: Mapping[str, ColumnProfile] | None = None) -> SampleComparison:
     """Look both snapshots' samples up in both snapshots and compare the predictions.
 
-    ``kinds`` maps each compared column to its kind; ``new_ids`` is the new snapshot's sample
-    when the caller already has it (the export), else it is read from the store.
+    ``kinds`` maps each compared column to its kind, ``lists`` each list field among them to
+    its profile (``list_fields``); ``new_ids`` is the new snapshot's sample when the caller
+    already has it (the export), else it is read from the store.
     """
     ids = sorted(set(read_sample(store, model, old)) | set(new_ids if new_ids is not None else read_sample(store, model, new)))
-    return compare_bodies(ids, read_bodies(store, model, old, ids), read_bodies(store, model, new, ids), kinds, tolerance)
+    return compare_bodies(ids, read_bodies(store, model, old, ids), read_bodies(store, model, new, ids), kinds, tolerance, lists)
+
+
+def list_fields(profile: Profile) -> dict[str, ColumnProfile]:
+    """The profile's list fields (``recommendations.item_id``, ``forecast[0].forecast_value``), by name."""
+    return {name: column for name, column in profile.columns.items() if column.array is not None}
 
 
 def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequence[bytes | None],
-                   kinds: dict[str, str], tolerance: float = settings.MOVE_TOLERANCE) -> SampleComparison:
+                   kinds: dict[str, str], tolerance: float = settings.MOVE_TOLERANCE,
+                   lists: Mapping[str, ColumnProfile] | None = None) -> SampleComparison:
     """Per column, what changed for the ids present in both (see the module docstring)."""
     out = SampleComparison()
+    lists = lists or {}
     pairs: dict[str, list[tuple[Any, Any]]] = {c: [] for c in kinds}
     label_changes, other_changes = [], []
     for entity_id, before, after in zip(ids, old, new):
@@ -247,16 +269,19 @@ def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequenc
             continue
         out.in_both += 1
         a, b = json.loads(before)["prediction"], json.loads(after)["prediction"]
-        for column, values in pairs.items():
-            values.append((a.get(column), b.get(column)))
-        if any(a.get(c) != b.get(c) for c, k in kinds.items() if k == CATEGORICAL):
+        values = {c: (sampled_value(a, c, lists.get(c)), sampled_value(b, c, lists.get(c))) for c in kinds}
+        for column, pair in values.items():
+            pairs[column].append(pair)
+        if any(x != y for c, (x, y) in values.items() if kinds[c] == CATEGORICAL):
             label_changes.append((entity_id, before, after))
         elif a != b:
             other_changes.append((entity_id, before, after))
     out.ids = out.in_both + out.appeared + out.disappeared  # ids in neither snapshot are not counted
     for column, values in pairs.items():
         kind = kinds[column]
-        if kind == NUMERIC:
+        if kind == NUMERIC and column in lists and lists[column].element == EVERY:
+            out.columns[column] = _positions_figures(values, tolerance)
+        elif kind == NUMERIC:
             out.columns[column] = _numeric_figures(values, tolerance)
         elif kind == PROBABILITIES:
             out.columns[column] = _probabilities_figures(values, tolerance)
@@ -264,6 +289,20 @@ def compare_bodies(ids: Sequence[str], old: Sequence[bytes | None], new: Sequenc
             out.columns[column] = {CHANGED: _changed(values)}
     out.changed = label_changes + other_changes
     return out
+
+
+def sampled_value(prediction: dict[str, Any], column: str, listed: ColumnProfile | None = None) -> Any:
+    """A column's value in a stored body. A list field's is the field of every element, as a
+    list (None when the list is NULL), or of the first one (None for an empty or NULL list)."""
+    if listed is None:
+        return prediction.get(column)
+    items = prediction.get(listed.array or "")
+    if not isinstance(items, list):
+        return None
+    values = [item.get(listed.field) if isinstance(item, dict) else None for item in items]
+    if listed.element == FIRST:
+        return values[0] if values else None
+    return values
 
 
 def _changed(pairs: Sequence[tuple[Any, Any]]) -> float:
@@ -297,8 +336,22 @@ def _numeric_figures(pairs: Sequence[tuple[Any, Any]], tolerance: float) -> dict
 
 
 def _probabilities_figures(pairs: Sequence[tuple[Any, Any]], tolerance: float) -> dict[str, Any]:
-    old = [_probabilities(a) for a, _ in pairs]
-    new = [_probabilities(b) for _, b in pairs]
+    return _keyed_figures([_probabilities(a) for a, _ in pairs], [_probabilities(b) for _, b in pairs], tolerance)
+
+
+def _positions_figures(pairs: Sequence[tuple[Any, Any]], tolerance: float) -> dict[str, Any]:
+    """A numeric list field of every element: as a probabilities column's, each position in the
+    list (the n-th recommendation, the n-th step of a horizon) standing for a label."""
+    def positions(values: Any) -> dict[str, float]:
+        numbers = [_number(v) for v in values or []]
+        return {str(i): n for i, n in enumerate(numbers) if n is not None}
+    return _keyed_figures([positions(a) for a, _ in pairs], [positions(b) for _, b in pairs], tolerance)
+
+
+def _keyed_figures(old: Sequence[dict[str, float]], new: Sequence[dict[str, float]], tolerance: float) -> dict[str, Any]:
+    """Per id, numbers by key (a label, a position) before and after: ``moved`` when a key
+    appeared or disappeared, or any key's number moved by more than ``tolerance`` times that
+    key's spread over the old values; and the mean absolute change over every key in both."""
     widths = {label: spread([p[label] for p in old if label in p]) for label in {lb for p in old for lb in p}}
     changes, moved = [], 0
     for before, after in zip(old, new):
@@ -306,7 +359,7 @@ def _probabilities_figures(pairs: Sequence[tuple[Any, Any]], tolerance: float) -
         deltas = {label: abs(after[label] - before[label]) for label in common}
         changes.extend(deltas.values())
         moved += before.keys() != after.keys() or any(d > tolerance * widths.get(lb, 0.0) for lb, d in deltas.items())
-    return {"mean_abs_change": sum(changes) / len(changes) if changes else 0.0, MOVED: moved / len(pairs) if pairs else 0.0}
+    return {"mean_abs_change": sum(changes) / len(changes) if changes else 0.0, MOVED: moved / len(old) if old else 0.0}
 
 
 def _probabilities(value: Any) -> dict[str, float]:
@@ -337,19 +390,21 @@ def measure(old_profile: Profile, new_profile: Profile, baseline: int, sample: S
         figures = distance.to_json()
         if sample is not None:
             figures.update(sample.columns.get(name, {}))
-        reason = (NAMED if name in named else TEMPORAL if name in temporal
+        array = new_profile.columns[name].array  # a list field is named by its list column
+        reason = (NAMED if name in named or array in named else TEMPORAL if name in temporal
                   else CONSTANT if is_constant(old_profile, name) and is_constant(new_profile, name) else None)
         if reason is not None:
             figures["metadata"] = reason
-        figures["gated"] = [] if reason is not None else gated_figures(name, figures, new_profile)
+        figures["gated"] = [] if reason is not None else gated_figures(name, figures, new_profile, limits)
         figures.update({k: round(v, 6) for k, v in figures.items() if isinstance(v, float)})  # compact, far below any limit's precision
         columns[name] = ColumnDrift.model_validate(figures)
     return Drift(baseline=baseline, columns=columns, sample=sample.figures() if sample is not None else None, limits=limits)
 
 
-def gated_figures(name: str, figures: dict[str, Any], profile: Profile) -> list[str]:
+def gated_figures(name: str, figures: dict[str, Any], profile: Profile, limits: DriftLimits | None = None) -> list[str]:
     """A prediction column's gated figures: its distance, and its per-id figure (see the module docstring)."""
-    kind = profile.columns[name].kind if name in profile.columns else None
+    column = profile.columns.get(name)
+    kind = column.kind if column is not None else None
     gated = [DISTANCE]
     if CHANGED in figures and kind in (CATEGORICAL, NUMERIC):
         gated.append(CHANGED)
@@ -357,7 +412,15 @@ def gated_figures(name: str, figures: dict[str, Any], profile: Profile) -> list[
         label = name[:-len("_probs")] if name.endswith("_probs") else None
         if kind != PROBABILITIES or label is None or label not in profile.columns:
             gated.append(MOVED)
+    if column is not None and column.array is not None and is_ranking(profile, column.array):
+        # A ranking's items and their scores churn on every retrain: per id, gated only when a column limit names it.
+        gated = [f for f in gated if f == DISTANCE or (limits is not None and limits.names(f, name))]
     return gated
+
+
+def is_ranking(profile: Profile, array: str) -> bool:
+    """Whether a list column is a ranking (top-N items: it has an id field) rather than a horizon (values by step)."""
+    return any(c.array == array and c.kind == CATEGORICAL for c in profile.columns.values())
 
 
 def is_constant(profile: Profile, name: str) -> bool:
@@ -365,7 +428,8 @@ def is_constant(profile: Profile, name: str) -> bool:
     column = profile.columns.get(name)
     if column is None:
         return False
-    if profile.rows and column.nulls == profile.rows:
+    counted = column.counted(profile.rows)
+    if counted and column.nulls == counted:
         return True
     if column.nulls:
         return False

@@ -186,7 +186,8 @@ def _drift(store: Any, model: str, current: Any, snapshot: int, profile: Profile
     if profile is None or baseline is None:
         return None
     kinds = {name: column.kind for name, column in profile.columns.items()}
-    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample, tolerance=policy.drift_limits.move_tolerance)
+    compared = drifts.compare_sample(store, model, current.id, snapshot, kinds, new_ids=sample,
+                                     tolerance=policy.drift_limits.move_tolerance, lists=drifts.list_fields(profile))
     temporal = [name for name, arrow_type in schema if arrow_type.startswith(TEMPORAL_TYPES)]
     return drifts.measure(baseline, profile, current.id, compared, policy.drift_limits, policy.metadata_columns, temporal)
 

@@ -40,9 +40,10 @@ if TYPE_CHECKING:
 # Rows per Parquet row group, so per work item: small enough that a 100k-row export still
 # gives every worker something to do, large enough that per-item overhead stays negligible.
 ROW_GROUP_ROWS = 50_000
-# DuckDB's memory while it stages the query's rows (it spills the rest of its sort under the
-# staging directory), so the export's peak memory does not grow with the row count.
-STAGING_MEMORY_LIMIT = "3GB"
+# DuckDB's memory while it stages the query's rows and counts their keys (it spills the rest of
+# its sort and of its distinct count under the staging directory), so the export's peak memory
+# does not grow with the row count.
+STAGING_MEMORY_LIMIT = "2GB"
 
 
 @dataclass
@@ -129,7 +130,8 @@ class WarehouseSource:
         if not shards:
             return SourceStats(0, 0, 0)
         self.items = [(str(s), i) for s in shards for i in range(pq.ParquetFile(s).num_row_groups)]
-        con = duckdb.connect()
+        # The same limit for the key statistics: COUNT(DISTINCT id) of 100M ids is a 4 GB hash table otherwise.
+        con = duckdb.connect(config={"memory_limit": STAGING_MEMORY_LIMIT, "temp_directory": str(self.workdir / "spill")})
         relation = self._relation()
         schema = self.schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         rows, nulls, dups = con.sql(stats_sql(relation, self.key)).fetchall()[0]

@@ -55,12 +55,17 @@ class ServingContext:
 
     async def current(self, model: str) -> tuple[CurrentSnapshot, bool]:
         """The model's current snapshot and whether it is stale (refused here if so configured)."""
-        snapshot = self.pointers.cached(model)
+        snapshot = self.pointers.cached(model, time.perf_counter())
         return self.judge(model, await self.pointers.get(model) if snapshot is False else snapshot)
 
+    def current_now(self, model: str, now: float) -> tuple[CurrentSnapshot, bool]:
+        """``current`` on an embedded store, without a coroutine (a pointer not cached is read
+        there and then: an embedded read does not wait). ``now``: the request's ``time.perf_counter()``."""
+        snapshot = self.pointers.cached(model, now)
+        return self.judge(model, self.pointers.read_now(model) if snapshot is False else snapshot)
+
     def judge(self, model: str, snapshot: CurrentSnapshot | None) -> tuple[CurrentSnapshot, bool]:
-        """``current`` once the pointer is known: the prediction routes call it directly when the
-        pointer is cached, which spares them a coroutine per request."""
+        """Whether the model has a current snapshot (404 if not) and if it is stale."""
         if snapshot is None:
             raise ApiError(404, f"model {model!r} has no published snapshot in this store")
         stale = time.time() > snapshot.stale_after

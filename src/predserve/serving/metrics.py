@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
+from time import perf_counter
 from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -79,6 +80,15 @@ class Tally:
         self.value = 0
 
 
+class Outcomes:
+    """One model's predictions by outcome (``OUTCOMES``): counters the routes add to directly."""
+
+    __slots__ = OUTCOMES
+
+    def __init__(self) -> None:
+        self.found = self.default = self.not_found = 0
+
+
 class ApiMetrics:
     """Every metric of one worker process, and its Prometheus registry."""
 
@@ -93,7 +103,7 @@ class ApiMetrics:
         self.store_reads = {"get": read(), "get_many": read()}
         self.store_errors = {reason: Tally() for reason in STORE_ERROR_REASONS}
         self.read_stats = read_stats
-        self.outcomes: dict[tuple[str, Outcome], Tally] = {}
+        self.outcomes: dict[str, Outcomes] = {}  # by model
         self.stale: dict[str, Tally] = {}
         self.read_get = self.store_reads["get"]
         self.read_many = self.store_reads["get_many"]
@@ -102,9 +112,13 @@ class ApiMetrics:
         self.snapshot_age = Gauge("predserve_snapshot_age_seconds", "Age of each model's current snapshot",
                                   ["model"], registry=self.registry)
 
-    def observe_request(self, route: str, method: str, status: int, seconds: float, model: str = "") -> None:
-        """Record one request's latency under its route template, method and status, and count it
-        in the console's traffic samples under its route and ``model`` (prediction routes)."""
+    def observe_request(self, route: str, method: str, status: int, started: float, model: str = "") -> None:
+        """Record one request that arrived at ``started`` (``time.perf_counter()``) and was answered
+        just now: its latency under its route template, method and status, and a count in the
+        console's traffic samples under its route and ``model`` (prediction routes). One clock
+        read serves both."""
+        now = perf_counter()
+        seconds = now - started
         histogram = self.requests.get((route, method, status))
         if histogram is None:
             if method not in KNOWN_METHODS:  # clients choose methods: keep the label set bounded
@@ -112,9 +126,9 @@ class ApiMetrics:
             histogram = self.requests.setdefault((route, method, status), LatencyHistogram())
         histogram.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # histogram.observe, written out: once per request
         histogram.total += seconds
-        if model and (model, "found") not in self.outcomes:  # clients choose names too: only served models count
+        if model and model not in self.outcomes:  # clients choose names too: only served models count
             model = UNKNOWN_MODEL
-        self.traffic.observe(route, model, status, seconds)
+        self.traffic.observe_at(route, model, status, seconds, now)
 
     def store_failed(self, reason: str, seconds: float) -> None:
         """A prediction request met a store that could not be read (its 503 took ``seconds``)."""
@@ -125,14 +139,13 @@ class ApiMetrics:
         if self.sample_store:
             self.traffic.observe(STORE_SERIES, "", 503, seconds)
 
-    def count(self, model: str, outcome: Outcome, predictions: int = 1) -> None:
-        """Count predictions of one model by outcome (only published models get here)."""
-        tally = self.outcomes.get((model, outcome))
-        if tally is None:
-            for each in OUTCOMES:  # all three appear together, so rates can be compared from the start
-                self.outcomes.setdefault((model, each), Tally())
-            tally = self.outcomes[(model, outcome)]
-        tally.value += predictions
+    def outcomes_of(self, model: str) -> Outcomes:
+        """The counters of one model's predictions (only published models get here); all three
+        outcomes appear together, so rates can be compared from the start."""
+        outcomes = self.outcomes.get(model)
+        if outcomes is None:
+            outcomes = self.outcomes[model] = Outcomes()
+        return outcomes
 
     def stale_response(self, model: str) -> None:
         tally = self.stale.get(model)
@@ -168,8 +181,9 @@ class ApiMetrics:
         outcomes = CounterMetricFamily(
             "predserve_model_requests", "Predictions asked for, per model and outcome (found, default, not_found); "
             "a batchGet counts each id", labels=["model", "outcome"])
-        for (model, outcome), tally in sorted(self.outcomes.items()):
-            outcomes.add_metric([model, outcome], tally.value)
+        for model, counts in sorted(self.outcomes.items()):
+            for outcome in OUTCOMES:
+                outcomes.add_metric([model, outcome], getattr(counts, outcome))
         yield outcomes
         stale = CounterMetricFamily(
             "predserve_stale_responses", "Responses (a GET or a whole batchGet) served from a snapshot older than the "

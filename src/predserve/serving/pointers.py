@@ -63,22 +63,24 @@ def current_snapshot(model: str, state: ModelState | None) -> CurrentSnapshot | 
 class PointerCache:
     """Each model's current snapshot (or None), re-read from the store once ``ttl`` has passed.
 
-    ``cached`` answers from memory (the hot path: no coroutine); ``get`` reads the store on a miss.
+    ``cached`` answers from memory (the hot path: no coroutine); ``get`` reads the store on a miss,
+    ``read_now`` too without a coroutine (embedded stores, whose reads do not wait).
     The entries are a plain dict of (expiry, pointer): a lookup in cachetools' TTLCache runs
     Python code (its timer, its links) costing ~4,500 instructions, a tenth of all the one-id
-    route adds to a bare LMDB read (docs/benchmarks.md), where this costs a dict lookup and a
-    clock read. More than MAX_MODELS names (clients choose them) empty the dict.
+    route adds to a bare LMDB read (docs/benchmarks.md), where this costs a dict lookup.
+    Expiries are on the ``time.perf_counter()`` clock, which the routes read once per request
+    and hand to ``cached``. More than MAX_MODELS names (clients choose them) empty the dict.
     """
 
     def __init__(self, store: SnapshotStore, ttl: float = 1.0) -> None:
         self.store = store
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, CurrentSnapshot | None]] = {}  # model -> (time.monotonic() expiry, pointer)
+        self._cache: dict[str, tuple[float, CurrentSnapshot | None]] = {}  # model -> (perf_counter() expiry, pointer)
 
-    def cached(self, model: str) -> CurrentSnapshot | None | Literal[False]:
-        """The cached pointer, or False when it must be read from the store."""
+    def cached(self, model: str, now: float) -> CurrentSnapshot | None | Literal[False]:
+        """The cached pointer at ``now`` (``time.perf_counter()``), or False when it must be read from the store."""
         entry = self._cache.get(model)
-        if entry is None or entry[0] <= time.monotonic():
+        if entry is None or entry[0] <= now:
             return False
         return entry[1]
 
@@ -88,13 +90,20 @@ class PointerCache:
             return
         if len(self._cache) >= MAX_MODELS and model not in self._cache:
             self._cache.clear()
-        self._cache[model] = (time.monotonic() + self.ttl, current)
+        self._cache[model] = (time.perf_counter() + self.ttl, current)
 
     async def get(self, model: str) -> CurrentSnapshot | None:
-        current = self.cached(model)
+        current = self.cached(model, time.perf_counter())
         if current is not False:
             return current
         current = current_snapshot(model, await self.store.astate(model))
+        self.remember(model, current)
+        return current
+
+    def read_now(self, model: str) -> CurrentSnapshot | None:
+        """The pointer read from the store and remembered, without a coroutine: only for an
+        embedded store, whose reads answer without waiting (a network store's would block the loop)."""
+        current = current_snapshot(model, self.store.state(model))
         self.remember(model, current)
         return current
 

@@ -9,8 +9,7 @@ the way out: a stale mark or a batch envelope is spliced around the stored bytes
 
 from __future__ import annotations
 
-import time
-from itertools import repeat
+from time import perf_counter
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -87,17 +86,6 @@ def check_id(entity_id: str) -> bytes:
     return raw
 
 
-def check_ids(ids: list[str]) -> list[bytes]:
-    """``check_id`` of every id, column-wise at C speed; the first bad id is found only on failure."""
-    try:
-        raws = [entity_id.encode() for entity_id in ids]
-        if not raws or (min(map(len, raws)) > 0 and max(map(len, raws)) <= MAX_ID_BYTES):
-            return raws
-    except UnicodeEncodeError:
-        pass
-    return [check_id(entity_id) for entity_id in ids]  # raises, naming what is wrong
-
-
 def mark_stale(body: bytes) -> bytes:
     """A stored prediction object with ``"stale": true`` added as its last member."""
     return body[:-1] + b',"stale":true}'
@@ -115,43 +103,78 @@ def not_found_entry(entity_id: str) -> bytes:
     return orjson.dumps({"id": entity_id, "error": {"code": 404, "status": "NOT_FOUND", "message": "no prediction for this id"}})
 
 
-async def get_one(context: ServingContext, scope: Scope, model: str, entity_id: str) -> Answer:
-    """``GET /v1/models/{model}/predictions/{entity_id}``."""
+def get_one(context: ServingContext, scope: Scope, model: str, entity_id: str, now: float) -> Answer:
+    """``GET /v1/models/{model}/predictions/{entity_id}`` from an embedded store, whose reads do not
+    wait: a plain function, which spares the request a coroutine (``aget_one`` does the same on a
+    network store). ``now``: the request's ``time.perf_counter()`` at arrival."""
     authorize(context.keys, header(scope, b"authorization"), model)
     raw = check_id(entity_id)
-    cached = context.pointers.cached(model)
-    snapshot, stale = context.judge(model, await context.pointers.get(model) if cached is False else cached)
+    snapshot, stale = context.current_now(model, now)
+    started = perf_counter()
+    body = context.store.get(model, snapshot.id, raw)
+    context.metrics.read_get.observe(perf_counter() - started)
+    return one_answer(context, model, entity_id, snapshot, stale, body)
+
+
+async def aget_one(context: ServingContext, scope: Scope, model: str, entity_id: str) -> Answer:
+    """``get_one`` on a network store: the pointer (on a miss) and the value are read with its async calls."""
+    authorize(context.keys, header(scope, b"authorization"), model)
+    raw = check_id(entity_id)
+    snapshot, stale = await context.current(model)
+    started = perf_counter()
+    body = await context.store.aget(model, snapshot.id, raw)
+    context.metrics.read_get.observe(perf_counter() - started)
+    return one_answer(context, model, entity_id, snapshot, stale, body)
+
+
+def one_answer(context: ServingContext, model: str, entity_id: str, snapshot: CurrentSnapshot, stale: bool,
+               body: bytes | None) -> Answer:
+    """A one-id read's answer: the stored body, else the model's default, else a 404; counted, marked if stale."""
     metrics = context.metrics
-    started = time.perf_counter()
-    store = context.store
-    body = store.get(model, snapshot.id, raw) if context.embedded else await store.aget(model, snapshot.id, raw)
-    metrics.read_get.observe(time.perf_counter() - started)
+    outcomes = metrics.outcomes_of(model)
     if body is None:
         body = fallback(snapshot, entity_id)
         if body is None:
-            metrics.count(model, "not_found")
+            outcomes.not_found += 1
             raise ApiError(404, f"no prediction for id {entity_id!r} in model {model!r} (snapshot {snapshot.id})")
-        metrics.count(model, "default")
+        outcomes.default += 1
     else:
-        metrics.count(model, "found")
+        outcomes.found += 1
     if stale:
         metrics.stale_response(model)
         return mark_stale(body), True
     return body, False
 
 
-def parse_ids(body: bytes, max_batch: int) -> list[str]:
-    """The ids of a batchGet body ``{"ids": [...]}``; 400 or 413 naming what is wrong."""
+IDS_SHAPE = 'request body must be {"ids": ["id1", "id2", ...]} with string ids'
+
+
+def parse_ids(body: bytes, max_batch: int) -> tuple[list[str], list[bytes]]:
+    """The ids of a batchGet body ``{"ids": [...]}`` and their UTF-8 bytes; 400 or 413 naming what is wrong.
+
+    ``map(str.encode, ids)`` encodes every id and refuses one that is not a string (TypeError) in
+    one loop run in C; the lengths are checked column-wise, and only a failure looks for the bad id.
+    """
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, f"request body is not valid JSON: {exc}") from None
     ids = payload.get("ids") if isinstance(payload, dict) else None
-    if not isinstance(ids, list) or not all(map(isinstance, ids, repeat(str))):
-        raise ApiError(400, 'request body must be {"ids": ["id1", "id2", ...]} with string ids')
+    if not isinstance(ids, list):
+        raise ApiError(400, IDS_SHAPE)
+    try:
+        raws = list(map(str.encode, ids))
+    except TypeError:
+        raise ApiError(400, IDS_SHAPE) from None
+    except UnicodeEncodeError:  # an unpaired surrogate: check_id names it below
+        raws = []
     if len(ids) > max_batch:
         raise ApiError(413, f"{len(ids)} ids requested; at most {max_batch} per batchGet")
-    return ids
+    # all(raws): no empty id (a truth test per id costs a fifth of a length comparison)
+    if len(raws) != len(ids) or not all(raws) or (raws and max(map(len, raws)) > MAX_ID_BYTES):
+        for entity_id in ids:
+            check_id(entity_id)  # raises, naming what is wrong
+    return ids, raws
 
 
 async def get_many(context: ServingContext, scope: Scope, receive: Receive, model: str) -> Answer:
@@ -161,17 +184,21 @@ async def get_many(context: ServingContext, scope: Scope, receive: Receive, mode
     """
     config = context.config
     authorize(context.keys, header(scope, b"authorization"), model)
-    ids = parse_ids(await read_body(scope, receive, config.max_body, config.body_timeout), config.max_batch)
-    raws = check_ids(ids)
-    cached = context.pointers.cached(model)
-    snapshot, stale = context.judge(model, await context.pointers.get(model) if cached is False else cached)
+    ids, raws = parse_ids(await read_body(scope, receive, config.max_body, config.body_timeout), config.max_batch)
     metrics = context.metrics
-    started = time.perf_counter()
     store = context.store
-    values = store.get_many(model, snapshot.id, raws) if context.embedded else await store.aget_many(model, snapshot.id, raws)
-    metrics.read_many.observe(time.perf_counter() - started)
-    found = defaults = 0
-    if None in values:
+    if context.embedded:
+        snapshot, stale = context.current_now(model, perf_counter())
+        started = perf_counter()
+        values = store.get_many(model, snapshot.id, raws)
+    else:
+        snapshot, stale = await context.current(model)
+        started = perf_counter()
+        values = await store.aget_many(model, snapshot.id, raws)
+    metrics.read_many.observe(perf_counter() - started)
+    outcomes = metrics.outcomes_of(model)
+    if not all(values):  # a stored value is never empty: all() finds a None at a truth test per id, where `in` compares
+        found = defaults = 0
         results: list[bytes] = []
         for entity_id, value in zip(ids, values):
             if value is not None:
@@ -183,11 +210,12 @@ async def get_many(context: ServingContext, scope: Scope, receive: Receive, mode
                 else:
                     value = not_found_entry(entity_id)
             results.append(value)
+        outcomes.found += found
+        outcomes.default += defaults
+        outcomes.not_found += len(ids) - found - defaults
     else:  # every id found: nothing to fill in
-        results, found = values, len(values)  # type: ignore[assignment]
-    metrics.count(model, "found", found)
-    metrics.count(model, "default", defaults)
-    metrics.count(model, "not_found", len(ids) - found - defaults)
+        results = values  # type: ignore[assignment]
+        outcomes.found += len(values)
     if stale:
         metrics.stale_response(model)
     head = orjson.dumps({"model": model, "snapshot": snapshot.id})[:-1] + (b',"stale":true' if stale else b"")

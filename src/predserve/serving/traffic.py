@@ -12,6 +12,7 @@ workers' seconds to the one answering the console, as lines of ``encode_second``
 
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_left
 from collections import deque
@@ -67,18 +68,36 @@ class TrafficSampler:
     """One worker's per-second cells for the last ``window`` seconds."""
 
     def __init__(self, window: int = WINDOW_SECONDS) -> None:
-        self.second = 0
+        self.second = 0  # the current second (Unix time)
+        self.until = -math.inf  # the time.perf_counter() at which it ends
         self.cells: dict[Key, Cell] = {}
         self.past: deque[tuple[int, dict[Key, Cell]]] = deque(maxlen=window)  # completed seconds with requests
 
-    def observe(self, route: str, model: str, status: int, seconds: float) -> None:
-        """Count one request (the hot path: a clock read, a dict lookup, three increments)."""
-        second = int(time.time())
+    def roll(self, wall: float, now: float) -> None:
+        """Make the second of ``wall`` (``time.time()``) the current one; ``now``: ``time.perf_counter()`` at that instant."""
+        second = int(wall)
         if second != self.second:
             if self.cells:
                 self.past.append((self.second, self.cells))
                 self.cells = {}
             self.second = second
+        self.until = now + (second + 1 - wall)
+
+    def observe(self, route: str, model: str, status: int, seconds: float) -> None:
+        """Count one request that ended now, in the second the wall clock says."""
+        wall, now = time.time(), time.perf_counter()
+        if int(wall) != self.second:
+            self.roll(wall, now)
+        self.observe_at(route, model, status, seconds, now)
+
+    def observe_at(self, route: str, model: str, status: int, seconds: float, now: float) -> None:
+        """Count one request that ended at ``now`` (``time.perf_counter()``, which the request's
+        latency was read from): the hot path, a dict lookup and three increments. The wall clock
+        is read once a second, when ``now`` passes the current second's end (the two clocks
+        drift apart by well under a millisecond in a second; a step of the wall clock is seen
+        at the next second's start)."""
+        if now >= self.until:
+            self.roll(time.time(), now)
         cell = self.cells.get((route, model))
         if cell is None:
             cell = self.cells[(route, model)] = Cell()

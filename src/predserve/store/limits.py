@@ -40,12 +40,20 @@ class DriftLimits:
 
     def limit(self, figure: str, column: str) -> tuple[float, str]:
         """The limit of one column's figure, and the option it came from (``OPTIONS``)."""
-        overall, per_column = {
-            DISTANCE: (self.max_drift, self.column_max_drift),
-            CHANGED: (self.max_changed_labels, self.column_max_changed_labels),
-            MOVED: (self.max_moved, self.column_max_moved),
-        }[figure]
+        overall, per_column = self._limits(figure)
         every, one = OPTIONS[figure]
         if column in per_column:
             return per_column[column], f"{one} {column}={per_column[column]:g}"
         return overall, every
+
+    def names(self, figure: str, column: str) -> bool:
+        """Whether an option sets this column's own limit for the figure (``--column-max-...``)."""
+        return column in self._limits(figure)[1]
+
+    def _limits(self, figure: str) -> tuple[float, dict[str, float]]:
+        """The figure's limit for every column, and the columns' own."""
+        return {
+            DISTANCE: (self.max_drift, self.column_max_drift),
+            CHANGED: (self.max_changed_labels, self.column_max_changed_labels),
+            MOVED: (self.max_moved, self.column_max_moved),
+        }[figure]

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from predserve.store.limits import CHANGED, DISTANCE, GATES, MOVED, DriftLimits, Figure
 
 NUMERIC, CATEGORICAL, PROBABILITIES, OTHER = "numeric", "categorical", "probabilities", "other"
+FIRST, EVERY = "first", "every"  # which elements of a list body a list field's profile counts
 JENSEN_SHANNON, L_INFINITY = "jensen_shannon", "l_infinity"
 METRIC_NAMES = {JENSEN_SHANNON: "Jensen-Shannon divergence", L_INFINITY: "L-infinity distance"}
 UNRECORDED = "the default: this snapshot's export recorded no limits"  # a verdict's ``limit_from`` for old snapshots
@@ -55,6 +56,18 @@ class ColumnProfile(Record):
     high: float | None = Field(None, description="numeric: the largest value")
     counts: list[int] | None = Field(None, description="numeric: counts in equal bins from low to high "
                                                        "(one count when low == high)")
+    # A field of an ARRAY<STRUCT> column's elements, profiled as a column of its own (named
+    # ``array.field`` for every element, ``array[0].field`` for each row's first element).
+    array: str | None = Field(None, description="a list field: the ARRAY<STRUCT> column whose elements' field this is")
+    field: str | None = Field(None, description="a list field: the struct field profiled")
+    element: Literal["first", "every"] | None = Field(
+        None, description="a list field: each row's first element (rows count), or every element listed (`total` counts)")
+    total: int | None = Field(None, description="a list field of every element: the elements listed, which the "
+                                                "counts, `other` and `nulls` add up to (rows otherwise)")
+
+    def counted(self, rows: int) -> int:
+        """What the counts and NULLs add up to: the listed elements for a list field of every element, else ``rows``."""
+        return self.total if self.total is not None else rows
 
 
 class Profile(Record):

@@ -380,7 +380,7 @@
 
   function columnView(column, now, then, profile, before, figures) {
     return el("div", { class: "column", "data-column": column },
-      el("h3", {}, column, " ", el("span", { class: "muted" }, now.kind + ", NULL " + percent(now.nulls / (profile.rows || 1)))),
+      el("h3", {}, column, " ", el("span", { class: "muted" }, now.kind + ", NULL " + percent(now.nulls / (counted(now, profile) || 1)))),
       figures ? driftLine(figures) : null,
       distribution(now, then, profile, before));
   }
@@ -420,7 +420,7 @@
       const pick = (c) => (c ? [...names.map((n) => (c.values || {})[n] || 0), c.other || 0, c.nulls] : null);
       const categories = [...names, "other", "NULL"];
       const values = pick(now), previous = pick(then);
-      return barChart(series(shares(values, profile.rows), previous && shares(previous, before.rows), categories));
+      return barChart(series(shares(values, counted(now, profile)), previous && shares(previous, counted(then, before)), categories));
     }
     if (now.kind === "probabilities") {
       const labels = Object.keys(now.labels || {}).slice(0, 4);
@@ -444,6 +444,8 @@
   }
 
   const sum = (values) => values.reduce((a, b) => a + b, 0);
+  // What a column's counts add up to: the rows, or for a list field of every element the elements listed.
+  const counted = (column, profile) => (column.total !== undefined && column.total !== null ? column.total : profile.rows);
 
   // ---- charts (SVG built with DOM calls) --------------------------------------------------------
   const CHART = { width: 480, height: 170, left: 48, right: 10, top: 10, bottom: 24 };
