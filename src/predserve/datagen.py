@@ -123,20 +123,19 @@ FROM (SELECT user_id, predicted_churned, predicted_churned_probs AS p FROM ML.PR
 
 def create_users(warehouse: "object", rows: int, seed: int = 7) -> None:
     """Create (or replace) the ``users`` table in a Warehouse from generated rows."""
-    table = users_table(rows, seed)
-    con = warehouse.con  # type: ignore[attr-defined]
-    con.register("generated_users", table)
-    try:
-        con.execute("CREATE OR REPLACE TABLE users AS SELECT * FROM generated_users")
-    finally:
-        con.unregister("generated_users")
+    _create_table(warehouse, "users", users_table(rows, seed))
 
 
 def create_ratings(warehouse: "object", rated_users: int = RATED_USERS, seed: int = 7) -> None:
     """Create (or replace) the ``ratings`` table in a Warehouse from generated rows."""
+    _create_table(warehouse, "ratings", ratings_table(rated_users, seed))
+
+
+def _create_table(warehouse: "object", name: str, table: pa.Table) -> None:
+    """Create (or replace) table ``name`` of a Warehouse's DuckDB from an Arrow table."""
     con = warehouse.con  # type: ignore[attr-defined]
-    con.register("generated_ratings", ratings_table(rated_users, seed))
+    con.register(f"generated_{name}", table)
     try:
-        con.execute("CREATE OR REPLACE TABLE ratings AS SELECT * FROM generated_ratings")
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM generated_{name}")
     finally:
-        con.unregister("generated_ratings")
+        con.unregister(f"generated_{name}")
