@@ -117,9 +117,10 @@ class WarehouseSource:
             raise ExportError(f"warehouse {self.warehouse} does not exist; create it with `predserve sql -w {self.warehouse} ...`")
         remove_abandoned_staging()  # left by exports that were killed outright
         self.workdir = create_staging_dir()
+        spill = self.workdir / "spill"  # where DuckDB spills what exceeds STAGING_MEMORY_LIMIT
         with Warehouse(self.warehouse, read_only=True) as wh:
-            spill = str(self.workdir / "spill").replace("'", "''")
-            wh.con.execute(f"SET memory_limit = '{STAGING_MEMORY_LIMIT}'; SET temp_directory = '{spill}'")
+            quoted = str(spill).replace("'", "''")
+            wh.con.execute(f"SET memory_limit = '{STAGING_MEMORY_LIMIT}'; SET temp_directory = '{quoted}'")
             self._running = wh.con
             try:
                 self._check_cancelled()
@@ -131,7 +132,7 @@ class WarehouseSource:
             return SourceStats(0, 0, 0)
         self.items = [(str(s), i) for s in shards for i in range(pq.ParquetFile(s).num_row_groups)]
         # The same limit for the key statistics: COUNT(DISTINCT id) of 100M ids is a 4 GB hash table otherwise.
-        con = duckdb.connect(config={"memory_limit": STAGING_MEMORY_LIMIT, "temp_directory": str(self.workdir / "spill")})
+        con = duckdb.connect(config={"memory_limit": STAGING_MEMORY_LIMIT, "temp_directory": str(spill)})
         relation = self._relation()
         schema = self.schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         rows, nulls, dups = con.sql(stats_sql(relation, self.key)).fetchall()[0]
