@@ -34,6 +34,21 @@ def test_explicit_als_recovers_held_out_ratings() -> None:
     assert all(b <= a * (1 + 1e-9) for a, b in zip(model.losses, model.losses[1:]))  # ALS never increases its loss
 
 
+def test_explicit_loss_is_the_squared_error_plus_penalty_over_every_rating() -> None:
+    """The loss is computed from the normal equations, not a prediction per rating: it must
+    still equal the loss written out, after every iteration (repeated pairs included)."""
+    _, _, ratings = low_rank(users=60, items=40)
+    ratings = Ratings(np.r_[ratings.users, ratings.users[:25]], np.r_[ratings.items, ratings.items[:25]],
+                      np.r_[ratings.values, ratings.values[:25] + 0.5], 61, 40)  # user 60 has no rating
+    for iterations in (1, 2, 5):
+        model = fit(ratings, num_factors=3, l2_reg=0.3, max_iterations=iterations, early_stop=False)
+        residual = ratings.values - model.predict(ratings.users, ratings.items)
+        penalty = sum(float((a * a).sum()) for a in (model.user_factors, model.item_factors,
+                                                     model.user_intercepts, model.item_intercepts))
+        assert len(model.losses) == iterations
+        assert model.losses[-1] == pytest.approx(float(residual @ residual) + 0.3 * penalty, rel=1e-9)
+
+
 def test_early_stop_ends_when_progress_is_small() -> None:
     _, _, ratings = low_rank()
     stopped = fit(ratings, num_factors=3, l2_reg=0.1, max_iterations=50, min_rel_progress=0.05)

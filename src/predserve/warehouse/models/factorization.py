@@ -127,8 +127,8 @@ def fit(ratings: Ratings, *, feedback_type: str = "EXPLICIT", num_factors: int =
     for _ in range(max_iterations):
         if feedback_type == "EXPLICIT":
             _explicit_half_step(model, by_user, users_side=True, l2_reg=l2_reg)
-            _explicit_half_step(model, by_item, users_side=False, l2_reg=l2_reg)
-            model.losses.append(_explicit_loss(model, ratings, l2_reg))
+            squared_error = _explicit_half_step(model, by_item, users_side=False, l2_reg=l2_reg)
+            model.losses.append(squared_error + l2_reg * _squared_norms(model))
         else:
             model.user_factors = _implicit_half_step(by_user, model.item_factors, l2_reg, wals_alpha)
             model.item_factors = _implicit_half_step(by_item, model.user_factors, l2_reg, wals_alpha)
@@ -160,17 +160,17 @@ class _Grouped:
 
 def _grouped(side: np.ndarray, other: np.ndarray, values: np.ndarray, count: int, other_count: int) -> _Grouped:
     side, other = np.asarray(side, np.int64), np.asarray(other, np.int64)
-    order = np.lexsort((other, side))
+    order = np.argsort(side, kind="stable")  # CSR needs rows in order, not each row's columns: half a lexsort's time
     indptr = np.r_[0, np.cumsum(np.bincount(side, minlength=count))]
     return _Grouped(order, other, np.asarray(values, np.float64), other[order], indptr, count, other_count)
 
 
 def _solve(group: _Grouped, features: np.ndarray, gram_weights: np.ndarray, rhs_terms: np.ndarray,
-           base: np.ndarray, l2_reg: float) -> np.ndarray:
+           base: np.ndarray, l2_reg: float) -> tuple[np.ndarray, np.ndarray]:
     """For each owner: (base + Σ w f fᵀ + l2_reg I)⁻¹ Σ rhs f, over its ratings; zero for owners
     without ratings (their system is l2_reg I x = 0 when base is zero). The sums are two sparse
     products, (owners x others) weights times the other side's outer products and features,
-    then one batched solve."""
+    then one batched solve. Returns the solutions and the right-hand sides."""
     d = features.shape[1]
     grams = (group.matrix(gram_weights) @ np.einsum("ni,nj->nij", features, features).reshape(-1, d * d)).reshape(-1, d, d)
     rhs = group.matrix(rhs_terms) @ features
@@ -178,34 +178,40 @@ def _solve(group: _Grouped, features: np.ndarray, gram_weights: np.ndarray, rhs_
     out = np.linalg.solve(grams, rhs[:, :, None])[:, :, 0]
     if not base.any():
         out[np.diff(group.indptr) == 0] = 0.0  # no ratings: exactly zero, not a solve's round-off
-    return out
+    return out, rhs
 
 
-def _explicit_half_step(model: Factorization, group: _Grouped, users_side: bool, l2_reg: float) -> None:
+def _explicit_half_step(model: Factorization, group: _Grouped, users_side: bool, l2_reg: float) -> float:
     """Refit one side's factors and intercepts with the other side fixed: each owner's ridge
-    regression of (rating - mean - other intercept) on [other factors, 1]."""
+    regression of (rating - mean - other intercept) on [other factors, 1]. Returns the squared
+    error over the ratings after the refit.
+
+    The error comes from the normal equations rather than a prediction per rating: with
+    (G + λI)θ = b for b = Fᵀt, the residual ‖t - Fθ‖² = tᵀt - 2θᵀb + θᵀGθ = tᵀt - θᵀb - λ‖θ‖².
+    That is O(owners x k) instead of gathering both factor rows of every rating (a tenth of a
+    fit's time at 1M ratings), and exact up to the solve's round-off."""
     other_factors = model.item_factors if users_side else model.user_factors
     other_intercepts = model.item_intercepts if users_side else model.user_intercepts
     features = np.column_stack([other_factors, np.ones(len(other_factors))])
     targets = group.values - model.global_mean - other_intercepts[group.others]
-    solved = _solve(group, features, np.ones(len(group.values)), targets, np.zeros((features.shape[1],) * 2), l2_reg)
+    solved, rhs = _solve(group, features, np.ones(len(group.values)), targets, np.zeros((features.shape[1],) * 2), l2_reg)
     if users_side:
         model.user_factors, model.user_intercepts = solved[:, :-1], solved[:, -1]
     else:
         model.item_factors, model.item_intercepts = solved[:, :-1], solved[:, -1]
+    return float(targets @ targets - np.vdot(solved, rhs) - l2_reg * np.vdot(solved, solved))
 
 
 def _implicit_half_step(group: _Grouped, other: np.ndarray, l2_reg: float, alpha: float) -> np.ndarray:
     """x_u = (YᵀY + Yᵀ(C_u - I)Y + λI)⁻¹ YᵀC_u p_u, with c = 1 + alpha r and p = 1 on the seen pairs."""
     confidence = 1.0 + alpha * group.values
-    return _solve(group, other, confidence - 1.0, confidence, other.T @ other, l2_reg)
+    return _solve(group, other, confidence - 1.0, confidence, other.T @ other, l2_reg)[0]
 
 
-def _explicit_loss(model: Factorization, ratings: Ratings, l2_reg: float) -> float:
-    residual = ratings.values - model.predict(ratings.users, ratings.items)
-    penalty = sum(float((a * a).sum()) for a in (model.user_factors, model.item_factors,
-                                                 model.user_intercepts, model.item_intercepts))
-    return float(residual @ residual) + l2_reg * penalty
+def _squared_norms(model: Factorization) -> float:
+    """What ``l2_reg`` multiplies in the explicit loss: factors and intercepts of both sides."""
+    return sum(float(np.vdot(a, a)) for a in (model.user_factors, model.item_factors,
+                                              model.user_intercepts, model.item_intercepts))
 
 
 def _implicit_loss(model: Factorization, ratings: Ratings, l2_reg: float, alpha: float) -> float:
