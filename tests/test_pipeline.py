@@ -273,6 +273,16 @@ def test_a_bad_option_on_the_command_line_is_one_line_not_a_traceback(trained_wa
     assert not (tmp_path / "s").exists()  # refused before any work
 
 
+def test_the_exports_import_chain_loads_no_training_library() -> None:
+    """Beam's import and DuckDB's query share the GIL at start-up: at 1M rows every 0.1 s of
+    it is 3% of the command. The model registry (which the warehouse loads) keeps scipy,
+    scikit-learn, XGBoost and statsforecast to the functions that train and score."""
+    code = ("import sys, predserve.cli.export, predserve.pipeline.sources, predserve.warehouse.engine\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'sklearn', 'xgboost', 'statsforecast'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 def test_without_dask_the_extra_is_named() -> None:
     """A real process in which dask cannot be imported."""
     code = ("import sys; sys.modules['dask.distributed'] = None\n"

@@ -41,8 +41,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
-from scipy.stats import norm
 
 from predserve.warehouse.models.storage import (
     StoredModelError,
@@ -316,6 +314,8 @@ def regular_grid(timestamps: np.ndarray, values: np.ndarray, frequency: str) -> 
 # ---- seasonality and spikes -------------------------------------------------------------------
 def _classical(x: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
     """(trend, seasonal) of a classical decomposition: moving-average trend, phase means."""
+    from scipy.ndimage import uniform_filter1d  # here, not at import: see interval_quantile
+
     trend = uniform_filter1d(x, size=period, mode="nearest")
     detrended = x - trend
     phase = np.arange(len(x)) % period
@@ -416,6 +416,8 @@ def fit_series(timestamps: np.ndarray, values: np.ndarray, options: ArimaOptions
 
 def interval_quantile(confidence_level: float) -> float:
     """The normal quantile whose ± interval holds ``confidence_level`` of the mass."""
+    from scipy.stats import norm  # here, not at import: scipy.stats costs 0.4 s of every start, the export's included
+
     return float(norm.ppf(0.5 + confidence_level / 2))
 
 
@@ -469,6 +471,8 @@ def detect_anomalies(model: SeriesModel, threshold: float, timestamps: np.ndarra
         stamps, data = model.timestamps(0, model.length)[model.observed], model.data[model.observed]
     else:
         positions, stamps, data = model.positions(timestamps), np.asarray(timestamps), np.asarray(values, float)
+    from scipy.stats import norm  # here, not at import: see interval_quantile
+
     expected, error = model.expected(positions)
     half = interval_quantile(threshold) * error
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -24,10 +24,12 @@ intercepts), so both cases share this one solver instead of two code paths.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, float_field, str_field
 
@@ -155,6 +157,8 @@ class _Grouped:
 
     def matrix(self, weights: np.ndarray) -> sparse.csr_matrix:
         """(owners x others) with each rating's weight (repeated pairs add up in products)."""
+        from scipy import sparse  # here, not at import: every process that loads the model registry would pay 0.1 s
+
         return sparse.csr_matrix((weights[self.order], self.indices, self.indptr), shape=(self.count, self.other_count))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 from predserve.errors import ModelError
 from predserve.warehouse.models import gradient_descent, outputs
@@ -145,7 +144,7 @@ def standard_errors(t: Training, estimator: LinearModel, sample_weight: np.ndarr
     else:
         if len(t.classes) != 2:
             return np.full(x.shape[1] + 1, np.nan)  # ML.ADVANCED_WEIGHTS does not support multiclass models
-        p = expit(estimator.decision(x)[:, 0])
+        p = estimator.predict_proba(x)[:, 1]
         hessian = design.T @ (design * (weights * p * (1 - p))[:, None]) + 2 * options["l2_reg"] * penalty
         covariance = np.linalg.pinv(hessian)
     diagonal = np.sqrt(np.clip(np.diag(covariance), 0.0, None))
