@@ -1,7 +1,8 @@
 """Matrix factorization by alternating least squares: the algorithmic core of BigQuery ML's
 MATRIX_FACTORIZATION (explicit ratings, and implicit feedback by weighted ALS), stored as data.
 
-Self-contained (NumPy only) so that the model family (issue 22) registers on top of it.
+Self-contained (NumPy, and SciPy for the sparse products) so that the model family (issue 22)
+registers on top of it.
 
 - **explicit** (``feedback_type='EXPLICIT'``): rating ≈ global mean + user intercept + item
   intercept + user factors · item factors, fitted on the observed ratings only, with ``l2_reg``
@@ -28,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, float_field, str_field
+
 if TYPE_CHECKING:
     from scipy import sparse
-
-from predserve.warehouse.models.storage import StoredModelError, array_field, array_to_data, float_field, str_field
 
 FEEDBACK_TYPES = ("EXPLICIT", "IMPLICIT")
 
