@@ -193,7 +193,7 @@ def _explicit_half_step(model: Factorization, group: _Grouped, users_side: bool,
 
     The error comes from the normal equations rather than a prediction per rating: with
     (G + λI)θ = b for b = Fᵀt, the residual ‖t - Fθ‖² = tᵀt - 2θᵀb + θᵀGθ = tᵀt - θᵀb - λ‖θ‖².
-    That is O(owners x k) instead of gathering both factor rows of every rating (a tenth of a
+    That is O(owners x k) instead of gathering both factor rows of every rating (a sixth of a
     fit's time at 1M ratings), and exact up to the solve's round-off."""
     other_factors = model.item_factors if users_side else model.user_factors
     other_intercepts = model.item_intercepts if users_side else model.user_intercepts
